@@ -1,0 +1,20 @@
+"""unet_course: the helper package that the U-Net course notebooks import.
+
+Importing it is cheap and changes nothing: Keras, TensorFlow and matplotlib are imported by
+the submodules that need them, not here. The submodules, by topic:
+
+- ``data``: the synthetic nuclei generator and the Data Science Bowl 2018 loader.
+- ``conv``: convolution and transposed convolution written as matrices.
+- ``model``: the U-Net builders and shape tools.
+- ``metrics`` / ``losses``: Dice, IoU and the training losses (``keras.ops`` only).
+- ``augment`` / ``train``: augmentation, data feeding and the training loop defaults.
+- ``instances``: from probability maps to separate objects, and the instance score.
+- ``plotting``: the course's figures.
+- ``runtime``: quick mode, backend and device reports.
+- ``course``: the README table, notebook navigation and Colab links (maintainers' tool).
+"""
+
+from unet_course.runtime import quick_mode
+
+__version__ = "0.1.0"
+__all__ = ["quick_mode", "__version__"]

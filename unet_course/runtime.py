@@ -1,0 +1,70 @@
+"""Runtime facts: quick mode, the Keras backend, the devices in use, and seeding.
+
+Plumbing that every notebook needs in its Setup cell. Nothing here runs on import.
+"""
+
+from __future__ import annotations
+
+import os
+
+QUICK_ENV = "UNET_COURSE_QUICK"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def quick_mode() -> bool:
+    """True when ``UNET_COURSE_QUICK`` asks for the small, fast version of every notebook.
+
+    Quick mode shrinks data and epochs only; every check still runs. Accepted values are
+    ``1/true/yes/on`` and ``0/false/no/off`` (any case); anything else is an error, so a typo
+    never silently starts a long full-mode run.
+    """
+    value = os.environ.get(QUICK_ENV, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(
+        f"{QUICK_ENV}={os.environ[QUICK_ENV]!r} is not understood; expected one of "
+        f"{sorted(_TRUE | (_FALSE - {''}))}"
+    )
+
+
+def gpu_devices() -> list[str]:
+    """Names of the GPUs the active Keras backend can use (an empty list on CPU)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_physical_devices("GPU")]
+    if backend == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices() if d.platform == "gpu"]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
+def runtime_summary() -> str:
+    """One line for a notebook's Setup cell: Keras version, backend, device, quick mode.
+
+    When no GPU is visible it adds what to do about it (on Colab: Runtime > Change runtime
+    type > GPU).
+    """
+    import keras
+
+    gpus = gpu_devices()
+    mode = "quick" if quick_mode() else "full"
+    device = f"GPU: {', '.join(gpus)}" if gpus else "no GPU (CPU only)"
+    line = f"Keras {keras.__version__} · backend {keras.backend.backend()} · {device} · {mode} mode"
+    if not gpus:
+        line += (
+            "\nHint: training in notebook 05 is much faster on a GPU. On Colab choose "
+            "Runtime > Change runtime type > GPU, then run the notebook again."
+        )
+    return line
