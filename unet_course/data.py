@@ -89,7 +89,9 @@ def _check_args(n, size, seed, style, nuclei, radius, cluster_fraction) -> None:
             or not all(isinstance(v, numbers.Real) for v in pair)
             or not low <= pair[0] <= pair[1]
         ):
-            raise ValueError(f"{name} must be a pair (low, high) with {low} <= low <= high, got {pair!r}")
+            raise ValueError(
+                f"{name} must be a pair (low, high) with {low} <= low <= high, got {pair!r}"
+            )
     if not isinstance(cluster_fraction, numbers.Real) or not 0 <= cluster_fraction <= 1:
         raise ValueError(f"cluster_fraction must be a number in [0, 1], got {cluster_fraction!r}")
 
@@ -111,7 +113,9 @@ def _draw_labels(rng, size, count, radius, cluster_fraction) -> tuple[np.ndarray
     r = rng.uniform(*radius, count)
     aspect = np.sqrt(rng.uniform(1.0, 2.2, count))
     shape = np.stack([r * aspect, r / aspect, rng.uniform(0, np.pi, count)], axis=1)
-    outline = np.concatenate([rng.uniform(-0.07, 0.07, (count, 2)), rng.uniform(0, 2 * np.pi, (count, 2))], 1)
+    outline = np.concatenate(
+        [rng.uniform(-0.07, 0.07, (count, 2)), rng.uniform(0, 2 * np.pi, (count, 2))], 1
+    )
     clustered = rng.random(count) < cluster_fraction
     angle = rng.uniform(0, 2 * np.pi, count)
     gap = rng.uniform(0.7, 0.95, count)
@@ -140,7 +144,9 @@ def _paint(labels, depth, k, centre, shape, outline) -> None:
     u = dx * np.float32(cos / a) + dy * np.float32(sin / a)
     v = dy * np.float32(cos / b) - dx * np.float32(sin / b)
     phi = np.arctan2(v, u)
-    wobble = 1 + outline[0] * np.cos(2 * phi + outline[2]) + outline[1] * np.cos(3 * phi + outline[3])
+    wobble = (
+        1 + outline[0] * np.cos(2 * phi + outline[2]) + outline[1] * np.cos(3 * phi + outline[3])
+    )
     d = np.hypot(u, v) / wobble
     box_depth = depth[y0:y1, x0:x1]
     won = d < box_depth
@@ -207,7 +213,10 @@ def _render(rng, labels: np.ndarray, depth: np.ndarray, style: str, out: np.ndar
         counter = np.array([0.07, 0.99, 0.11]) * rng.uniform(0.05, 0.25)
         density = rng.uniform(1.2, 2.2) * signal
         light = 234 * illumination + rng.uniform(1, 5) * noise
-        planes = [np.exp(-np.float32(s) * density - np.float32(c)) * light for s, c in zip(stain, counter, strict=True)]
+        planes = [
+            np.exp(-np.float32(s) * density - np.float32(c)) * light
+            for s, c in zip(stain, counter, strict=True)
+        ]
     for channel, plane in enumerate(planes):
         out[..., channel] = np.clip(plane, 0, 255) + 0.5
 

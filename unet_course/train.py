@@ -1,0 +1,308 @@
+"""Training the U-Net: defaults you can read in one cell, the device policy, and evaluation.
+
+What belongs here:
+
+- ``TrainConfig``: every training default in one place (Adam, BCE + Dice, patience values).
+- ``choose_accelerator`` / ``Accelerator``: on a GPU, mixed precision (``mixed_bfloat16`` on
+  GPUs that have fast bfloat16, ``mixed_float16`` otherwise) and XLA compilation, switched on
+  automatically and reported; on a CPU the same code path without them.
+- ``dtype_policy``: a context manager that sets Keras's global dtype policy and always restores
+  the previous one, so building a model in mixed precision changes nothing afterwards.
+- ``build_model`` (a builder under the policy, with a float32 output), ``compile_model``,
+  ``make_callbacks`` and ``fit``: the training loop.
+- ``predict_native``, ``pixel_scores`` and ``choose_threshold``: predicting images of any size
+  at their native resolution (reflect-pad to a size the model accepts, crop the answer back;
+  never resize it) and scoring the result over a whole set of images.
+
+Nothing here runs at import (importing the module imports Keras and nothing else happens).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import numbers
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training defaults, readable in one cell.
+
+    Attributes:
+        epochs: passes over the training set (early stopping may end sooner).
+        batch_size: images per gradient step.
+        learning_rate: Adam's initial step size.
+        loss: ``"bce_dice"`` (binary cross-entropy + soft Dice), ``"bce"`` or ``"dice"``.
+        threshold: probability above which a pixel counts as nucleus, for the metrics.
+        monitor: the quantity early stopping, checkpointing and the LR schedule watch.
+        early_stopping_patience: epochs without improvement before training stops (the best
+            weights are restored).
+        reduce_lr_patience: epochs without improvement before the learning rate is cut.
+        reduce_lr_factor: the factor the learning rate is multiplied by when it is cut.
+        min_learning_rate: the learning rate is never cut below this.
+        seed: seeds Python, NumPy and the backend before the model is built.
+    """
+
+    epochs: int = 40
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    loss: str = "bce_dice"
+    threshold: float = 0.5
+    monitor: str = "val_dice"
+    early_stopping_patience: int = 10
+    reduce_lr_patience: int = 4
+    reduce_lr_factor: float = 0.5
+    min_learning_rate: float = 1e-5
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "early_stopping_patience", "reduce_lr_patience"):
+            _check_int(name, getattr(self, name), low=1)
+        _check_int("seed", self.seed, low=0)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        if not 0 < self.reduce_lr_factor < 1:
+            raise ValueError(f"reduce_lr_factor must be in (0, 1), got {self.reduce_lr_factor!r}")
+        if not self.monitor.startswith(("val_", "loss", "dice", "iou")):
+            raise ValueError(f"monitor must name a logged quantity like 'val_dice', got {self.monitor!r}")
+
+
+LOSSES = ("bce_dice", "bce", "dice")
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, got {value}")
+
+
+# --------------------------------------------------------------------------- device policy
+
+
+@dataclasses.dataclass(frozen=True)
+class Accelerator:
+    """How training runs on this machine.
+
+    Attributes:
+        backend: the Keras backend (``"tensorflow"``, ``"jax"``, ``"torch"``).
+        gpus: names of the GPUs the backend sees (empty on CPU).
+        precision: the dtype policy, ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
+        jit_compile: whether ``compile`` asks for XLA compilation.
+    """
+
+    backend: str
+    gpus: tuple[str, ...]
+    precision: str
+    jit_compile: bool
+
+    def describe(self) -> str:
+        """One line for a log: device, precision and XLA, and why."""
+        device = f"GPU ({', '.join(self.gpus)})" if self.gpus else "CPU"
+        xla = "XLA on" if self.jit_compile else "XLA off"
+        if self.backend == "jax" and self.jit_compile:
+            xla += " (JAX always compiles with XLA)"
+        return f"{device} · backend {self.backend} · precision {self.precision} · {xla}"
+
+
+def choose_accelerator(precision: str = "auto", xla: bool | str = "auto") -> Accelerator:
+    """Decide the dtype policy and XLA compilation for this machine.
+
+    ``"auto"`` means: on a GPU, mixed precision (bfloat16 where the GPU computes it fast,
+    compute capability 8.0 or newer; float16 otherwise) and XLA; on a CPU, float32, with XLA
+    only on JAX (whose every step is XLA-compiled anyway; TensorFlow on CPU runs faster without).
+    Pass explicit values to override, e.g. ``choose_accelerator("float32", xla=False)``.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if xla not in ("auto", True, False):
+        raise ValueError(f"xla must be 'auto', True or False, got {xla!r}")
+    from unet_course.runtime import gpu_devices
+
+    backend = keras.backend.backend()
+    gpus = tuple(gpu_devices())
+    if precision == "auto":
+        precision = "float32"
+        if gpus:
+            precision = "mixed_bfloat16" if _gpu_has_fast_bfloat16() else "mixed_float16"
+    if xla == "auto":
+        xla = bool(gpus) or backend == "jax"
+    if backend == "torch":
+        xla = False  # Keras's torch backend has no XLA path
+    return Accelerator(backend=backend, gpus=gpus, precision=precision, jit_compile=bool(xla))
+
+
+def _gpu_has_fast_bfloat16() -> bool:
+    """True when the first GPU has compute capability 8.0 or newer (Ampere, Hopper, ...)."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpu = tf.config.list_physical_devices("GPU")[0]
+            major = tf.config.experimental.get_device_details(gpu)["compute_capability"][0]
+        elif backend == "jax":
+            import jax
+
+            gpu = next(d for d in jax.devices() if d.platform == "gpu")
+            major = int(str(gpu.compute_capability).split(".")[0])
+        else:
+            import torch
+
+            major = torch.cuda.get_device_capability(0)[0]
+    except Exception:  # an unknown GPU: float16 with loss scaling works everywhere
+        return False
+    return major >= 8
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Set Keras's global dtype policy inside the ``with`` block; restore the old one after.
+
+    Layers take the global policy when they are created, so build the model inside the block.
+    """
+    if name not in PRECISIONS[1:]:
+        raise ValueError(f"precision must be one of {PRECISIONS[1:]}, got {name!r}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_model(builder: Callable[[], keras.Model], accelerator: Accelerator) -> keras.Model:
+    """Call ``builder()`` under the accelerator's dtype policy; make sure the output is float32.
+
+    Under mixed precision the layers compute in float16/bfloat16 but the probabilities that
+    the loss and the metrics see must be float32 (a sigmoid in float16 rounds 0.9996 to 1 and
+    the cross-entropy overflows). When the builder's last layer does not already compute in
+    float32, a float32 ``Activation("linear")`` is appended.
+
+    Returns:
+        a ``keras.Model`` whose output dtype is ``float32``.
+    """
+    with dtype_policy(accelerator.precision):
+        model = builder()
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"builder must return a keras.Model, got {type(model).__name__}")
+        if model.outputs and str(model.outputs[0].dtype) != "float32":
+            output = keras.layers.Activation("linear", dtype="float32", name="float32_output")(
+                model.outputs[0]
+            )
+            model = keras.Model(model.inputs, output, name=model.name)
+    return model
+
+
+# --------------------------------------------------------------------------- training loop
+
+
+def make_loss(name: str) -> keras.losses.Loss:
+    """The loss called ``name`` in ``TrainConfig.loss``: ``"bce_dice"``, ``"bce"`` or ``"dice"``."""
+    from unet_course import losses
+
+    if name == "bce_dice":
+        return losses.BCEDiceLoss()
+    if name == "dice":
+        return losses.SoftDiceLoss()
+    if name == "bce":
+        return keras.losses.BinaryCrossentropy()
+    raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
+
+
+def compile_model(
+    model: keras.Model, config: TrainConfig, accelerator: Accelerator
+) -> keras.Model:
+    """Compile ``model`` with Adam, the configured loss and the Dice and IoU metrics.
+
+    Under ``mixed_float16`` Keras wraps the optimizer in a ``LossScaleOptimizer`` itself
+    (``auto_scale_loss=True``), so small float16 gradients do not underflow to zero.
+    Returns the same model, compiled.
+    """
+    from unet_course.metrics import IoU, Dice
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss=make_loss(config.loss),
+        metrics=[Dice(threshold=config.threshold), IoU(threshold=config.threshold)],
+        jit_compile=accelerator.jit_compile,
+    )
+    return model
+
+
+def make_callbacks(out_dir: str | Path, config: TrainConfig) -> list[keras.callbacks.Callback]:
+    """EarlyStopping, ModelCheckpoint to ``out_dir/model.keras``, ReduceLROnPlateau, CSVLogger.
+
+    All of them watch ``config.monitor`` (``"val_dice"``: higher is better). The checkpoint
+    keeps the best epoch; early stopping restores the best weights at the end, so the model in
+    memory and the file agree. The history goes to ``out_dir/history.csv``.
+    """
+    out = Path(out_dir)
+    mode = "min" if config.monitor.endswith("loss") else "max"
+    return [
+        keras.callbacks.ModelCheckpoint(
+            out / "model.keras", monitor=config.monitor, mode=mode, save_best_only=True
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor=config.monitor,
+            mode=mode,
+            patience=config.early_stopping_patience,
+            restore_best_weights=True,
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=config.monitor,
+            mode=mode,
+            factor=config.reduce_lr_factor,
+            patience=config.reduce_lr_patience,
+            min_lr=config.min_learning_rate,
+        ),
+        keras.callbacks.CSVLogger(str(out / "history.csv")),
+    ]
+
+
+def fit(
+    model: keras.Model,
+    train_data,
+    val_data,
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    steps_per_epoch: int | None = None,
+    verbose: int | str = "auto",
+) -> keras.callbacks.History:
+    """Train a compiled ``model``; write ``out_dir/model.keras`` and ``out_dir/history.csv``.
+
+    Args:
+        train_data, val_data: ``keras.utils.PyDataset`` objects (or anything ``model.fit``
+            takes) yielding ``(images (B, H, W, 3) float32, masks (B, H, W, 1) float32)``.
+        config: the ``TrainConfig`` (epochs, callbacks' patience, ...).
+        out_dir: an existing folder for the checkpoint and the CSV history.
+        steps_per_epoch: limit the batches per epoch (quick runs); ``None`` means all.
+        verbose: Keras's progress display (``"auto"`` shows a progress bar).
+
+    Returns:
+        the ``History``; ``history.history`` maps ``"loss"``, ``"dice"``, ``"val_dice"``, ...
+        to one value per epoch.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FileNotFoundError(f"out_dir {str(out)!r} is not an existing folder")
+    return model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=make_callbacks(out, config),
+        verbose=verbose,
+    )
