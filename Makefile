@@ -1,0 +1,52 @@
+# The course's two commands: `make lab` (set up, open JupyterLab) and `make test` (set up, check).
+# Everything lives in .venv; it is created when missing or broken and refreshed when
+# pyproject.toml changes.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JOBS ?= 2
+NB_CELL_TIMEOUT ?= 600
+LAB_ARGS ?=
+
+.PHONY: help setup lab test lint strip sync check benchmarks clean
+
+help:
+	@echo "make lab    set up .venv and open the course in JupyterLab"
+	@echo "make test   set up .venv, lint, check notebooks, run unit tests and every notebook (quick mode)"
+	@echo "make sync   regenerate the README table and the notebooks' navigation and Colab cells"
+	@echo "make strip  strip outputs and execution counts from the notebooks (tags are kept)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else f"Python 3.11 or newer is needed; $(PYTHON) is {v.major}.{v.minor}")'
+	@$(BIN)/python -c 'import sys' 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check unet_course tests benchmarks notebooks
+
+check: $(STAMP)
+	$(BIN)/python -m unet_course.course check
+
+test: lint check
+	UNET_COURSE_QUICK=1 $(BIN)/python -m pytest -n $(JOBS) --nbmake --nbmake-timeout=$(NB_CELL_TIMEOUT) tests notebooks
+
+sync: $(STAMP)
+	$(BIN)/python -m unet_course.course sync
+
+strip: $(STAMP)
+	$(BIN)/nbstripout --keep-id notebooks/*.ipynb
+
+benchmarks: $(STAMP)
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
