@@ -18,7 +18,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 PROG = "unet-course"
@@ -163,3 +163,280 @@ def doctor_report() -> list[str]:
 def _run_doctor(args: argparse.Namespace) -> int:
     print("\n".join(doctor_report()))
     return 0
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _add_train(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a U-Net; write model.keras, history.csv and metrics.json",
+        description="Train a U-Net on synthetic nuclei or a DSB2018 folder. Writes "
+        "OUT/model.keras (the best epoch), OUT/history.csv and OUT/metrics.json (validation "
+        "Dice and IoU at native resolution). On a GPU, mixed precision and XLA are switched "
+        "on automatically (see `unet-course doctor`).",
+    )
+    parser.add_argument("--data", default="synthetic",
+                        help="'synthetic' (default) or a folder in the DSB2018 layout")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (must be new or empty)")
+    parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    parser.add_argument("--img-size", type=_positive_int, default=None,
+                        help="training image side (default 256; 64 with --quick)")
+    parser.add_argument("--epochs", type=_positive_int, default=None,
+                        help="maximum epochs (default 40; 1 with --quick)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8)
+    parser.add_argument("--steps-per-epoch", type=_positive_int, default=None,
+                        help="batches per epoch (default: the whole training set; 2 with --quick)")
+    parser.add_argument("--lr", type=_learning_rate, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--loss", choices=("bce_dice", "bce", "dice"), default="bce_dice")
+    parser.add_argument("--seed", type=_nonnegative_int, default=42)
+    parser.add_argument("--quick", action="store_true",
+                        help="a few dozen small images and a few steps (also UNET_COURSE_QUICK=1)")
+    parser.add_argument("--precision", choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+                        default="auto", help="auto: mixed precision on a GPU, float32 on a CPU")
+    parser.add_argument("--xla", type=_on_off_auto, default="auto",
+                        help="auto (default), on or off: XLA compilation")
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    parser.add_argument("--workers", type=_positive_int, default=1,
+                        help="data loader worker threads")
+    _add_model_options(parser)
+    parser.set_defaults(func=_run_train)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model", "--model seed is the popular 1.9 M-parameter U-Net; "
+                                      "--model unet uses the build_unet options below")
+    group.add_argument("--model", choices=("seed", "unet"), default="seed")
+    group.add_argument("--base-filters", type=_positive_int, default=16)
+    group.add_argument("--depth", type=_positive_int, default=4)
+    group.add_argument("--dropout", type=float, default=0.0)
+    group.add_argument("--batch-norm", action="store_true")
+    group.add_argument("--upsampling", choices=("transpose", "bilinear"), default="transpose")
+    group.add_argument("--activation", default="elu")
+
+
+_UNET_OPTIONS = ("base_filters", "depth", "dropout", "batch_norm", "upsampling", "activation")
+
+
+def _train_settings(args: argparse.Namespace) -> dict:
+    """Check the train arguments and fill the quick-mode defaults; no heavy work, no files."""
+    from unet_course.runtime import quick_mode
+
+    quick = args.quick or quick_mode()
+    _check_data(args.data)
+    _check_out_dir(args.out, args.overwrite)
+    img_size = args.img_size or (64 if quick else 256)
+    if args.model == "seed":
+        given = [o for o in _UNET_OPTIONS if getattr(args, o) != _DEFAULTS[o]]
+        if given:
+            flags = ", ".join("--" + o.replace("_", "-") for o in given)
+            raise UsageError(f"{flags}: options of --model unet only (the seed model is fixed)")
+    depth = 4 if args.model == "seed" else args.depth
+    if not 0 <= args.dropout < 1:
+        raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
+    try:
+        from unet_course.model import check_input_size
+
+        check_input_size(img_size, depth, "same")
+    except ValueError as err:
+        raise UsageError(f"--img-size: {err}") from None
+    return dict(
+        quick=quick, img_size=img_size, epochs=args.epochs or (1 if quick else 40),
+        steps=args.steps_per_epoch or (2 if quick else None),
+    )
+
+
+_DEFAULTS = dict(base_filters=16, depth=4, dropout=0.0, batch_norm=False,
+                 upsampling="transpose", activation="elu")
+
+
+def _model_builder(args: argparse.Namespace):
+    """A zero-argument function that builds the chosen U-Net for images of any size."""
+    from unet_course import model
+
+    if args.model == "seed":
+        return lambda: model.seed_unet(input_shape=(None, None, 3))
+    options = {o: getattr(args, o) for o in _UNET_OPTIONS}
+    return lambda: model.build_unet((None, None, 3), rescale=1 / 255, **options)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    settings = _train_settings(args)
+    import keras
+
+    from unet_course import datasets, train
+
+    keras.utils.set_random_seed(args.seed)
+    splits = datasets.load_splits(args.data, settings["img_size"], quick=settings["quick"],
+                                  seed=args.seed)
+    print(splits.describe())
+    config = train.TrainConfig(epochs=settings["epochs"], batch_size=args.batch_size,
+                               learning_rate=args.lr, loss=args.loss, seed=args.seed)
+    accelerator = train.choose_accelerator(args.precision, args.xla)
+    print(f"Training on {accelerator.describe()}")
+    model = train.build_model(_model_builder(args), accelerator)
+    train.compile_model(model, config, accelerator)
+    train_seq, val_seq = train.make_sequences(
+        splits, settings["img_size"], config.batch_size, seed=args.seed,
+        augment=not args.no_augment, workers=args.workers,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    history = train.fit(model, train_seq, val_seq, config, args.out,
+                        steps_per_epoch=settings["steps"])
+    scores = train.pixel_scores(splits.val.masks, train.predict_native(model, splits.val.images),
+                                config.threshold)
+    report = _train_report(args, settings, splits, accelerator, history, scores)
+    (args.out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "best_epoch")}))
+    print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
+    return 0
+
+
+def _train_report(args, settings, splits, accelerator, history, scores) -> dict:
+    """What ``metrics.json`` holds: validation scores and everything needed to reproduce them."""
+    logs = history.history
+    best = int(max(range(len(logs["val_dice"])), key=lambda i: logs["val_dice"][i]))
+    return {
+        "val_dice": scores["dice"],
+        "val_iou": scores["iou"],
+        "threshold": scores["threshold"],
+        "val_images": scores["images"],
+        "best_epoch": best + 1,
+        "epochs_run": len(logs["val_dice"]),
+        "data": str(args.data),
+        "source": splits.source,
+        "img_size": settings["img_size"],
+        "seed": args.seed,
+        "quick": settings["quick"],
+        "model": args.model,
+        "device": accelerator.describe(),
+    }
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="print pixel Dice and IoU of a trained model on held-out images (JSON)",
+        description="Predict each held-out image at its native resolution (reflect-pad to a "
+        "size the model accepts, crop the answer back) and print pixel Dice and IoU as JSON. "
+        "Data settings default to those in metrics.json next to the model, so the held-out "
+        "split is the one training never saw.",
+    )
+    parser.add_argument("--model", required=True, type=Path, help="a .keras file (from train)")
+    parser.add_argument("--data", default=None,
+                        help="'synthetic' or a DSB2018 folder (default: as in training)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--img-size", type=_positive_int, default=None,
+                        help="synthetic image side (default: as in training)")
+    parser.add_argument("--seed", type=_nonnegative_int, default=None,
+                        help="split seed (default: as in training)")
+    parser.add_argument("--threshold", type=_probability, default=None,
+                        help="probability threshold (default: as in training, else 0.5)")
+    parser.add_argument("--quick", action="store_true", help="the quick-mode splits")
+    parser.set_defaults(func=_run_evaluate)
+
+
+def _evaluate_settings(args: argparse.Namespace) -> dict:
+    """Check the evaluate arguments; fill defaults from ``metrics.json`` beside the model."""
+    from unet_course.runtime import quick_mode
+
+    if not args.model.is_file():
+        raise UsageError(f"--model {str(args.model)!r}: no such file; expected a .keras file")
+    if args.model.suffix != ".keras":
+        raise UsageError(f"--model {str(args.model)!r}: expected a .keras file")
+    if args.out is not None and not args.out.parent.is_dir():
+        raise UsageError(f"--out {str(args.out)!r}: folder {str(args.out.parent)!r} does not exist")
+    trained = _read_json(args.model.parent / "metrics.json")
+    settings = dict(
+        data=args.data or trained.get("data", "synthetic"),
+        img_size=args.img_size or trained.get("img_size"),
+        seed=trained.get("seed", 0) if args.seed is None else args.seed,
+        threshold=args.threshold or trained.get("threshold", 0.5),
+        quick=args.quick or quick_mode() or bool(trained.get("quick", False)),
+    )
+    _check_data(settings["data"])
+    return settings
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{str(path)!r} is not readable JSON ({err})") from None
+
+
+def evaluate_model(args: argparse.Namespace, settings: dict):
+    """Load the model and the held-out split; return ``(split, probs, result dict)``."""
+    import keras
+
+    from unet_course import datasets, losses, metrics, train  # noqa: F401 (registers objects)
+
+    model = keras.saving.load_model(args.model)
+    splits = datasets.load_splits(settings["data"], settings["img_size"], quick=settings["quick"],
+                                  seed=settings["seed"])
+    split = getattr(splits, args.split)
+    probs = train.predict_native(model, split.images)
+    scores = train.pixel_scores(split.masks, probs, settings["threshold"])
+    result = {"model": str(args.model), "data": str(settings["data"]), "split": args.split,
+              "source": splits.source, "dice": scores["dice"], "iou": scores["iou"],
+              "threshold": scores["threshold"], "images": scores["images"]}
+    return split, probs, result
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    settings = _evaluate_settings(args)
+    _, _, result = evaluate_model(args, settings)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+SUBCOMMANDS = (_add_train, _add_evaluate, _add_doctor)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``unet-course`` parser with one subparser per entry of ``SUBCOMMANDS``."""
+    parser = _Parser(prog=PROG, description="Train and evaluate U-Nets for nuclei segmentation.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       parser_class=_Parser)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (0 ok, 2 user error, 1 internal error)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UsageError as err:
+        return _fail(f"{PROG}: error: {err}", EXIT_USAGE)
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        return _fail(f"{PROG}: error: {_one_line(err)}", EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail(f"{PROG}: interrupted", 130)
+    except Exception as err:  # a bug, not the user's fault: still one line, unless debugging
+        if os.environ.get("UNET_COURSE_DEBUG"):
+            raise
+        return _fail(f"{PROG}: internal error: {type(err).__name__}: {_one_line(err)} "
+                     "(set UNET_COURSE_DEBUG=1 for the traceback)", 1)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _fail(message: str, code: int) -> int:
+    print(message, file=sys.stderr)
+    return code

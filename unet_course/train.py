@@ -230,7 +230,7 @@ def compile_model(
     (``auto_scale_loss=True``), so small float16 gradients do not underflow to zero.
     Returns the same model, compiled.
     """
-    from unet_course.metrics import IoU, Dice
+    from unet_course.metrics import Dice, IoU
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
@@ -306,3 +306,151 @@ def fit(
         callbacks=make_callbacks(out, config),
         verbose=verbose,
     )
+
+
+# --------------------------------------------------------------------------- native-size prediction
+
+
+def model_geometry(model: keras.Model) -> tuple[int, str]:
+    """``(depth, padding)`` of a U-Net, read from its layers.
+
+    ``depth`` is the number of ``MaxPooling2D`` layers; ``padding`` is ``"valid"`` when any
+    convolution larger than 1x1 is unpadded, else ``"same"``.
+    """
+    depth = sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model._flatten_layers())
+    valid = any(
+        isinstance(layer, keras.layers.Conv2D)
+        and not isinstance(layer, keras.layers.Conv2DTranspose)
+        and layer.padding == "valid"
+        and max(layer.kernel_size) > 1
+        for layer in model._flatten_layers()
+    )
+    if depth < 1:
+        raise ValueError(f"model {model.name!r} has no MaxPooling2D layer; expected a U-Net")
+    return depth, "valid" if valid else "same"
+
+
+def _fit_size(side: int, depth: int, padding: str) -> tuple[int, int]:
+    """Smallest input side whose output covers ``side`` pixels, and the output's margin."""
+    from unet_course.model import nearest_valid_sizes, unet_output_size
+
+    size = nearest_valid_sizes(side, depth, padding)[1]
+    while unet_output_size(size, depth, padding) < side:
+        size = nearest_valid_sizes(size + 1, depth, padding)[1]
+    return size, (size - unet_output_size(size, depth, padding)) // 2
+
+
+def _foreground(probs: np.ndarray) -> np.ndarray:
+    """``(B, H, W, C)`` model output -> ``(B, H, W)`` float32 foreground probability."""
+    probs = np.asarray(probs, dtype=np.float32)
+    return probs[..., 0] if probs.shape[-1] == 1 else probs[..., 1]
+
+
+def predict_native(model: keras.Model, images, batch_size: int = 4) -> list[np.ndarray]:
+    """Foreground probabilities for images of any size, at their native resolution.
+
+    Each image is reflect-padded to the smallest size the model accepts whose output covers
+    it, predicted, and the answer cropped back: nothing is resized. A model with a fixed input
+    size is slid over the padded image in tiles whose outputs abut (the paper's overlap-tile
+    strategy; for ``valid`` padding the tiles' inputs overlap by the lost border).
+
+    Args:
+        model: a U-Net (``same`` or ``valid`` padding) with a sigmoid (1 channel) or softmax
+            (2 channels, foreground = channel 1) output.
+        images: ``(n, H, W, C)`` array or a list of ``(H_i, W_i, C)`` arrays, in the value range
+            the model was trained on (the seed U-Net rescales uint8 itself).
+        batch_size: images per ``predict`` call (same-size images only are batched).
+
+    Returns:
+        a list of ``(H_i, W_i)`` float32 arrays in [0, 1].
+    """
+    depth, padding = model_geometry(model)
+    fixed = model.input_shape[1:3]
+    channels = model.input_shape[-1]
+    out = []
+    for image in images:
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[-1] != channels:
+            raise ValueError(f"expected images (H, W, {channels}), got shape {image.shape}")
+        if None in fixed:
+            out.append(_predict_padded(model, image, depth, padding))
+        else:
+            out.append(_predict_tiled(model, image, fixed, depth, padding, batch_size))
+    return out
+
+
+def _predict_padded(model, image: np.ndarray, depth: int, padding: str) -> np.ndarray:
+    (h, w), plans = image.shape[:2], []
+    for side in image.shape[:2]:
+        size, margin = _fit_size(side, depth, padding)
+        plans.append((margin, size - side - margin))
+    padded = np.pad(image, [*plans, (0, 0)], mode="reflect")
+    probs = _foreground(model.predict_on_batch(padded[None]))[0]
+    return probs[:h, :w]
+
+
+def _predict_tiled(model, image, fixed, depth: int, padding: str, batch_size: int) -> np.ndarray:
+    from unet_course.model import unet_output_size
+
+    h, w = image.shape[:2]
+    outs = [unet_output_size(s, depth, padding) for s in fixed]
+    margins = [(s - o) // 2 for s, o in zip(fixed, outs, strict=True)]
+    counts = [-(-side // o) for side, o in zip((h, w), outs, strict=True)]
+    pads = [(m, c * o + m - side + (s - o - 2 * m))
+            for side, s, o, m, c in zip((h, w), fixed, outs, margins, counts, strict=True)]
+    padded = np.pad(image, [*pads, (0, 0)], mode="reflect")
+    corners = [(i * outs[0], j * outs[1]) for i in range(counts[0]) for j in range(counts[1])]
+    tiles = np.stack([padded[y : y + fixed[0], x : x + fixed[1]] for y, x in corners])
+    probs = _foreground(model.predict(tiles, batch_size=batch_size, verbose=0))
+    canvas = np.zeros((counts[0] * outs[0], counts[1] * outs[1]), dtype=np.float32)
+    for (y, x), tile in zip(corners, probs, strict=True):
+        canvas[y : y + outs[0], x : x + outs[1]] = tile
+    return canvas[:h, :w]
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def pixel_scores(masks, probs, threshold: float = 0.5) -> dict[str, float]:
+    """Pixel Dice and IoU over a whole set of images (counts added up, divided once).
+
+    Args:
+        masks: true masks, ``(n, H, W)`` or a list of ``(H_i, W_i)``; nonzero = foreground.
+        probs: foreground probabilities of the same shapes (e.g. from ``predict_native``).
+        threshold: a pixel is predicted foreground when ``prob >= threshold``.
+
+    Returns:
+        ``{"dice", "iou", "tp", "fp", "fn", "images", "threshold"}``; both empty gives 1.0.
+    """
+    if len(masks) != len(probs):
+        raise ValueError(f"got {len(masks)} masks but {len(probs)} probability maps")
+    tp = fp = fn = 0
+    for mask, prob in zip(masks, probs, strict=True):
+        mask, prob = np.asarray(mask), np.asarray(prob)
+        if mask.shape != prob.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from probability shape {prob.shape}")
+        truth, pred = mask > 0, prob >= threshold
+        tp += int(np.sum(truth & pred))
+        fp += int(np.sum(~truth & pred))
+        fn += int(np.sum(truth & ~pred))
+    union = tp + fp + fn
+    return {
+        "dice": 2 * tp / (2 * tp + fp + fn) if union else 1.0,
+        "iou": tp / union if union else 1.0,
+        "tp": tp, "fp": fp, "fn": fn, "images": len(masks), "threshold": float(threshold),
+    }
+
+
+def choose_threshold(masks, probs, thresholds: Sequence[float] | None = None) -> tuple[float, np.ndarray]:
+    """The threshold with the highest pixel Dice on these (validation) images.
+
+    Returns:
+        ``(best_threshold, dice)`` where ``dice[i]`` is the pixel Dice at ``thresholds[i]``
+        (default thresholds: 0.05, 0.10, ..., 0.95). Ties go to the threshold closest to 0.5.
+    """
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2) if thresholds is None else np.asarray(thresholds)
+    if grid.ndim != 1 or grid.size == 0 or np.any((grid <= 0) | (grid >= 1)):
+        raise ValueError(f"thresholds must be a non-empty 1-D list of numbers in (0, 1), got {thresholds!r}")
+    dice = np.array([pixel_scores(masks, probs, t)["dice"] for t in grid])
+    best = np.flatnonzero(dice == dice.max())
+    return float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]]), dice

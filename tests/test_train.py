@@ -1,0 +1,202 @@
+"""Tests for unet_course.train and unet_course.datasets: device policy, native-size prediction,
+pixel scores against scikit-learn, seeded splits, and reproducible training on CPU."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, jaccard_score
+
+from unet_course import datasets, model, train
+
+
+def tiny_unet(input_shape=(None, None, 3), padding="same", depth=2, name="tiny"):
+    return model.build_unet(input_shape, base_filters=4, depth=depth, padding=padding,
+                            rescale=1 / 255, name=name)
+
+
+# --------------------------------------------------------------------------- TrainConfig
+
+
+def test_config_defaults_are_the_documented_ones():
+    config = train.TrainConfig()
+    assert (config.loss, config.monitor, config.threshold) == ("bce_dice", "val_dice", 0.5)
+    assert config.learning_rate == 1e-3
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(epochs=0), ValueError),
+        (dict(epochs=2.5), TypeError),
+        (dict(loss="focal"), ValueError),
+        (dict(learning_rate=0), ValueError),
+        (dict(threshold=1.0), ValueError),
+        (dict(monitor="accuracy"), ValueError),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, error):
+    with pytest.raises(error, match=next(iter(kwargs))):
+        train.TrainConfig(**kwargs)
+
+
+# --------------------------------------------------------------------------- device policy
+
+
+def test_cpu_policy_is_float32_and_xla_follows_the_backend():
+    accel = train.choose_accelerator()
+    assert accel.gpus == ()  # the test machine has no GPU
+    assert accel.precision == "float32"
+    assert accel.jit_compile == (keras.backend.backend() == "jax")
+    assert "CPU" in accel.describe() and "float32" in accel.describe()
+
+
+def test_explicit_policy_and_bad_values():
+    accel = train.choose_accelerator("mixed_bfloat16", xla=True)
+    assert (accel.precision, accel.jit_compile) == ("mixed_bfloat16", True)
+    with pytest.raises(ValueError, match="precision"):
+        train.choose_accelerator("float8")
+    with pytest.raises(ValueError, match="xla"):
+        train.choose_accelerator(xla="yes")
+
+
+def test_dtype_policy_is_restored_even_after_an_error():
+    before = keras.config.dtype_policy().name
+    with pytest.raises(RuntimeError), train.dtype_policy("mixed_float16"):
+        assert keras.config.dtype_policy().name == "mixed_float16"
+        raise RuntimeError("boom")
+    assert keras.config.dtype_policy().name == before
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_build_model_under_mixed_precision_has_float32_output(precision):
+    accel = train.Accelerator("tensorflow", (), precision, False)
+    net = train.build_model(lambda: tiny_unet(), accel)
+    assert keras.config.dtype_policy().name == "float32"  # global policy restored
+    conv = next(la for la in net.layers if isinstance(la, keras.layers.Conv2D))
+    assert conv.compute_dtype == precision.removeprefix("mixed_")  # layers compute in 16 bit
+    assert str(net.outputs[0].dtype) == "float32"
+    out = net.predict_on_batch(np.zeros((1, 16, 16, 3), np.float32))
+    assert out.dtype == np.float32
+
+
+def test_build_model_rejects_a_builder_that_returns_no_model():
+    with pytest.raises(TypeError, match="keras.Model"):
+        train.build_model(lambda: "model", train.choose_accelerator())
+
+
+# --------------------------------------------------------------------------- native-size prediction
+
+
+def test_model_geometry_reads_depth_and_padding():
+    assert train.model_geometry(tiny_unet(depth=3)) == (3, "same")
+    assert train.model_geometry(tiny_unet(padding="valid", depth=1)) == (1, "valid")
+
+
+def test_predict_native_pads_and_crops_back_without_resizing():
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    net = tiny_unet()
+    fits = rng.integers(0, 256, (32, 24, 3)).astype(np.uint8)  # divisible by 2**2: no padding
+    odd = rng.integers(0, 256, (30, 21, 3)).astype(np.uint8)  # padded to 32 x 24
+    probs = train.predict_native(net, [fits, odd])
+    assert [p.shape for p in probs] == [(32, 24), (30, 21)]
+    direct = net.predict_on_batch(fits[None].astype(np.float32))[0, ..., 0]
+    np.testing.assert_allclose(probs[0], direct, atol=1e-6)
+    padded = np.pad(odd, [(0, 2), (0, 3), (0, 0)], mode="reflect").astype(np.float32)
+    expected = net.predict_on_batch(padded[None])[0, :30, :21, 0]
+    np.testing.assert_allclose(probs[1], expected, atol=1e-6)
+
+
+def test_predict_native_valid_padding_output_covers_the_image():
+    rng = np.random.default_rng(1)
+    net = tiny_unet(padding="valid", depth=1)  # loses 8 pixels a side
+    image = rng.integers(0, 256, (20, 25, 3)).astype(np.uint8)
+    (prob,) = train.predict_native(net, [image])
+    assert prob.shape == (20, 25) and np.all((prob >= 0) & (prob <= 1))
+    size_h, margin = train._fit_size(20, 1, "valid")
+    assert model.unet_output_size(size_h, 1, "valid") >= 20 and margin == 8
+
+
+def test_predict_native_tiles_a_fixed_size_model():
+    rng = np.random.default_rng(2)
+    net = tiny_unet(input_shape=(16, 16, 3))
+    image = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    (prob,) = train.predict_native(net, [image])
+    quarters = [image[y : y + 16, x : x + 16] for y in (0, 16) for x in (0, 16)]
+    direct = net.predict_on_batch(np.stack(quarters).astype(np.float32))[..., 0]
+    assembled = np.block([[direct[0], direct[1]], [direct[2], direct[3]]])
+    np.testing.assert_allclose(prob, assembled, atol=1e-6)
+
+
+def test_predict_native_rejects_wrong_channels():
+    with pytest.raises(ValueError, match="expected images"):
+        train.predict_native(tiny_unet(), [np.zeros((16, 16), np.uint8)])
+
+
+# --------------------------------------------------------------------------- scores
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pixel_scores_match_sklearn_over_images_of_mixed_sizes(seed):
+    rng = np.random.default_rng(seed)
+    shapes = [(10, 13), (7, 7), (16, 5)]
+    masks = [rng.random(s) < rng.uniform(0.05, 0.6) for s in shapes]
+    probs = [rng.random(s).astype(np.float32) for s in shapes]
+    threshold = float(rng.uniform(0.2, 0.8))
+    got = train.pixel_scores(masks, probs, threshold)
+    truth = np.concatenate([m.ravel() for m in masks])
+    pred = np.concatenate([p.ravel() >= threshold for p in probs])
+    assert got["dice"] == pytest.approx(f1_score(truth, pred))
+    assert got["iou"] == pytest.approx(jaccard_score(truth, pred))
+    assert got["iou"] == pytest.approx(got["dice"] / (2 - got["dice"]))
+
+
+def test_pixel_scores_empty_and_mismatched():
+    empty = [np.zeros((4, 4))]
+    assert train.pixel_scores(empty, [np.zeros((4, 4))])["dice"] == 1.0
+    assert train.pixel_scores(empty, [np.ones((4, 4))])["iou"] == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        train.pixel_scores(empty, [np.zeros((4, 5))])
+    with pytest.raises(ValueError, match="masks"):
+        train.pixel_scores(empty, [])
+
+
+def test_choose_threshold_matches_a_brute_force_sklearn_search():
+    rng = np.random.default_rng(5)
+    truth = rng.random((2, 20, 20)) < 0.3
+    probs = np.clip(truth * 0.35 + rng.random(truth.shape) * 0.6, 0, 1)  # best cut near 0.4-0.6
+    best, dice = train.choose_threshold(list(truth), list(probs))
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    brute = [f1_score(truth.ravel(), probs.ravel() >= t) for t in grid]
+    np.testing.assert_allclose(dice, brute)
+    assert f1_score(truth.ravel(), probs.ravel() >= best) == pytest.approx(max(brute))
+    with pytest.raises(ValueError, match="thresholds"):
+        train.choose_threshold(list(truth), list(probs), thresholds=[0.0, 0.5])
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def test_synthetic_splits_are_seeded_sized_and_disjoint():
+    a = datasets.load_splits("synthetic", 32, quick=True, seed=3)
+    b = datasets.load_splits("synthetic", 32, quick=True, seed=3)
+    assert [len(a.train), len(a.val), len(a.test)] == list(datasets.QUICK_COUNTS.values())
+    assert a.train.images.shape == (24, 32, 32, 3) and a.train.images.dtype == np.uint8
+    np.testing.assert_array_equal(a.test.labels, b.test.labels)
+    assert not np.array_equal(a.train.images[0], a.test.images[0])
+    np.testing.assert_array_equal(a.val.masks, (a.val.labels > 0).astype(np.uint8))
+    c = datasets.load_splits("synthetic", 32, quick=True, seed=4)
+    assert not np.array_equal(a.train.images, c.train.images)
+
+
+def test_load_splits_sizes_and_bad_input():
+    s = datasets.load_splits("synthetic", quick=True, counts={"train": 3})
+    assert (len(s.train), s.train.images.shape[1]) == (3, datasets.QUICK_IMG_SIZE)
+    with pytest.raises(FileNotFoundError, match="nope"):
+        datasets.load_splits("/nope")
+    with pytest.raises(ValueError, match="img_size"):
+        datasets.load_splits("synthetic", 20)
+    with pytest.raises(ValueError, match="counts"):
+        datasets.load_splits("synthetic", counts={"tests": 2})
