@@ -89,9 +89,7 @@ def valid_input_sizes(
     _check_arch(depth, padding)
     if min_size < 1 or max_size < min_size:
         raise ValueError(f"need 1 <= min_size <= max_size, got {min_size} and {max_size}")
-    return [
-        s for s in range(min_size, max_size + 1) if _output_size_or_none(s, depth, padding)
-    ]
+    return [s for s in range(min_size, max_size + 1) if _output_size_or_none(s, depth, padding)]
 
 
 def nearest_valid_sizes(size: int, depth: int = 4, padding: str = "same") -> tuple[int | None, int]:
@@ -101,7 +99,9 @@ def nearest_valid_sizes(size: int, depth: int = 4, padding: str = "same") -> tup
     below = next(
         (s for s in range(int(size), 0, -1) if _output_size_or_none(s, depth, padding)), None
     )
-    above = next(s for s in range(max(int(size), 1), 10**7) if _output_size_or_none(s, depth, padding))
+    above = next(
+        s for s in range(max(int(size), 1), 10**7) if _output_size_or_none(s, depth, padding)
+    )
     return below, above
 
 
@@ -173,10 +173,11 @@ def _conv_block(x: Any, filters: int, level: int, rate: float, cfg: dict) -> Any
     for i in (1, 2):
         last = f"c{level}" if i == 2 else f"c{level}_conv1"
         conv = dict(padding=cfg["padding"], kernel_initializer=cfg["kernel_initializer"])
-        if cfg["batch_norm"]:
+        if cfg["batch_norm"]:  # conv (no bias) -> batch norm -> activation named as above
+            act = last if i == 2 else f"c{level}_act1"
             x = layers.Conv2D(filters, 3, use_bias=False, name=f"c{level}_conv{i}", **conv)(x)
             x = layers.BatchNormalization(name=f"c{level}_bn{i}")(x)
-            x = layers.Activation(cfg["activation"], name=last)(x)
+            x = layers.Activation(cfg["activation"], name=act)(x)
         else:
             x = layers.Conv2D(filters, 3, activation=cfg["activation"], name=last, **conv)(x)
         if i == 1 and rate > 0:
@@ -227,7 +228,9 @@ def skip_crops(depth: int = 4, padding: str = "valid") -> list[int]:
 
 def _check_build_args(input_shape: Sequence, num_classes: int, base_filters: int, kw: dict) -> None:
     if len(tuple(input_shape)) != 3:
-        raise ValueError(f"input_shape must be (H, W, C) with H, W int or None, got {input_shape!r}")
+        raise ValueError(
+            f"input_shape must be (H, W, C) with H, W int or None, got {input_shape!r}"
+        )
     if not isinstance(input_shape[2], int) or input_shape[2] < 1:
         raise ValueError(f"input_shape needs a fixed channel count C >= 1, got {input_shape!r}")
     for name, value in (("num_classes", num_classes), ("base_filters", base_filters)):
@@ -268,8 +271,14 @@ def build_unet(
     import keras
     from keras import layers
 
-    cfg = dict(depth=depth, padding=padding, upsampling=upsampling, activation=activation,
-               batch_norm=bool(batch_norm), kernel_initializer=kernel_initializer)
+    cfg = dict(
+        depth=depth,
+        padding=padding,
+        upsampling=upsampling,
+        activation=activation,
+        batch_norm=bool(batch_norm),
+        kernel_initializer=kernel_initializer,
+    )
     _check_build_args(input_shape, num_classes, base_filters, cfg)
     rates = _dropout_rates(dropout, depth)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
@@ -299,14 +308,24 @@ def seed_unet(input_shape: Sequence[int | None] = (256, 256, 3), name: str = "se
     sigmoid 1x1 head. Output ``(batch, 256, 256, 1)`` float32 foreground probabilities.
     ``Rescaling`` (not a ``Lambda``) keeps the ``.keras`` file loadable in safe mode.
     """
-    return build_unet(input_shape, num_classes=1, base_filters=16, depth=4,
-                      dropout=SEED_DROPOUT, activation="elu", padding="same",
-                      upsampling="transpose", kernel_initializer="he_normal",
-                      rescale=1 / 255, name=name)
+    return build_unet(
+        input_shape,
+        num_classes=1,
+        base_filters=16,
+        depth=4,
+        dropout=SEED_DROPOUT,
+        activation="elu",
+        padding="same",
+        upsampling="transpose",
+        kernel_initializer="he_normal",
+        rescale=1 / 255,
+        name=name,
+    )
 
 
 def paper_unet(
-    input_shape: Sequence[int | None] = (572, 572, 1), num_classes: int = 2,
+    input_shape: Sequence[int | None] = (572, 572, 1),
+    num_classes: int = 2,
     name: str = "paper_unet",
 ) -> Any:
     """Ronneberger, Fischer & Brox (2015) as published: 31,030,658 parameters.
@@ -318,6 +337,15 @@ def paper_unet(
     rate; here it is 0.5 in the bottleneck (no parameters, so the count is unaffected).
     """
     dropout = [0.0] * 4 + [0.5] + [0.0] * 4
-    return build_unet(input_shape, num_classes=num_classes, base_filters=64, depth=4,
-                      dropout=dropout, activation="relu", padding="valid",
-                      upsampling="transpose", kernel_initializer="he_normal", name=name)
+    return build_unet(
+        input_shape,
+        num_classes=num_classes,
+        base_filters=64,
+        depth=4,
+        dropout=dropout,
+        activation="relu",
+        padding="valid",
+        upsampling="transpose",
+        kernel_initializer="he_normal",
+        name=name,
+    )
