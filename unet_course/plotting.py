@@ -168,3 +168,127 @@ def image_grid(
         else:
             ax.axis("off")
     return fig, axes
+
+
+# ---------------------------------------------------------------- convolution pictures (02, 03)
+
+
+def show_matrix(
+    matrix, ax: Axes | None = None, title: str | None = None, annotate: bool | None = None,
+    cmap: str = "viridis",
+) -> Axes:  # fmt: skip
+    """Heat map of a small matrix ``(rows, cols)`` (dense or ``scipy.sparse``), values written in
+    the cells when ``annotate`` (default: when it has at most 400 entries)."""
+    m = np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix)
+    if m.ndim != 2:
+        raise ValueError(f"matrix must be 2-D, got shape {m.shape}")
+    ax = _axes(ax)
+    ax.imshow(m, cmap=cmap, interpolation="nearest", aspect="equal")
+    if annotate if annotate is not None else m.size <= 400:
+        mid = (m.max() + m.min()) / 2
+        for (r, c), v in np.ndenumerate(m):
+            ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=7,
+                    color="black" if v > mid else "white")  # fmt: skip
+    ax.set_xlabel(f"column = input pixel (0..{m.shape[1] - 1})")
+    ax.set_ylabel(f"row = output pixel (0..{m.shape[0] - 1})")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _value_grid(ax: Axes, grid: np.ndarray, title: str, cmap: str = "Blues") -> None:
+    """Draw a small 2-D array as coloured cells with their values (NaN cells left blank)."""
+    ax.clear()
+    ax.imshow(grid, cmap=cmap, interpolation="nearest")
+    if grid.size <= 144:
+        for (r, c), v in np.ndenumerate(grid):
+            if np.isfinite(v):
+                ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(grid.shape[1]))
+    ax.set_yticks(range(grid.shape[0]))
+    ax.tick_params(labelsize=6)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    ax.set_title(title, fontsize=9)
+
+
+def _box(ax: Axes, row: float, col: float, height: int, width: int, color: str = "red") -> None:
+    ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), width, height, fill=False, lw=2.5,
+                               edgecolor=color))  # fmt: skip
+
+
+def _jshtml(fig, update, frames: int, interval: int) -> str:
+    from matplotlib.animation import FuncAnimation
+
+    anim = FuncAnimation(fig, update, frames=frames, interval=interval)
+    html = anim.to_jshtml(default_mode="loop")
+    plt.close(fig)
+    return html
+
+
+def animate_conv_window(
+    x: np.ndarray, kernel: np.ndarray, stride=1, padding="valid", interval: int = 900
+) -> str:
+    """HTML animation of a 2-D convolution's window sliding over ``x (H, W)``.
+
+    Each frame: the padded input with the ``(kh, kw)`` window, the matching row of the
+    convolution matrix ``C``, and the output filled so far. Returns ``FuncAnimation.to_jshtml()``
+    (show it with ``IPython.display.HTML``); the figure is closed.
+    """
+    from unet_course import conv
+
+    x, kernel = np.asarray(x, dtype=float), np.asarray(kernel, dtype=float)
+    c = conv.conv_matrix(kernel, x.shape, stride, padding)  # validates everything
+    sh, sw = (int(v) for v in np.broadcast_to(stride, 2))
+    pads = conv.conv_padding(x.shape, kernel.shape, stride, padding)
+    padded, y = np.pad(x, pads), (c @ x.ravel()).reshape(conv.conv_output_shape(
+        x.shape, kernel.shape, stride, padding))  # fmt: skip
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 2.2, 0.8]})
+
+    def update(t: int) -> None:
+        i, j = divmod(t, y.shape[1])
+        where = f"window at output ({i}, {j})"
+        _value_grid(axes[0], padded, f"padded input, {where}" if padded.size > x.size else where)
+        _box(axes[0], pads[0][0], pads[1][0], *x.shape, color="gray")
+        _box(axes[0], i * sh, j * sw, *kernel.shape)
+        axes[1].clear()
+        show_matrix(c, ax=axes[1], annotate=c.size <= 400, title=f"row {t} of C (shape {c.shape})")
+        _box(axes[1], t, 0, 1, c.shape[1])
+        partial = np.where(np.arange(y.size).reshape(y.shape) <= t, y, np.nan)
+        _value_grid(axes[2], partial, f"output[{i}, {j}] = {y[i, j]:g}", cmap="Oranges")
+        _box(axes[2], i, j, 1, 1)
+
+    return _jshtml(fig, update, y.size, interval)
+
+
+def animate_conv_transpose(
+    y: np.ndarray, kernel: np.ndarray, stride=1, padding="valid", output_padding=None,
+    interval: int = 900,
+) -> str:  # fmt: skip
+    """HTML animation of a transposed convolution scattering each ``y (h, w)`` value into the
+    output: frame ``t`` adds ``y[i, j] * kernel`` at rows ``i * s - pad_top`` onward.
+
+    Returns ``FuncAnimation.to_jshtml()``; the figure is closed.
+    """
+    from unet_course import conv
+
+    y, kernel = np.asarray(y, dtype=float), np.asarray(kernel, dtype=float)
+    out = conv.conv2d_transpose(y, kernel, stride, padding, output_padding)  # validates
+    sh, sw = (int(v) for v in np.broadcast_to(stride, 2))
+    pads = conv.conv_padding(out.shape, kernel.shape, stride, padding)
+    order = np.arange(y.size).reshape(y.shape)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1, 1.6]})
+
+    def update(t: int) -> None:
+        i, j = divmod(t, y.shape[1])
+        _value_grid(axes[0], y, f"input y: value y[{i}, {j}] = {y[i, j]:g}")
+        _box(axes[0], i, j, 1, 1)
+        _value_grid(axes[1], y[i, j] * kernel, "y[i, j] * kernel", cmap="Purples")
+        partial = conv.conv2d_transpose(np.where(order <= t, y, 0), kernel, stride, padding,
+                                        output_padding)  # fmt: skip
+        _value_grid(axes[2], partial, f"output so far ({t + 1} of {y.size} added)", "Oranges")
+        _box(axes[2], i * sh - pads[0][0], j * sw - pads[1][0], *kernel.shape)
+        axes[2].set_xlim(-0.5, out.shape[1] - 0.5)
+        axes[2].set_ylim(out.shape[0] - 0.5, -0.5)
+
+    return _jshtml(fig, update, y.size, interval)
