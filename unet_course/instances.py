@@ -74,21 +74,26 @@ def _check_thresholds(thresholds: Sequence[float]) -> tuple[Fraction, ...]:
 
 
 # --------------------------------------------------------------------------- overlaps
-def _consecutive(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Relabel to 0, 1, ..., n (0 stays background). Returns (relabelled int64 flat, old ids)."""
+def _consecutive(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Relabel to 0, 1, ..., n (0 stays background).
+
+    Returns (relabelled flat int64 (H*W,), old ids (n,), areas (n,) in pixels).
+    """
     flat = labels.ravel()
     top = int(flat.max()) if flat.size else 0
     if top <= 4 * flat.size + 1024:  # a lookup table is cheaper than sorting the pixels
-        present = np.bincount(flat, minlength=top + 1) > 0
-        present[0] = False
-        ids = np.flatnonzero(present)
+        counts = np.bincount(flat, minlength=top + 1)
+        counts[0] = 0
+        ids = np.flatnonzero(counts)
+        if ids.size == top:  # already 1..n: nothing to relabel
+            return flat.astype(np.int64), ids, counts[1:]
         lut = np.zeros(top + 1, dtype=np.int64)
         lut[ids] = np.arange(1, ids.size + 1)
-        return lut[flat], ids
-    ids, inverse = np.unique(flat, return_inverse=True)
+        return lut[flat], ids, counts[ids]
+    ids, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
     if ids[0] == 0:
-        return inverse.astype(np.int64), ids[1:]
-    return inverse.astype(np.int64) + 1, ids
+        return inverse.astype(np.int64), ids[1:], counts[1:]
+    return inverse.astype(np.int64) + 1, ids, counts
 
 
 def _overlaps(t: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
@@ -99,11 +104,9 @@ def _overlaps(t: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     object indices) and ``inter`` (K,) pixel counts. One pass of ``np.bincount`` over the
     pixels: the joint histogram of the two label maps.
     """
-    lt, true_ids = _consecutive(t)
-    lp, pred_ids = _consecutive(p)
+    lt, true_ids, true_area = _consecutive(t)
+    lp, pred_ids, pred_area = _consecutive(p)
     nt, np_ = true_ids.size, pred_ids.size
-    true_area = np.bincount(lt, minlength=nt + 1)[1:]
-    pred_area = np.bincount(lp, minlength=np_ + 1)[1:]
     if (nt + 1) * (np_ + 1) <= _DENSE_LIMIT:
         joint = np.bincount(lt * (np_ + 1) + lp, minlength=(nt + 1) * (np_ + 1))
         inter_matrix = joint.reshape(nt + 1, np_ + 1)[1:, 1:]
@@ -113,8 +116,15 @@ def _overlaps(t: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
         both = (lt > 0) & (lp > 0)
         keys, inter = np.unique((lt[both] - 1) * np_ + (lp[both] - 1), return_counts=True)
         i, j = np.divmod(keys, np_)
-    return {"true_ids": true_ids, "pred_ids": pred_ids, "true_area": true_area,
-            "pred_area": pred_area, "i": i, "j": j, "inter": inter.astype(np.int64)}
+    return {
+        "true_ids": true_ids,
+        "pred_ids": pred_ids,
+        "true_area": true_area,
+        "pred_area": pred_area,
+        "i": i,
+        "j": j,
+        "inter": inter.astype(np.int64),
+    }
 
 
 def iou_matrix(true_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -230,5 +240,403 @@ def dsb_score_dataset(
         )
     if len(true_labels) == 0:
         raise ValueError("true_labels and pred_labels hold no images; expected at least one")
-    scores = np.array([dsb_score(t, p, thresholds) for t, p in zip(true_labels, pred_labels)])
+    pairs = [_check_pair(t, p) for t, p in zip(true_labels, pred_labels, strict=True)]
+    scores = np.array([dsb_score(t, p, thresholds) for t, p in pairs])
     return scores if per_image else float(scores.mean())
+
+
+# --------------------------------------------------------------------------- post-processing
+METHODS = ("components", "watershed")
+
+
+def _check_prob(prob: Any) -> np.ndarray:
+    """Return ``prob`` as float32 (H, W) or (H, W, 3), or raise."""
+    if not isinstance(prob, np.ndarray):
+        raise TypeError(f"prob must be a NumPy array, got {type(prob).__name__}")
+    if not np.issubdtype(prob.dtype, np.floating):
+        raise TypeError(f"prob must be a float probability map in [0, 1], got dtype {prob.dtype}")
+    if prob.ndim == 3 and prob.shape[-1] == 1:
+        prob = prob[..., 0]
+    if not (prob.ndim == 2 or (prob.ndim == 3 and prob.shape[-1] == 3)):
+        raise ValueError(
+            "prob must be (H, W) or (H, W, 1) foreground probabilities, or (H, W, 3) "
+            f"background / interior / boundary probabilities; got shape {prob.shape}"
+        )
+    if prob.size and not (np.isfinite(prob).all() and prob.min() >= 0 and prob.max() <= 1):
+        raise ValueError(
+            f"prob must hold probabilities in [0, 1], got values in [{prob.min()}, {prob.max()}]"
+        )
+    return prob.astype(np.float32, copy=False)
+
+
+def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Drop objects of fewer than ``min_size`` pixels and renumber the rest 1..n.
+
+    Args:
+        labels: (H, W) integer label map.
+        min_size: smallest object kept, in pixels.
+
+    Returns:
+        (H, W) int32 label map with consecutive labels, in the order of the old ones.
+    """
+    labels = _check_labels(labels, "labels")
+    areas = np.bincount(labels.ravel())
+    keep = areas >= min_size
+    keep[0] = False
+    lut = np.where(keep, np.cumsum(keep), 0).astype(np.int32)
+    return lut[labels]
+
+
+def _seeds_from_distance(
+    mask: np.ndarray, min_distance: int, smooth: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Watershed seeds at the maxima of the (smoothed) distance transform of ``mask``.
+
+    Returns (markers (H, W) int32, elevation (H, W) float32 = minus the distance).
+    """
+    from scipy import ndimage as ndi
+    from skimage.feature import peak_local_max
+
+    distance = ndi.distance_transform_edt(mask)
+    if smooth > 0:  # soften the ridges of a pixelated outline, which give spurious maxima
+        distance = ndi.gaussian_filter(distance, smooth)
+    components, _ = ndi.label(mask)
+    peaks = peak_local_max(
+        distance, min_distance=min_distance, labels=components, exclude_border=False
+    )
+    markers = np.zeros(mask.shape, dtype=np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return markers, -distance.astype(np.float32)
+
+
+def label_instances(
+    prob: np.ndarray,
+    threshold: float = 0.5,
+    method: str = "components",
+    *,
+    min_size: int = 10,
+    min_distance: int = 3,
+    smooth: float = 1.0,
+) -> np.ndarray:
+    """Turn a probability map into an instance label map.
+
+    - ``"components"``: foreground = ``prob > threshold``; each 4-connected region is an object.
+      Touching nuclei merge into one.
+    - ``"watershed"``: the same foreground is flooded from seeds. For a (H, W) map the seeds are
+      the maxima of the distance transform (distance of each foreground pixel to the
+      background, smoothed by a Gaussian of width ``smooth``) at least ``min_distance`` pixels
+      apart, and the flooding runs downhill in distance. For a (H, W, 3) map the seeds are the regions where the *interior* probability
+      is above ``threshold``, flooded over ``1 - interior``.
+
+    Objects smaller than ``min_size`` pixels are dropped in both methods.
+
+    Args:
+        prob: (H, W) or (H, W, 1) float foreground probabilities, or (H, W, 3) float
+            probabilities of background, interior and boundary (channels in that order).
+        threshold: probability above which a pixel is foreground (or a seed).
+        method: ``"components"`` or ``"watershed"``.
+        min_size: smallest object kept, in pixels (>= 0).
+        min_distance: smallest distance between two distance-transform seeds, in pixels (>= 1).
+        smooth: standard deviation in pixels of the Gaussian applied to the distance transform
+            before its maxima are found (0 = none).
+
+    Returns:
+        (H, W) int32 label map, 0 = background, objects numbered 1..n.
+    """
+    prob = _check_prob(prob)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must lie in [0, 1), got {threshold}")
+    for name, value, low in (("min_size", min_size, 0), ("min_distance", min_distance, 1)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not (np.isfinite(smooth) and smooth >= 0):
+        raise ValueError(f"smooth must be a finite number >= 0, got {smooth}")
+    from scipy import ndimage as ndi
+    from skimage.segmentation import watershed
+
+    three = prob.ndim == 3
+    mask = (1.0 - prob[..., 0] if three else prob) > threshold
+    if method == "components":
+        labels, _ = ndi.label(mask)
+    elif three:
+        markers, _ = ndi.label(mask & (prob[..., 1] > threshold))
+        labels = watershed(1.0 - prob[..., 1], markers, mask=mask)
+    else:
+        markers, elevation = _seeds_from_distance(mask, min_distance, smooth)
+        labels = watershed(elevation, markers, mask=mask)
+    return remove_small(labels.astype(np.int32, copy=False), min_size)
+
+
+# --------------------------------------------------------------------------- training targets
+def separate_touching(labels: np.ndarray) -> np.ndarray:
+    """Cut the borders between touching objects out of a label map.
+
+    A pixel of object ``a`` with an 8-neighbour of another object ``b > 0`` becomes background,
+    which leaves a background gap about 2 pixels wide wherever two nuclei touch. This is how
+    the paper's targets look (cells separated by background), so that a network can learn the
+    gaps and connected components can then tell the nuclei apart.
+
+    Args:
+        labels: (H, W) integer label map.
+
+    Returns:
+        (H, W) label map of the same dtype with the touching borders set to 0.
+    """
+    from scipy import ndimage as ndi
+
+    labels = _check_labels(labels, "labels")
+    big = np.iinfo(labels.dtype).max
+    higher = ndi.grey_dilation(labels, size=(3, 3)) != labels
+    lower = ndi.grey_erosion(np.where(labels > 0, labels, big), size=(3, 3), mode="nearest")
+    touching = (labels > 0) & (higher | (lower != labels))
+    return np.where(touching, 0, labels).astype(labels.dtype)
+
+
+def three_class_targets(labels: np.ndarray) -> np.ndarray:
+    """Background / interior / boundary classes from a label map.
+
+    Boundary pixels are the pixels of an object with a 4-neighbour of another label
+    (background or another object) — ``skimage.segmentation.find_boundaries(mode="inner")``;
+    the other object pixels are interior. Touching nuclei are then separated by two rows of
+    boundary, and their interiors are separate connected regions.
+
+    Args:
+        labels: (H, W) integer label map.
+
+    Returns:
+        (H, W) uint8: 0 = background, 1 = interior, 2 = boundary.
+    """
+    from skimage.segmentation import find_boundaries
+
+    labels = _check_labels(labels, "labels")
+    classes = (labels > 0).astype(np.uint8)
+    classes[find_boundaries(labels, connectivity=1, mode="inner")] = 2
+    return classes
+
+
+def class_balance_weights(mask: np.ndarray) -> np.ndarray:
+    """The class-balancing term ``w_c`` of the paper's weight map.
+
+    Each class gets weight ``n_pixels / (n_classes * n_pixels_of_that_class)`` (the "balanced"
+    rule of scikit-learn's ``compute_class_weight``), so the map averages to 1 and both classes
+    carry the same total weight. A mask with a single class gets weight 1 everywhere.
+
+    Args:
+        mask: (H, W) bool (or 0/1) foreground mask.
+
+    Returns:
+        (H, W) float32.
+    """
+    mask = np.asarray(mask).astype(bool)
+    fg = np.count_nonzero(mask)
+    n = mask.size
+    if fg in (0, n):
+        return np.ones(mask.shape, dtype=np.float32)
+    return np.where(mask, n / (2 * fg), n / (2 * (n - fg))).astype(np.float32)
+
+
+def _two_nearest(labels: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distances d1 <= d2 of every pixel to the nearest and second-nearest object.
+
+    One Euclidean distance transform per object, computed only inside the object's bounding
+    box grown by ``reach`` pixels; farther than ``reach`` a distance counts as infinite.
+
+    Returns two (H, W) float64 arrays (``inf`` where fewer than 1 / 2 objects are in reach).
+    """
+    from scipy import ndimage as ndi
+
+    d1 = np.full(labels.shape, np.inf)
+    d2 = np.full(labels.shape, np.inf)
+    r = int(np.ceil(reach))
+    for value, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        grown = tuple(
+            slice(max(s.start - r, 0), min(s.stop + r, n))
+            for s, n in zip(box, labels.shape, strict=True)
+        )
+        d = ndi.distance_transform_edt(labels[grown] != value)
+        d[d > reach] = np.inf
+        d2[grown] = np.minimum(d2[grown], np.maximum(d1[grown], d))
+        d1[grown] = np.minimum(d1[grown], d)
+    return d1, d2
+
+
+def unet_weight_map(
+    labels: np.ndarray,
+    w0: float = 10.0,
+    sigma: float = 5.0,
+    *,
+    tolerance: float = 1e-6,
+) -> np.ndarray:
+    """The per-pixel loss weights of Ronneberger et al. 2015, eq. 2.
+
+    ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 * sigma**2))`` where ``w_c`` balances
+    the two classes (``class_balance_weights`` of ``labels > 0``) and ``d1``, ``d2`` are the
+    distances from pixel ``x`` to the nearest and the second-nearest object. As in the paper's
+    use (narrow background gaps between touching cells), the border term is added on
+    background pixels only; inside an object ``d1`` would be 0. Give it labels whose touching
+    borders are cut out (``separate_touching``) to weight the gaps between touching nuclei.
+
+    Distances beyond the reach where the border term drops below ``tolerance`` are not
+    computed (``d2 > sigma * sqrt(2 ln(w0 / tolerance))``), so the result is within
+    ``tolerance`` of the exact map at a cost of one small distance transform per object.
+
+    Args:
+        labels: (H, W) integer label map, or (n, H, W) (one map per image).
+        w0: weight of the border term (>= 0).
+        sigma: width of the border term in pixels (> 0).
+        tolerance: largest error allowed in the border term (> 0).
+
+    Returns:
+        float32 weights of the shape of ``labels``.
+    """
+    if isinstance(labels, np.ndarray) and labels.ndim == 3:
+        return np.stack([unet_weight_map(m, w0, sigma, tolerance=tolerance) for m in labels])
+    labels = _check_labels(labels, "labels")
+    if not (np.isfinite(w0) and w0 >= 0 and np.isfinite(sigma) and sigma > 0 and tolerance > 0):
+        raise ValueError(
+            f"expected w0 >= 0, sigma > 0 and tolerance > 0, got w0={w0}, sigma={sigma}, "
+            f"tolerance={tolerance}"
+        )
+    weights = class_balance_weights(labels > 0)
+    if w0 == 0 or tolerance >= w0:
+        return weights
+    reach = sigma * np.sqrt(2.0 * np.log(w0 / tolerance))
+    d1, d2 = _two_nearest(labels, reach)
+    border = w0 * np.exp(-((d1 + d2) ** 2) / (2.0 * sigma**2))
+    return (weights + np.where(labels == 0, border, 0.0)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- tiled prediction
+def unet_geometry(model: Any) -> tuple[int, str]:
+    """``(depth, padding)`` of a U-Net-like Keras model, read from its layers.
+
+    ``depth`` is the number of 2x2 pooling layers (so tiles must be placed on a grid of
+    ``2**depth`` pixels for every tile to pool alike); ``padding`` is ``"valid"`` when some
+    convolution larger than 1x1 is unpadded (the paper's model, whose output is smaller than
+    its input) and ``"same"`` otherwise.
+    """
+    import keras
+
+    pools = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+    depth = sum(isinstance(layer, pools) for layer in model.layers)
+    valid = any(
+        isinstance(layer, keras.layers.Conv2D)
+        and max(layer.kernel_size) > 1
+        and layer.padding == "valid"
+        for layer in model.layers
+    )
+    return depth, "valid" if valid else "same"
+
+
+def _tile_plan(model: Any, tile: int | None, overlap: int | None) -> dict[str, int]:
+    """Tile size, output crop, overlap and kept core of each tile, checked against the model."""
+    from unet_course.model import check_input_size, nearest_valid_sizes, unet_output_size
+
+    depth, padding = unet_geometry(model)
+    fixed = model.input_shape[1:3]
+    if tile is None:
+        tile = fixed[0] if fixed[0] else nearest_valid_sizes(256, max(depth, 1), padding)[1]
+    if isinstance(tile, bool) or not isinstance(tile, int | np.integer) or tile < 1:
+        raise ValueError(
+            f"tile must be a positive integer (the network's input side), got {tile!r}"
+        )
+    if any(side not in (None, tile) for side in fixed):
+        raise ValueError(f"this model takes {fixed} inputs only, got tile={tile}")
+    if depth:
+        check_input_size(int(tile), depth, padding)  # names the nearest sizes that work
+        out = unet_output_size(int(tile), depth, padding)
+    else:
+        out = int(model.compute_output_shape((1, tile, tile, model.input_shape[-1]))[1])
+    crop, step = (tile - out) // 2, 2**depth
+    if overlap is None:  # same padding needs context discarded around each tile
+        overlap = 0 if crop else -(-(tile // 8) // step) * step
+    if isinstance(overlap, bool) or not isinstance(overlap, int | np.integer) or overlap < 0:
+        raise ValueError(f"overlap must be an integer >= 0, got {overlap!r}")
+    core = (out - 2 * overlap) // step * step
+    if core < step:
+        raise ValueError(
+            f"tile={tile} gives a {out}-pixel output; with overlap={overlap} on each side "
+            f"nothing of at least {step} pixels is left to keep: use a larger tile or a "
+            "smaller overlap"
+        )
+    return {"tile": int(tile), "crop": crop, "overlap": int(overlap), "core": core}
+
+
+def _check_image(image: Any, model: Any) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a NumPy array, got {type(image).__name__}")
+    channels = model.input_shape[-1]
+    if image.ndim == 2 and channels == 1:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] != channels or min(image.shape[:2]) < 2:
+        raise ValueError(
+            f"image must be (H, W, {channels}) with H, W >= 2 for this model, got {image.shape}"
+        )
+    if not (
+        np.issubdtype(image.dtype, np.number) and not np.issubdtype(image.dtype, np.complexfloating)
+    ):
+        raise TypeError(f"image must hold real numbers, got dtype {image.dtype}")
+    return image
+
+
+def predict_tiled(
+    model: Any,
+    image: np.ndarray,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 4,
+) -> np.ndarray:
+    """Overlap-tile prediction of an image of any size (Ronneberger et al. 2015, Fig. 2).
+
+    The image is mirrored at its borders and cut into ``tile x tile`` inputs placed
+    ``core`` pixels apart; from each tile's output only the central ``core x core`` part is
+    kept, where ``core`` is the output side minus ``overlap`` pixels on each side, rounded
+    down to a multiple of ``2**depth`` (so that every tile pools on the same grid). For an
+    unpadded (``valid``) model the output is already smaller than the tile and every kept
+    pixel saw its full context, so ``overlap`` can be 0; for a ``same`` model ``overlap``
+    discards the pixels near the tile edges, whose context was zero padding.
+
+    The result equals a single pass of the model over the whole (mirror-padded) image, for a
+    ``valid`` model exactly and for a ``same`` model wherever ``overlap`` covers the receptive
+    field; away from the image border it then equals ``model(image)`` too.
+
+    Args:
+        model: a U-Net-like Keras model (``unet_course.model.build_unet``), input
+            ``(batch, H, W, C)``, output ``(batch, H', W', k)``.
+        image: (H, W, C) (or (H, W) for C = 1) array, scaled as the model expects (it is
+            cast to float32, not rescaled). Any H, W >= 2.
+        tile: input side of each tile; a size the model accepts (default: the model's fixed
+            input size, else the nearest size >= 256 that it accepts).
+        overlap: output pixels dropped at each side of each tile (default: 0 for a valid
+            model, ``tile // 8`` rounded up to a multiple of ``2**depth`` for a same model).
+        batch_size: tiles per forward pass.
+
+    Returns:
+        (H, W, k) float32 predictions.
+    """
+    import keras
+
+    image = _check_image(image, model)
+    plan = _tile_plan(model, tile, overlap)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    t, core, keep = plan["tile"], plan["core"], plan["overlap"]
+    (h, w), before = image.shape[:2], plan["crop"] + plan["overlap"]
+    ny, nx = -(-h // core), -(-w // core)
+    pads = ((before, (ny - 1) * core + t - h - before), (before, (nx - 1) * core + t - w - before))
+    padded = np.pad(image.astype(np.float32), (*pads, (0, 0)), mode="reflect")
+    corners = [(i * core, j * core) for i in range(ny) for j in range(nx)]
+    result = None
+    for start in range(0, len(corners), batch_size):
+        batch = corners[start : start + batch_size]
+        tiles = np.stack([padded[y : y + t, x : x + t] for y, x in batch])
+        pred = keras.ops.convert_to_numpy(model(tiles, training=False)).astype(np.float32)
+        if result is None:
+            result = np.zeros((ny * core, nx * core, pred.shape[-1]), dtype=np.float32)
+        for (y, x0), p in zip(batch, pred, strict=True):
+            result[y : y + core, x0 : x0 + core] = p[keep : keep + core, keep : keep + core]
+    return result[:h, :w]
