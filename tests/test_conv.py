@@ -354,3 +354,27 @@ def test_sparse_256_convolution_matches_keras():
 def test_bad_input_raises_clear_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# ---------------------------------------------------------------- the conv pictures in plotting
+
+
+def test_show_matrix_and_animations():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from unet_course import plotting
+
+    ax = plotting.show_matrix(conv.conv_matrix(WORKED_KERNEL, (4, 4), sparse=True))
+    np.testing.assert_array_equal(ax.images[0].get_array(), WORKED_MATRIX)
+    assert len(ax.texts) == WORKED_MATRIX.size
+    plt.close(ax.figure)
+    html = plotting.animate_conv_window(np.arange(25).reshape(5, 5), WORKED_KERNEL, 2, "same")
+    assert "frames[8]" in html and "frames[9]" not in html  # one frame per output pixel (3x3)
+    html = plotting.animate_conv_transpose(np.ones((2, 3)), WORKED_KERNEL, 2)
+    assert "data:image/png" in html and "frames[5]" in html and "frames[6]" not in html
+    assert plt.get_fignums() == []  # the animation figures are closed
+    with pytest.raises(ValueError, match="stride"):
+        plotting.animate_conv_window(np.ones((4, 4)), WORKED_KERNEL, 0)
