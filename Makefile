@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 JOBS ?= 2
 NB_CELL_TIMEOUT ?= 600
 LAB_ARGS ?=
+# Keep TensorFlow's C++ start-up messages out of the notebooks (errors still show).
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help setup lab test lint strip sync check benchmarks clean
 
@@ -28,7 +30,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check unet_course tests benchmarks notebooks

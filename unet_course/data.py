@@ -37,7 +37,7 @@ def make_nuclei(
     style: str = "mixed",
     nuclei: tuple[int, int] = (12, 40),
     radius: tuple[float, float] = (5.0, 13.0),
-    cluster_fraction: float = 0.6,
+    cluster_fraction: float = 0.3,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generate ``n`` synthetic microscopy images of nuclei with their instance labels.
 
@@ -118,7 +118,7 @@ def _draw_labels(rng, size, count, radius, cluster_fraction) -> tuple[np.ndarray
     )
     clustered = rng.random(count) < cluster_fraction
     angle = rng.uniform(0, 2 * np.pi, count)
-    gap = rng.uniform(0.7, 0.95, count)
+    gap = rng.uniform(0.75, 1.0, count)
     centres = rng.uniform(0, size, (count, 2))
     for k in range(count):
         if k and clustered[k]:  # touch an earlier nucleus, so clusters grow

@@ -1,0 +1,39 @@
+"""Tests of unet_course.runtime: quick mode parsing and the Setup cell's report."""
+
+import pytest
+
+import unet_course
+from unet_course import runtime
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", " on "])
+def test_quick_mode_on(monkeypatch, value):
+    monkeypatch.setenv("UNET_COURSE_QUICK", value)
+    assert unet_course.quick_mode() is True
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", ""])
+def test_quick_mode_off(monkeypatch, value):
+    monkeypatch.setenv("UNET_COURSE_QUICK", value)
+    assert unet_course.quick_mode() is False
+
+
+def test_quick_mode_unset_is_full_mode(monkeypatch):
+    monkeypatch.delenv("UNET_COURSE_QUICK", raising=False)
+    assert unet_course.quick_mode() is False
+
+
+def test_quick_mode_typo_is_an_error(monkeypatch):
+    monkeypatch.setenv("UNET_COURSE_QUICK", "ture")
+    with pytest.raises(ValueError, match="'ture' is not understood"):
+        unet_course.quick_mode()
+
+
+def test_runtime_summary_names_backend_and_mode(monkeypatch):
+    import keras
+
+    monkeypatch.setenv("UNET_COURSE_QUICK", "1")
+    line = runtime.runtime_summary()
+    assert f"backend {keras.backend.backend()}" in line and "quick mode" in line
+    if not runtime.gpu_devices():
+        assert "Change runtime type" in line  # tells a Colab learner what to do
