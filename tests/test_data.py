@@ -88,3 +88,13 @@ def test_single_style_and_size_variety():
 def test_bad_arguments_are_refused(kwargs, error, match):
     with pytest.raises(error, match=match):
         make_nuclei(**kwargs)
+
+
+def test_no_invalid_values_along_the_way():
+    # A NaN cast to uint8 would leave garbage pixels: every step must stay finite.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        images, _ = make_nuclei(300, size=48, seed=11)
+    assert images.std() > 0

@@ -197,7 +197,7 @@ def _render(rng, labels: np.ndarray, depth: np.ndarray, style: str, out: np.ndar
     size = labels.shape[0]
     brightness = np.r_[0.0, rng.uniform(0.45, 1.0, labels.max())].astype(np.float32)
     coarse = rng.standard_normal((size // 2 + 1, size // 2 + 1), dtype=np.float32)
-    texture = 1 + 0.3 * np.repeat(np.repeat(coarse, 2, 0), 2, 1)[:size, :size]
+    texture = np.abs(1 + 0.3 * np.repeat(np.repeat(coarse, 2, 0), 2, 1)[:size, :size])
     # Dye or stain per pixel: a level per nucleus, densest at the centre, mottled inside.
     signal = brightness[labels] * (1 - 0.45 * depth * depth) * texture
     signal = ndimage.gaussian_filter(signal, rng.uniform(0.6, 1.4), truncate=3.0)
@@ -206,7 +206,7 @@ def _render(rng, labels: np.ndarray, depth: np.ndarray, style: str, out: np.ndar
     if style == "fluorescence":
         tint = np.ones(3) if rng.random() < 0.6 else rng.uniform(0.2, 1.0, 3)
         value = (rng.uniform(0.01, 0.08) + rng.uniform(0.55, 0.95) * signal) * illumination
-        value += rng.uniform(0.005, 0.03) * noise * np.sqrt(value + 0.05)
+        value += rng.uniform(0.005, 0.03) * noise * np.sqrt(np.abs(value) + 0.05)
         planes = [value * np.float32(255 * t / tint.max()) for t in tint]
     else:  # bright-field: light through a stained sample (Beer-Lambert), haematoxylin-like
         stain = np.array([0.65, 0.70, 0.29]) * rng.uniform(0.8, 1.25, 3)
