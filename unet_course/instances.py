@@ -387,10 +387,11 @@ def separate_touching(labels: np.ndarray) -> np.ndarray:
     from scipy import ndimage as ndi
 
     labels = _check_labels(labels, "labels")
-    big = np.iinfo(labels.dtype).max
-    higher = ndi.grey_dilation(labels, size=(3, 3)) != labels
-    lower = ndi.grey_erosion(np.where(labels > 0, labels, big), size=(3, 3), mode="nearest")
-    touching = (labels > 0) & (higher | (lower != labels))
+    work = labels.astype(np.int64)
+    big = int(work.max(initial=0)) + 1  # stands in for background when looking for smaller ids
+    higher = ndi.grey_dilation(work, size=(3, 3)) != work
+    lower = ndi.grey_erosion(np.where(work > 0, work, big), size=(3, 3), mode="nearest")
+    touching = (work > 0) & (higher | (lower != work))
     return np.where(touching, 0, labels).astype(labels.dtype)
 
 
