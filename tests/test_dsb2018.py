@@ -1,0 +1,294 @@
+"""The DSB2018 loader on fixtures in the real layout, and the download on a local server."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import socket
+import stat
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dsb_fixture import break_fixture, make_dsb_fixture
+from PIL import Image
+
+from unet_course import dsb2018
+
+
+@pytest.fixture
+def fixture_root(tmp_path):
+    root = tmp_path / "stage1_train"
+    return root, make_dsb_fixture(root)
+
+
+# ------------------------------------------------------------------------------ loading
+
+def test_loads_images_and_labels_at_native_resolution(fixture_root):
+    root, truth = fixture_root
+    images, labels = dsb2018.load_dsb2018(root)
+    ids = dsb2018.dsb2018_ids(root)
+    assert ids == sorted(truth)
+    assert len(images) == len(labels) == 4
+    shapes = set()
+    for sample_id, image, label in zip(ids, images, labels, strict=True):
+        want_image, want_labels = truth[sample_id]
+        assert image.dtype == np.uint8 and image.shape == want_image.shape
+        assert label.dtype == np.int32
+        np.testing.assert_array_equal(image, want_image)  # RGBA and gray come back as RGB
+        np.testing.assert_array_equal(label, want_labels)
+        shapes.add(image.shape)
+    assert len(shapes) == 4  # mixed sizes kept
+
+
+def test_labels_follow_sorted_mask_files(fixture_root):
+    root, _ = fixture_root
+    sample = root / dsb2018.dsb2018_ids(root)[2]
+    _, labels = dsb2018.load_dsb2018(root)
+    for k, path in enumerate(sorted((sample / "masks").glob("*.png")), start=1):
+        np.testing.assert_array_equal(labels[2] == k, np.asarray(Image.open(path)) == 255)
+
+
+def test_limit_reads_the_first_ids(fixture_root):
+    root, truth = fixture_root
+    images, labels = dsb2018.load_dsb2018(root, limit=2)
+    assert len(images) == len(labels) == 2
+    np.testing.assert_array_equal(labels[1], truth[sorted(truth)[1]][1])
+    with pytest.raises(ValueError, match="limit"):
+        dsb2018.load_dsb2018(root, limit=0)
+
+
+def test_ignores_files_and_hidden_folders(fixture_root):
+    root, truth = fixture_root
+    (root / "stage1_train.zip").write_bytes(b"not a sample")
+    (root / "__MACOSX").mkdir()
+    (root / ".ipynb_checkpoints").mkdir()
+    assert dsb2018.dsb2018_ids(root) == sorted(truth)
+
+
+@pytest.mark.parametrize("kind, error, words", [
+    ("missing_masks", FileNotFoundError, "missing masks folder"),
+    ("empty_masks", FileNotFoundError, "no mask PNG"),
+    ("missing_image", FileNotFoundError, "missing image file"),
+    ("unreadable_image", ValueError, "cannot read image file"),
+    ("unreadable_mask", ValueError, "cannot read image file"),
+    ("mask_size", ValueError, "has size"),
+])
+def test_broken_fixture_names_the_file(fixture_root, kind, error, words):
+    root, _ = fixture_root
+    culprit = break_fixture(root, kind)
+    with pytest.raises(error, match=words) as info:
+        dsb2018.load_dsb2018(root)
+    assert str(culprit) in str(info.value)
+
+
+def test_overlapping_masks_keep_the_first_or_raise(fixture_root):
+    root, truth = fixture_root
+    extra = break_fixture(root, "overlap")
+    first_id = sorted(truth)[0]
+    _, labels = dsb2018.load_dsb2018(root)
+    want = truth[first_id][1].copy()
+    k = want.max() + 1
+    shifted = np.asarray(Image.open(extra)) > 0
+    want[shifted & (want == 0)] = k  # overlapping pixels keep their first label
+    np.testing.assert_array_equal(labels[0], want)
+    with pytest.raises(ValueError, match="overlaps") as info:
+        dsb2018.load_dsb2018(root, overlap="error")
+    assert str(extra) in str(info.value)
+
+
+def test_missing_root_and_empty_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        dsb2018.load_dsb2018(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no sample folders"):
+        dsb2018.load_dsb2018(tmp_path)
+
+
+def test_sixteen_bit_gray_image_is_scaled(tmp_path):
+    root = tmp_path / "d"
+    (root / "a" / "images").mkdir(parents=True)
+    (root / "a" / "masks").mkdir()
+    gray = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000)
+    Image.fromarray(gray).save(root / "a" / "images" / "a.png")
+    Image.fromarray(np.full((3, 4), 255, np.uint8)).save(root / "a" / "masks" / "m.png")
+    (image,), (labels,) = dsb2018.load_dsb2018(root)
+    np.testing.assert_array_equal(image[..., 1], np.rint(gray / 257).astype(np.uint8))
+    assert labels.min() == labels.max() == 1
+
+
+def test_reexported_from_data():
+    from unet_course import data
+
+    assert data.load_dsb2018 is dsb2018.load_dsb2018
+    assert data.download_dsb2018 is dsb2018.download_dsb2018
+
+
+# ---------------------------------------------------------------------------- download
+
+def zip_folder(root: Path, prefix: str = "") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                archive.write(path, prefix + path.relative_to(root).as_posix())
+    return buffer.getvalue()
+
+
+def zip_with(name: str, data: bytes = b"x", symlink: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("aaa/images/aaa.png", b"fine")
+        info = zipfile.ZipInfo(name)
+        if symlink:
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+class Server:
+    """A tiny HTTP server on 127.0.0.1 serving bytes by path; '/broken' stops midway."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files, self.requests = files, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the stdlib's name)
+                server.requests.append(self.path)
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404, "Not Found")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.path.startswith("/broken"):
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    truth = make_dsb_fixture(tmp_path / "source")
+    good = zip_folder(tmp_path / "source")
+    files = {
+        "/stage1_train.zip": good,
+        "/wrapped.zip": zip_folder(tmp_path / "source", prefix="stage1_train/"),
+        "/broken.zip": good,
+        "/page.zip": b"<html>Sorry, moved</html>",
+        "/escape.zip": zip_with("../evil.png"),
+        "/absolute.zip": zip_with("/tmp/evil.png"),
+        "/symlink.zip": zip_with("aaa/masks/link.png", b"/etc/passwd", symlink=True),
+    }
+    srv = Server(files)
+    srv.truth, srv.sha256 = truth, hashlib.sha256(good).hexdigest()
+    yield srv
+    srv.close()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_download_extracts_and_loads(server, tmp_path):
+    dest = tmp_path / "data" / "dsb"
+    got = dsb2018.download_dsb2018(dest, server.url + "/stage1_train.zip", sha256=server.sha256,
+                                   expected_images=4, progress=False)
+    assert got == dest
+    images, labels = dsb2018.load_dsb2018(dest)
+    for sample_id, label in zip(dsb2018.dsb2018_ids(dest), labels, strict=True):
+        np.testing.assert_array_equal(label, server.truth[sample_id][1])
+    record = json.loads((dest / dsb2018.MARKER).read_text())
+    assert record["sha256"] == server.sha256 and record["images"] == 4
+    assert leftovers(tmp_path / "data") == ["dsb"]  # no temporary files left
+    # a second call finds the finished download and does not fetch again
+    dsb2018.download_dsb2018(dest, server.url + "/stage1_train.zip", expected_images=4,
+                             progress=False)
+    assert server.requests.count("/stage1_train.zip") == 1
+
+
+def test_download_unwraps_a_single_top_folder_and_keeps_archive(server, tmp_path):
+    dest = tmp_path / "dsb"
+    dsb2018.download_dsb2018(dest, server.url + "/wrapped.zip", expected_images=4,
+                             keep_archive=True, progress=False)
+    assert dsb2018.dsb2018_ids(dest) == sorted(server.truth)
+    assert (tmp_path / "wrapped.zip").is_file() and zipfile.is_zipfile(tmp_path / "wrapped.zip")
+
+
+def test_file_url_works(tmp_path):
+    make_dsb_fixture(tmp_path / "src", specs=[(20, 24, "RGB")])
+    archive = tmp_path / "local.zip"
+    archive.write_bytes(zip_folder(tmp_path / "src"))
+    dest = dsb2018.download_dsb2018(tmp_path / "out", archive.as_uri(), expected_images=1,
+                                    progress=False)
+    assert len(dsb2018.load_dsb2018(dest)[0]) == 1
+
+
+@pytest.mark.parametrize("path, error, words", [
+    ("/escape.zip", ValueError, "outside"),
+    ("/absolute.zip", ValueError, "outside"),
+    ("/symlink.zip", ValueError, "symbolic link"),
+    ("/page.zip", ValueError, "not a zip"),
+    ("/broken.zip", ConnectionError, "broke off|could not download"),
+    ("/missing.zip", ConnectionError, "HTTP 404"),
+])
+def test_bad_downloads_leave_nothing_behind(server, tmp_path, path, error, words):
+    parent = tmp_path / "data"
+    parent.mkdir()
+    with pytest.raises(error, match=words):
+        dsb2018.download_dsb2018(parent / "dsb", server.url + path, expected_images=None,
+                                 progress=False)
+    assert leftovers(parent) == []
+    assert not (tmp_path / "evil.png").exists() and not Path("/tmp/evil.png").exists()
+
+
+def test_wrong_checksum_and_count_are_refused(server, tmp_path):
+    with pytest.raises(ValueError, match="SHA-256"):
+        dsb2018.download_dsb2018(tmp_path / "a", server.url + "/stage1_train.zip",
+                                 sha256="0" * 64, expected_images=4, progress=False)
+    with pytest.raises(ValueError, match="holds 4 images"):
+        dsb2018.download_dsb2018(tmp_path / "b", server.url + "/stage1_train.zip",
+                                 progress=False)  # expects 670 by default
+    assert leftovers(tmp_path) == ["source"]
+
+
+def test_offline_gives_a_clear_message(tmp_path):
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConnectionError, match="online") as info:
+        dsb2018.download_dsb2018(tmp_path / "dsb", f"http://127.0.0.1:{port}/stage1_train.zip",
+                                 timeout=5, progress=False)
+    assert "synthetic" in str(info.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_arguments_checked_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="https"):
+        dsb2018.download_dsb2018(tmp_path / "x", "http://example.com/stage1_train.zip")
+    with pytest.raises(ValueError, match="sha256"):
+        dsb2018.download_dsb2018(tmp_path / "x", sha256="abc")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="full"):
+        dsb2018.download_dsb2018(tmp_path / "full")
+    assert leftovers(tmp_path) == ["full"]

@@ -1,0 +1,331 @@
+"""The 2018 Data Science Bowl nuclei (BBBC038): read the folder layout, and download it safely.
+
+What belongs here: ``load_dsb2018`` (images and instance label maps at native resolution),
+``dsb2018_ids`` and ``download_dsb2018`` (fetch, verify, extract without surprises). The
+dataset is Caicedo et al., "Nucleus segmentation across imaging experiments: the 2018 Data
+Science Bowl", Nature Methods 2019; image set BBBC038v1 of the Broad Bioimage Benchmark
+Collection (https://bbbc.broadinstitute.org/BBBC038), CC0.
+
+On-disk layout (the ``stage1_train`` archive unzips to exactly this)::
+
+    ROOT/<id>/images/<id>.png        one image: RGBA, RGB or grayscale, sizes vary
+    ROOT/<id>/masks/<mask_id>.png    one file per nucleus, 0 = background, 255 = nucleus
+
+``load_dsb2018`` paints mask ``k`` (in sorted file-name order, empty masks skipped) with label
+``k``. Overlapping masks: the released masks do not overlap, but hand-made or edited folders
+may. By default (``overlap="first"``) a pixel claimed twice keeps the label painted first;
+``overlap="error"`` raises instead, naming both files.
+
+``download_dsb2018`` streams the archive to a temporary file next to the destination, checks
+the byte count (and SHA-256 when you pin one), checks every zip member's CRC, refuses any
+member that is absolute, climbs out with ``..`` or is a symbolic link, extracts into a
+temporary folder and renames it to the destination only when everything succeeded: an
+interrupted download leaves nothing behind. The Broad does not publish a checksum for
+``stage1_train.zip``, so by default the archive is verified as a complete, valid zip that
+holds the expected 670 images; its SHA-256 is recorded in ``DEST/.dsb2018_complete``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["DSB2018_URL", "DSB2018_IMAGES", "dsb2018_ids", "load_dsb2018", "download_dsb2018"]
+
+DSB2018_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
+DSB2018_IMAGES = 670  # images in stage1_train
+MARKER = ".dsb2018_complete"
+_CHUNK = 1 << 20
+
+
+# ----------------------------------------------------------------------------- reading
+
+def dsb2018_ids(root) -> list[str]:
+    """Sorted image ids (the sub-folder names) of a DSB2018 folder.
+
+    Hidden folders and folders starting with ``__`` (``__MACOSX``) and plain files are ignored.
+    Raises ``FileNotFoundError`` when ``root`` is missing or holds no sample folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"DSB2018 folder {str(root)!r} does not exist or is not a folder")
+    ids = sorted(p.name for p in root.iterdir()
+                 if p.is_dir() and not p.name.startswith((".", "__")))
+    if not ids:
+        raise FileNotFoundError(
+            f"{str(root)!r} holds no sample folders; expected ROOT/<id>/images/<id>.png "
+            "and ROOT/<id>/masks/*.png (the unzipped stage1_train archive)"
+        )
+    return ids
+
+
+def _open_png(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
+    return image
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    """``(H, W, 3)`` uint8: alpha dropped, grayscale repeated, 16-bit scaled to 8-bit."""
+    image = _open_png(path)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        gray = np.asarray(image, dtype=np.float64)
+        gray = np.clip(np.rint(gray / (257.0 if gray.max() > 255 else 1.0)), 0, 255)
+        return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=-1)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)  # RGBA -> RGB drops alpha
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """``(H, W)`` bool: nonzero pixels of a mask PNG."""
+    image = _open_png(path)
+    if image.mode not in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
+        image = image.convert("L")
+    return np.asarray(image) > 0
+
+
+def _paint(labels: np.ndarray, mask: np.ndarray, label: int, owners: dict, path: Path,
+           overlap: str) -> None:
+    """Write ``label`` where ``mask`` is set, keeping earlier labels where they overlap."""
+    clash = mask & (labels > 0)
+    if clash.any() and overlap == "error":
+        other = owners[int(labels[clash][0])]
+        raise ValueError(f"mask {str(path)!r} overlaps mask {str(other)!r} on "
+                         f"{int(clash.sum())} pixels (pass overlap='first' to keep the first)")
+    labels[mask & ~clash] = label
+    owners[label] = path
+
+
+def _load_sample(sample: Path, overlap: str) -> tuple[np.ndarray, np.ndarray]:
+    image_path = sample / "images" / f"{sample.name}.png"
+    if not image_path.is_file():
+        raise FileNotFoundError(f"missing image file {str(image_path)!r}")
+    mask_dir = sample / "masks"
+    if not mask_dir.is_dir():
+        raise FileNotFoundError(
+            f"missing masks folder {str(mask_dir)!r} (stage1_test images have no masks; "
+            "use the stage1_train folder)"
+        )
+    mask_paths = sorted(p for p in mask_dir.iterdir() if p.suffix.lower() == ".png")
+    if not mask_paths:
+        raise FileNotFoundError(f"no mask PNG files in {str(mask_dir)!r}")
+    image = _read_rgb(image_path)
+    labels = np.zeros(image.shape[:2], np.int32)
+    owners: dict[int, Path] = {}
+    for path in mask_paths:
+        mask = _read_mask(path)
+        if mask.shape != labels.shape:
+            raise ValueError(f"mask {str(path)!r} has size {mask.shape} but its image "
+                             f"{str(image_path)!r} has size {labels.shape}")
+        if mask.any():
+            _paint(labels, mask, len(owners) + 1, owners, path, overlap)
+    return image, labels
+
+
+def load_dsb2018(root, limit: int | None = None, *, overlap: str = "first"):
+    """Images and instance label maps of a DSB2018 folder, at native resolution.
+
+    Args:
+        root: the folder holding ``<id>/images/<id>.png`` and ``<id>/masks/*.png``.
+        limit: read only the first ``limit`` ids (sorted); ``None`` reads all.
+        overlap: ``"first"`` (a pixel in two masks keeps the first label) or ``"error"``.
+
+    Returns:
+        ``(images, labels)``: lists in sorted-id order (see ``dsb2018_ids``); each image
+        ``(H, W, 3)`` uint8 and each label map ``(H, W)`` int32 (0 = background, 1..K nuclei).
+
+    Raises:
+        FileNotFoundError / ValueError naming the file: missing image or masks folder,
+        unreadable PNG, a mask whose size differs from its image, overlaps with "error".
+    """
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                              or limit < 1):
+        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+    if overlap not in ("first", "error"):
+        raise ValueError(f"overlap must be 'first' or 'error', got {overlap!r}")
+    root = Path(root)
+    ids = dsb2018_ids(root)[:limit]
+    images, labels = [], []
+    for sample_id in ids:
+        image, label = _load_sample(root / sample_id, overlap)
+        images.append(image)
+        labels.append(label)
+    return images, labels
+
+
+# ----------------------------------------------------------------------------- downloading
+
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _check_url(url: str) -> None:
+    """HTTPS, or ``file://``, or plain HTTP to this machine only (test servers)."""
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, got {type(url).__name__}")
+    parts = urllib.parse.urlsplit(url)
+    local_http = parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS
+    if parts.scheme not in ("https", "file") and not local_http:
+        raise ValueError(f"url must start with https:// (or file://), got {url!r}")
+
+
+def _offline_message(url: str, reason) -> str:
+    return (f"could not download {url} ({reason}). Check that you are online; or download "
+            "stage1_train.zip by hand from https://bbbc.broadinstitute.org/BBBC038 and unzip it "
+            "into a folder for load_dsb2018; or use the synthetic nuclei, which need no network.")
+
+
+def _fetch(url: str, out, timeout: float, progress: bool) -> tuple[int, str]:
+    """Stream ``url`` into the open binary file ``out``; return (bytes, SHA-256 hex)."""
+    import http.client
+
+    digest, received, total = hashlib.sha256(), 0, None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length else None
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                if progress:
+                    done = f"{received / 1e6:.1f}" + (f" / {total / 1e6:.1f}" if total else "")
+                    print(f"\rdownloading {url.rsplit('/', 1)[-1]}: {done} MB", end="",
+                          file=sys.stderr, flush=True)
+    except urllib.error.HTTPError as err:
+        raise ConnectionError(f"download of {url} failed: HTTP {err.code} {err.reason}") from err
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        raise ConnectionError(_offline_message(url, getattr(err, "reason", err))) from err
+    if progress:
+        print(file=sys.stderr)
+    if total is not None and received != total:
+        raise ConnectionError(f"download of {url} broke off after {received} of {total} bytes")
+    return received, digest.hexdigest()
+
+
+def _safe_members(archive: zipfile.ZipFile, dest: Path) -> list[zipfile.ZipInfo]:
+    """All members, after refusing absolute paths, ``..``, drive letters and symlinks."""
+    base = dest.resolve()
+    for info in archive.infolist():
+        name = info.filename
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise ValueError(f"archive member {name!r} is a symbolic link; refusing to extract")
+        parts = name.replace("\\", "/").split("/")
+        target = (base / name).resolve()
+        if (name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]
+                or not target.is_relative_to(base)):
+            raise ValueError(f"archive member {name!r} would land outside {str(dest)!r}; "
+                             "refusing to extract anything")
+    return archive.infolist()
+
+
+def _extract(path: Path, dest: Path) -> None:
+    """Check every member's CRC and path, then extract ``path`` (a zip) into ``dest``."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError("the downloaded file is not a zip archive (an error page?)")
+    with zipfile.ZipFile(path) as archive:
+        bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"the downloaded archive is corrupt: member {bad!r} fails its CRC")
+        for info in _safe_members(archive, dest):
+            archive.extract(info, dest)
+
+
+def _count_samples(root: Path) -> int:
+    return sum(1 for p in root.iterdir() if (p / "images" / f"{p.name}.png").is_file())
+
+
+def _dataset_root(folder: Path) -> Path:
+    """``folder``, or its single sub-folder when the archive wrapped everything in one."""
+    subdirs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("__")]
+    if _count_samples(folder) == 0 and len(subdirs) == 1:
+        return subdirs[0]
+    return folder
+
+
+def _check_download_args(dest: Path, url: str, sha256, expected_images, timeout) -> None:
+    _check_url(url)
+    if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64
+                               or any(c not in "0123456789abcdefABCDEF" for c in sha256)):
+        raise ValueError(f"sha256 must be 64 hexadecimal digits or None, got {sha256!r}")
+    if expected_images is not None and (not isinstance(expected_images, int)
+                                        or expected_images < 1):
+        raise ValueError(f"expected_images must be a positive int or None, "
+                         f"got {expected_images!r}")
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if dest.exists() and not (dest / MARKER).is_file():
+        if not dest.is_dir() or any(dest.iterdir()):
+            raise FileExistsError(f"{str(dest)!r} exists and is not an empty folder nor a "
+                                  "finished download; choose a new folder")
+
+
+def download_dsb2018(dest, url: str = DSB2018_URL, *, sha256: str | None = None,
+                     expected_images: int | None = DSB2018_IMAGES, timeout: float = 60.0,
+                     keep_archive: bool = False, progress: bool = True) -> Path:
+    """Download the DSB2018 stage-1 training set into ``dest`` and return ``dest``.
+
+    Args:
+        dest: a folder that does not exist yet or is empty; when it holds a finished
+            download (its ``.dsb2018_complete`` record) nothing is fetched again.
+        url: the archive (HTTPS; ``file://`` and ``http://127.0.0.1`` are accepted for tests).
+        sha256: expected SHA-256 of the archive, if you know it; ``None`` skips that check.
+        expected_images: how many ``<id>/images/<id>.png`` the archive must hold (670 for
+            stage1_train); ``None`` skips the check.
+        timeout: seconds to wait for the server before giving up.
+        keep_archive: also keep the zip next to ``dest`` (``dest.parent/<archive name>``).
+        progress: print the megabytes received.
+
+    Raises ``ConnectionError`` (offline, HTTP error, download cut short) or ``ValueError``
+    (checksum, not a zip, corrupt, unsafe member, wrong image count); in every case the
+    temporary files are removed and ``dest`` is left as it was.
+    """
+    dest = Path(dest)
+    _check_download_args(dest, url, sha256, expected_images, timeout)
+    if (dest / MARKER).is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".part")
+    part, work = Path(name), None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            size, digest = _fetch(url, out, timeout, progress)
+        if sha256 is not None and digest != sha256.lower():
+            raise ValueError(f"SHA-256 of {url} is {digest}, expected {sha256.lower()}")
+        work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".tmp"))
+        _extract(part, work)
+        _finish(work, dest, {"url": url, "sha256": digest, "bytes": size}, expected_images)
+        if keep_archive:
+            os.replace(part, dest.parent / Path(urllib.parse.urlsplit(url).path).name)
+    finally:
+        part.unlink(missing_ok=True)
+        if work is not None and work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return dest
+
+
+def _finish(work: Path, dest: Path, record: dict, expected_images: int | None) -> None:
+    """Check the image count, write the completion record, move the folder into place."""
+    root = _dataset_root(work)
+    count = _count_samples(root)
+    if expected_images is not None and count != expected_images:
+        raise ValueError(f"the archive holds {count} images in the <id>/images/<id>.png "
+                         f"layout, expected {expected_images}")
+    (root / MARKER).write_text(json.dumps({**record, "images": count}, indent=1) + "\n")
+    if dest.exists():
+        dest.rmdir()  # empty: checked before downloading
+    os.replace(root, dest)
