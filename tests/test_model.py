@@ -269,3 +269,83 @@ def test_build_unet_on_other_backends(backend):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- tracing and receptive fields
+def test_trace_shapes_table_and_params_per_level(seed, paper):
+    rows = M.trace_shapes(seed)
+    assert len(rows) == len(seed.layers) and sum(r["params"] for r in rows) == 1_941_105
+    by_name = {r["layer"]: r for r in rows}
+    assert by_name["c5"]["output_shape"] == (16, 16, 256) and by_name["c5"]["level"] == 5
+    assert by_name["u6"]["params"] == conv_params(2, 256, 128) and by_name["u6"]["level"] == 6
+    assert by_name["outputs"]["level"] is None and by_name["outputs"]["params"] == 17
+    text = M.format_trace(seed)
+    assert "16 x 16 x 256" in text and "1,941,105" in text.splitlines()[-1]
+    for model, base, c_in in ((seed, 16, 3), (paper, 64, 1)):
+        levels = M.params_per_level(model)
+        assert sum(levels.values()) == model.count_params()
+        assert levels["level 1"] == conv_params(3, c_in, base) + conv_params(3, base, base)
+        assert levels["level 5"] == max(levels.values())  # the bottleneck holds the most
+        f = base * 8  # level 6: up-conv, then two convolutions on the concatenation
+        assert levels["level 6"] == conv_params(2, 2 * f, f) + conv_params(
+            3, 2 * f, f
+        ) + conv_params(3, f, f)
+
+
+def test_unet_blocks_describe_the_u(paper):
+    blocks = M.unet_blocks(paper)
+    assert [b["name"] for b in blocks] == ["input"] + [f"c{i}" for i in range(1, 10)] + ["outputs"]
+    assert [b["rung"] for b in blocks] == [0, 0, 1, 2, 3, 4, 3, 2, 1, 0, 0]
+    assert blocks[5]["side"] == "bottom" and blocks[5]["shape"] == (28, 28, 1024)
+    assert blocks[-1]["shape"] == (388, 388, 2)
+    with pytest.raises(ValueError, match="c1"):
+        M.unet_blocks(popular_keras_unet())
+
+
+def test_receptive_field_textbook_formula(seed, paper):
+    # by hand: each 3x3 conv adds 2 * jump, each pooling adds jump and doubles it
+    down = sum(4 * 2**k for k in range(5)) + sum(2**k for k in range(4))
+    assert M.receptive_field(seed, "c5") == 1 + down == 140
+    assert M.receptive_field(seed) == 1 + down + sum(4 * 2**k for k in range(4)) == 200
+    assert M.receptive_field(paper) == 200 and M.receptive_field(seed, "c1") == 5
+    with pytest.raises(ValueError, match="nope"):
+        M.receptive_field(seed, "nope")
+
+
+def test_exact_spans_of_the_bottleneck_are_uniform(seed):
+    spans = M.receptive_field_spans(seed, "c5")
+    widths = spans[:, 1] - spans[:, 0] + 1
+    inside = (spans[:, 0] > 0) & (spans[:, 1] < 255)
+    assert set(widths[inside]) == {140}
+    np.testing.assert_array_equal(np.diff(spans[inside, 0]), 16)  # one step per 16 pixels
+
+
+@pytest.mark.parametrize(
+    "padding,upsampling,size", [("same", "transpose", 64), ("valid", "transpose", 92),
+                                ("same", "bilinear", 48)]
+)  # fmt: skip
+def test_exact_spans_match_the_gradient_support(padding, upsampling, size):
+    """The span of each output pixel equals the bounding box of its nonzero input gradient."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("gradient reference written with tf.GradientTape")
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(7)
+    m = M.build_unet((size, size, 1), base_filters=2, depth=3, padding=padding,
+                     upsampling=upsampling)  # fmt: skip
+    spans = M.receptive_field_spans(m)
+    x = tf.Variable(np.random.default_rng(7).random((8, size, size, 1), "float32"))
+    h = m.output_shape[1]
+    for r, c in np.random.default_rng(8).integers(0, h, (4, 2)):
+        with tf.GradientTape() as tape:
+            y = tf.reduce_sum(m(x, training=False)[:, r, c, 0])
+        support = np.abs(tape.gradient(y, x).numpy()).max(axis=(0, 3)) > 0
+        rows, cols = np.where(support.any(1))[0], np.where(support.any(0))[0]
+        assert (rows.min(), rows.max()) == tuple(spans[r])
+        assert (cols.min(), cols.max()) == tuple(spans[c])
+
+
+def test_exact_spans_vary_around_the_textbook_value():
+    m = M.build_unet((380, 380, 1), base_filters=2, padding="valid")
+    widths = np.diff(M.receptive_field_spans(m), axis=1)[:, 0] + 1
+    assert set(widths) == {188, 204} and abs(widths.mean() - M.receptive_field(m)) < 1

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
+
+import numpy as np
 
 #: Dropout rates of the popular Keras U-Net, contracting path and bottleneck; mirrored on the
 #: way up (0.2, 0.2, 0.1, 0.1).
@@ -349,3 +352,209 @@ def paper_unet(
         kernel_initializer="he_normal",
         name=name,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Tracing: shapes, parameters, blocks, receptive fields
+# --------------------------------------------------------------------------------------------
+def _level(name: str) -> int | None:
+    """Block number from a layer name (``c3_conv1`` -> 3, ``p2`` -> 2, ``u7_concat`` -> 7)."""
+    match = _NAME.match(name)
+    return int(match.group(2)) if match else None
+
+
+def trace_shapes(model: Any) -> list[dict]:
+    """One row per layer: ``level`` (block number, None outside the blocks), ``layer``
+    (name), ``kind`` (class name), ``output_shape`` (without the batch axis, e.g.
+    ``(16, 16, 256)``; None where the input size is free) and ``params`` (int)."""
+    if not hasattr(model, "layers"):
+        raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
+    return [
+        {
+            "level": _level(layer.name),
+            "layer": layer.name,
+            "kind": type(layer).__name__,
+            "output_shape": tuple(layer.output.shape[1:]),
+            "params": layer.count_params(),
+        }
+        for layer in model.layers
+    ]
+
+
+def format_trace(rows: list[dict] | Any, kinds: Sequence[str] | None = None) -> str:
+    """The rows of ``trace_shapes`` (or a model) as a fixed-width text table with a total.
+
+    ``kinds``: keep only these layer classes (e.g. ``("Conv2D", "MaxPooling2D")``).
+    """
+    rows = trace_shapes(rows) if hasattr(rows, "layers") else rows
+    total = sum(r["params"] for r in rows)
+    rows = [r for r in rows if kinds is None or r["kind"] in kinds]
+
+    def shape(s: tuple) -> str:
+        return " x ".join("?" if d is None else str(d) for d in s)
+
+    lines = [f"{'level':>5}  {'layer':<12} {'kind':<18} {'output shape':<18} {'params':>11}"]
+    for r in rows:
+        level = "-" if r["level"] is None else r["level"]
+        lines.append(
+            f"{level:>5}  {r['layer']:<12} {r['kind']:<18} {shape(r['output_shape']):<18} "
+            f"{r['params']:>11,}"
+        )
+    lines.append(f"{'':>5}  {'total':<12} {'':<18} {'':<18} {total:>11,}")
+    return "\n".join(lines)
+
+
+def params_per_level(model: Any) -> dict[str, int]:
+    """Parameters per block: ``{"level 1": ..., ..., "level 9": ..., "head": ...}`` for a
+    depth-4 U-Net; they add up to ``model.count_params()``."""
+    counts: dict[str, int] = {}
+    for row in trace_shapes(model):
+        key = "head" if row["level"] is None else f"level {row['level']}"
+        if row["params"] or row["level"] is not None:
+            counts[key] = counts.get(key, 0) + row["params"]
+    return dict(sorted(counts.items(), key=lambda kv: (kv[0] == "head", len(kv[0]), kv[0])))
+
+
+def unet_blocks(model: Any) -> list[dict]:
+    """The boxes of the U, for drawing: the input, each block ``c1``...``c{2d+1}`` and the
+    output. Each: ``name``, ``level`` (0 input, block number, ``2d+2`` output), ``rung``
+    (0 = full resolution .. ``depth`` = bottleneck), ``side`` ("in", "down", "bottom",
+    "up", "out") and ``shape`` ``(H, W, C)`` (H, W None where free)."""
+    levels = sorted({r["level"] for r in trace_shapes(model) if r["layer"] == f"c{r['level']}"})
+    if not levels or levels != list(range(1, len(levels) + 1)) or len(levels) % 2 == 0:
+        raise ValueError(f"{model.name!r} has no U-Net blocks named c1, c2, ... (build_unet)")
+    depth = len(levels) // 2
+    blocks = [dict(name="input", level=0, rung=0, side="in", shape=tuple(model.input_shape[1:]))]
+    for lv in levels:
+        rung = lv - 1 if lv <= depth + 1 else 2 * depth + 1 - lv
+        side = "down" if lv <= depth else "bottom" if lv == depth + 1 else "up"
+        shape = tuple(model.get_layer(f"c{lv}").output.shape[1:])
+        blocks.append(dict(name=f"c{lv}", level=lv, rung=rung, side=side, shape=shape))
+    out = tuple(model.output_shape[1:])
+    blocks.append(dict(name="outputs", level=2 * depth + 2, rung=0, side="out", shape=out))
+    return blocks
+
+
+_POINTWISE = (
+    "InputLayer", "Dropout", "SpatialDropout2D", "BatchNormalization", "Activation", "ReLU",
+    "ELU", "LeakyReLU", "Rescaling", "Normalization", "Cropping2D", "ZeroPadding2D",
+)  # fmt: skip
+
+
+def _rf_step(layer: Any, rf: Fraction, jump: Fraction) -> tuple[Fraction, Fraction]:
+    """Receptive field and jump (input pixels between neighbouring outputs) after ``layer``."""
+    kind = type(layer).__name__
+    if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
+        k = layer.kernel_size[0] if kind == "Conv2D" else layer.pool_size[0]
+        s = layer.strides[0]
+        d = layer.dilation_rate[0] if kind == "Conv2D" else 1
+        return rf + (d * (k - 1)) * jump, jump * s
+    if kind == "Conv2DTranspose":  # each output sees ceil(k / s) inputs along an axis
+        k, s = layer.kernel_size[0], layer.strides[0]
+        return rf + (-(-k // s) - 1) * jump, jump / s
+    if kind == "UpSampling2D":  # nearest: one input per output; bilinear: two
+        extra = jump if layer.interpolation == "bilinear" else 0
+        return rf + extra, jump / layer.size[0]
+    if kind in _POINTWISE:
+        return rf, jump
+    raise TypeError(f"receptive_field does not know layer {layer.name!r} of type {kind}")
+
+
+def receptive_field(model: Any, layer_name: str | None = None) -> int:
+    """Side of the square of input pixels that one output pixel of ``layer_name`` (default:
+    the model's output) can depend on, computed from the layer list.
+
+    Walks the graph in order with the rules ``rf += (k - 1) * jump, jump *= stride`` for
+    convolutions and pooling, ``jump /= 2`` for up-sampling (a 2x2 stride-2 transposed
+    convolution sees one input pixel; bilinear up-sampling sees two) and the largest field
+    where branches are concatenated. 140 for the bottleneck ``c5`` and 200 for the output of
+    ``seed_unet`` (and of ``paper_unet``).
+    """
+    fields: dict[str, tuple[Fraction, Fraction]] = {}
+    for layer in model.layers:
+        parents = [p.operation.name for p in layer._inbound_nodes[0].parent_nodes]
+        if not parents:
+            fields[layer.name] = (Fraction(1), Fraction(1))
+            continue
+        incoming = [fields[p] for p in parents]
+        if type(layer).__name__ in ("Concatenate", "Add", "Multiply", "Average", "Maximum"):
+            fields[layer.name] = (max(r for r, _ in incoming), min(j for _, j in incoming))
+        else:
+            fields[layer.name] = _rf_step(layer, *incoming[0])
+    name = layer_name if layer_name is not None else model.layers[-1].name
+    if name not in fields:
+        raise ValueError(f"no layer named {name!r} in {model.name!r}")
+    return int(fields[name][0])
+
+
+def _window_spans(
+    lo: np.ndarray, hi: np.ndarray, n_out: int, k: int, s: int, d: int, padding: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spans after a windowed layer (convolution or pooling) along one axis."""
+    n_in = len(lo)
+    extent = d * (k - 1) + 1
+    before = max((n_out - 1) * s + extent - n_in, 0) // 2 if padding == "same" else 0
+    first = np.clip(np.arange(n_out) * s - before, 0, n_in - 1)
+    last = np.clip(np.arange(n_out) * s - before + extent - 1, 0, n_in - 1)
+    return lo[first], hi[last]
+
+
+def _span_step(layer: Any, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact input spans ``(lo, hi)`` of every output row of ``layer`` from those of its input."""
+    kind, n = type(layer).__name__, len(lo)
+    if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
+        conv = kind == "Conv2D"
+        k = layer.kernel_size[0] if conv else layer.pool_size[0]
+        s, d = layer.strides[0], (layer.dilation_rate[0] if conv else 1)
+        n_out = -(-n // s) if layer.padding == "same" else (n - d * (k - 1) - 1) // s + 1
+        return _window_spans(lo, hi, n_out, k, s, d, layer.padding)
+    if kind == "Conv2DTranspose":  # output o receives input i when 0 <= o + pad - i*s < k
+        k, s = layer.kernel_size[0], layer.strides[0]
+        n_out = n * s if layer.padding == "same" else (n - 1) * s + k
+        pad = max(k - s, 0) // 2 if layer.padding == "same" else 0
+        o = np.arange(n_out) + pad
+        first = np.clip(-(-(o - k + 1) // s), 0, n - 1)
+        return lo[first], hi[np.clip(o // s, 0, n - 1)]
+    if kind == "UpSampling2D":
+        f = layer.size[0]
+        if layer.interpolation == "nearest":
+            return np.repeat(lo, f), np.repeat(hi, f)
+        centre = (np.arange(n * f) + 0.5) / f - 0.5  # half-pixel centres, as Keras resizes
+        i0 = np.clip(np.floor(centre).astype(int), 0, n - 1)
+        return lo[i0], hi[np.clip(i0 + 1, 0, n - 1)]
+    if kind == "Cropping2D":
+        top, bottom = layer.cropping[0]
+        return lo[top : n - bottom], hi[top : n - bottom]
+    if kind in _POINTWISE:
+        return lo, hi
+    raise TypeError(f"receptive field spans do not know layer {layer.name!r} of type {kind}")
+
+
+def receptive_field_spans(
+    model: Any, layer_name: str | None = None, size: int | None = None
+) -> np.ndarray:
+    """Exact first and last input row that each output row of ``layer_name`` depends on.
+
+    Interval arithmetic along the height axis through every layer (zero padding is not
+    input, so spans are clipped to the image). ``size``: input height, needed only when the
+    model's is free. Returns ``(H_out, 2)`` int array of ``[first, last]``; the widths
+    ``last - first + 1`` vary with the row's position on the pooling grid (188 or 204 for an
+    interior output row of ``seed_unet``), while ``receptive_field`` gives the textbook 200.
+    """
+    n = model.input_shape[1] if size is None else int(size)
+    if n is None or n < 1:
+        raise ValueError(f"{model.name!r} has a free input height: pass size=, got {size!r}")
+    spans: dict[str, tuple] = {}
+    for layer in model.layers:
+        parents = [p.operation.name for p in layer._inbound_nodes[0].parent_nodes]
+        if not parents:
+            spans[layer.name] = (np.arange(n), np.arange(n))
+        elif type(layer).__name__ in ("Concatenate", "Add", "Multiply", "Average", "Maximum"):
+            los, his = zip(*(spans[p] for p in parents), strict=True)
+            spans[layer.name] = (np.minimum.reduce(los), np.maximum.reduce(his))
+        else:
+            spans[layer.name] = _span_step(layer, *spans[parents[0]])
+    name = layer_name if layer_name is not None else model.layers[-1].name
+    if name not in spans:
+        raise ValueError(f"no layer named {name!r} in {model.name!r}")
+    return np.stack(spans[name], axis=1)
