@@ -200,3 +200,54 @@ def test_load_splits_sizes_and_bad_input():
         datasets.load_splits("synthetic", 20)
     with pytest.raises(ValueError, match="counts"):
         datasets.load_splits("synthetic", counts={"tests": 2})
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _tiny_run(tmp_path, name: str, precision: str = "float32"):
+    """Two steps of a tiny U-Net on 32x32 synthetic nuclei; returns (model, history)."""
+    config = train.TrainConfig(epochs=1, batch_size=4, seed=7)
+    keras.utils.set_random_seed(config.seed)
+    splits = datasets.load_splits("synthetic", 32, quick=True, seed=1,
+                                  counts={"train": 8, "val": 4, "test": 1})
+    accel = train.Accelerator(keras.backend.backend(), (), precision, False)
+    net = train.build_model(lambda: tiny_unet(), accel)
+    train.compile_model(net, config, accel)
+    seqs = train.make_sequences(splits, 32, config.batch_size, seed=config.seed)
+    out = tmp_path / name
+    out.mkdir()
+    history = train.fit(net, *seqs, config, out, verbose=0)
+    return net, history.history, splits
+
+
+def test_training_is_reproducible_on_cpu_for_a_fixed_seed(tmp_path):
+    """Same seed, same data order and augmentation, same initial weights: the logged metrics
+    agree to 1e-5 (float32 on CPU; oneDNN may reorder sums, hence not exact equality)."""
+    _, first, _ = _tiny_run(tmp_path, "a")
+    _, second, _ = _tiny_run(tmp_path, "b")
+    assert set(first) >= {"loss", "dice", "iou", "val_loss", "val_dice", "val_iou"}
+    for key in first:
+        np.testing.assert_allclose(first[key], second[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_fit_writes_a_checkpoint_that_reloads_in_safe_mode(tmp_path):
+    net, logs, splits = _tiny_run(tmp_path, "run", precision="mixed_bfloat16")
+    path = tmp_path / "run" / "model.keras"
+    assert path.is_file() and (tmp_path / "run" / "history.csv").is_file()
+    loaded = keras.saving.load_model(path, safe_mode=True)  # no custom_objects
+    assert loaded.layers[-1].dtype_policy.compute_dtype == "float32"
+    batch = splits.val.images[:2].astype(np.float32)
+    np.testing.assert_allclose(loaded.predict_on_batch(batch), net.predict_on_batch(batch),
+                               atol=1e-6)
+    _, val_seq = train.make_sequences(splits, 32, 4, seed=7)
+    scores = loaded.evaluate(val_seq, return_dict=True, verbose=0)  # loss and metrics restored
+    expected = net.evaluate(val_seq, return_dict=True, verbose=0)
+    assert {"loss", "dice", "iou"} <= set(scores)
+    for key in ("loss", "dice", "iou"):
+        assert scores[key] == pytest.approx(expected[key], abs=1e-5), key
+
+
+def test_fit_refuses_a_missing_output_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        train.fit(tiny_unet(), None, None, train.TrainConfig(), tmp_path / "missing")

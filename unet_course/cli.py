@@ -287,7 +287,7 @@ def _run_train(args: argparse.Namespace) -> int:
     scores = train.pixel_scores(splits.val.masks, train.predict_native(model, splits.val.images),
                                 config.threshold)
     report = _train_report(args, settings, splits, accelerator, history, scores)
-    (args.out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "metrics.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "best_epoch")}))
     print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
     return 0

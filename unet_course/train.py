@@ -271,6 +271,46 @@ def make_callbacks(out_dir: str | Path, config: TrainConfig) -> list[keras.callb
     ]
 
 
+def make_sequences(
+    splits,
+    img_size: int,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    augment: bool = True,
+    elastic: bool = False,
+    workers: int = 1,
+):
+    """Training and validation batches for ``fit``, built on the fly from ``splits``.
+
+    Training: augmented (flips, 90-degree rotations, brightness and contrast, and the elastic
+    deformation when ``elastic``), randomly cropped (or mirror-padded) to ``img_size``, shuffled
+    every epoch, reproducible for ``seed`` whatever the number of ``workers``. Validation:
+    not augmented, not shuffled, centre-cropped to ``img_size`` (the native-resolution score is
+    computed after training with ``predict_native``).
+
+    Args:
+        splits: a ``unet_course.datasets.Splits``.
+        img_size: training side length (must fit the model, e.g. a multiple of 16).
+
+    Returns:
+        ``(train, val)``: two ``unet_course.augment.SegmentationSequence`` whose items are
+        ``(images (B, S, S, 3) uint8, masks (B, S, S, 1) float32)``; the course's U-Nets
+        rescale uint8 pixels themselves (a ``Rescaling(1/255)`` first layer).
+    """
+    from unet_course.augment import SegmentationSequence
+
+    common = dict(batch_size=batch_size, size=img_size, seed=seed, image_dtype="uint8")
+    train_seq = SegmentationSequence(
+        splits.train.images, splits.train.labels, augment=augment, shuffle=True,
+        augment_options={"elastic": True} if elastic else None, workers=workers, **common,
+    )
+    val_seq = SegmentationSequence(
+        splits.val.images, splits.val.labels, augment=False, shuffle=False, **common
+    )
+    return train_seq, val_seq
+
+
 def fit(
     model: keras.Model,
     train_data,

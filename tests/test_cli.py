@@ -1,0 +1,142 @@
+"""Tests for the command line (unet_course.cli): end to end in quick mode in a subprocess, and
+every user-error path in process (one line on stderr, exit code 2, no traceback)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unet_course import cli
+
+TINY = ["--quick", "--img-size", "32", "--batch-size", "4", "--steps-per-epoch", "2"]
+
+
+def run_cli(*args: str, backend: str = "tensorflow") -> subprocess.CompletedProcess:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "UNET_COURSE_QUICK": "1"}
+    return subprocess.run([sys.executable, "-m", "unet_course", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_train_then_evaluate_then_refuse_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    done = run_cli("train", "--out", str(out), *TINY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {p.name for p in out.iterdir()} == {"model.keras", "history.csv", "metrics.json"}
+    report = json.loads((out / "metrics.json").read_text())
+    assert 0 <= report["val_iou"] <= report["val_dice"] <= 1
+    assert report["val_iou"] == pytest.approx(report["val_dice"] / (2 - report["val_dice"]))
+    assert (report["img_size"], report["epochs_run"], report["quick"]) == (32, 1, True)
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and {"loss", "dice", "iou", "val_dice", "val_iou"} <= set(rows[0])
+    # validation batches are the whole 32x32 images: Keras's accumulated val_dice must equal
+    # the native-resolution score that train computed afterwards
+    assert float(rows[0]["val_dice"]) == pytest.approx(report["val_dice"], abs=1e-5)
+
+    result_file = tmp_path / "eval.json"
+    done = run_cli("evaluate", "--model", str(out / "model.keras"), "--out", str(result_file))
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = json.loads(done.stdout[done.stdout.index("{"):])
+    assert printed == json.loads(result_file.read_text())
+    assert printed["split"] == "test" and printed["images"] == 8
+    assert 0 <= printed["iou"] <= printed["dice"] <= 1
+
+    before = (out / "metrics.json").read_text()
+    done = run_cli("train", "--out", str(out), *TINY)
+    assert done.returncode == 2
+    assert "not empty" in done.stderr and "Traceback" not in done.stderr
+    assert (out / "metrics.json").read_text() == before  # nothing was touched
+
+
+def test_evaluate_predicts_images_the_training_size_does_not_fit(tmp_path):
+    """A model trained at 32x32 evaluated on 40x40 images: padded to 48 and cropped back."""
+    import keras
+
+    from unet_course import datasets, model, train
+
+    keras.utils.set_random_seed(0)
+    net = model.build_unet((None, None, 3), base_filters=4, depth=2, rescale=1 / 255)
+    net.save(tmp_path / "model.keras")
+    args = cli.build_parser().parse_args(
+        ["evaluate", "--model", str(tmp_path / "model.keras"), "--img-size", "40", "--quick"])
+    split, probs, result = cli.evaluate_model(args, cli._evaluate_settings(args))
+    assert [p.shape for p in probs] == [(40, 40)] * len(split)
+    expected = datasets.load_splits("synthetic", 40, quick=True, seed=0).test
+    np.testing.assert_array_equal(split.images, expected.images)
+    assert result["dice"] == pytest.approx(train.pixel_scores(expected.masks, probs)["dice"])
+
+
+def test_doctor_on_the_jax_backend_reports_xla():
+    """The device policy's JAX branch: every step is XLA-compiled, float32 on a CPU."""
+    done = run_cli("doctor", backend="jax")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Keras backend: jax" in done.stdout
+    assert "precision float32 · XLA on (JAX always compiles with XLA)" in done.stdout
+
+
+def test_doctor_reports_versions_backend_and_a_gpu_hint(capsys):
+    assert cli.main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    assert "keras" in text and "Keras backend: tensorflow" in text
+    assert "GPUs: none visible" in text and "Runtime > Change runtime type > GPU" in text
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        ([], "COMMAND"),
+        (["fly"], "invalid choice"),
+        (["train"], "--out"),
+        (["train", "--out", "{tmp}/o", "--epochs", "0"], "positive integer"),
+        (["train", "--out", "{tmp}/o", "--batch-size", "x"], "positive integer"),
+        (["train", "--out", "{tmp}/o", "--data", "{tmp}/missing"], "no such folder"),
+        (["train", "--out", "{tmp}/o", "--data", "{tmp}/file.txt"], "is a file"),
+        (["train", "--out", "{tmp}/file.txt"], "is a file"),
+        (["train", "--out", "{tmp}/full"], "not empty"),
+        (["train", "--out", "{tmp}/o", "--img-size", "100"], "96 or 112"),
+        (["train", "--out", "{tmp}/o", "--depth", "3"], "--model unet"),
+        (["train", "--out", "{tmp}/o", "--model", "unet", "--dropout", "1.5"], "dropout"),
+        (["train", "--out", "{tmp}/o", "--lr", "2"], "(0, 1)"),
+        (["train", "--out", "{tmp}/o", "--xla", "maybe"], "auto, on, off"),
+        (["evaluate", "--model", "{tmp}/none.keras"], "no such file"),
+        (["evaluate", "--model", "{tmp}/file.txt"], ".keras"),
+        (["evaluate", "--model", "{tmp}/m.keras", "--out", "{tmp}/no/dir.json"], "does not exist"),
+        (["evaluate", "--model", "{tmp}/m.keras", "--threshold", "1"], "(0, 1)"),
+        (["evaluate", "--model", "{tmp}/m.keras", "--data", "{tmp}/missing"], "no such folder"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, words):
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "m.keras").write_text("not really a model")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("x")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("unet-course")
+    assert words in lines[0]
+    assert not Path(tmp_path / "o").exists()  # checked before any work or file
+
+
+def test_a_broken_model_file_is_one_line_not_a_traceback(tmp_path, capsys):
+    (tmp_path / "m.keras").write_text("not a zip")
+    code = cli.main(["evaluate", "--model", str(tmp_path / "m.keras")])
+    err = capsys.readouterr().err
+    assert code in (1, 2) and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_every_subcommand_has_help():
+    parser = cli.build_parser()
+    for name in ("train", "evaluate", "doctor"):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name, "--help"])
+        assert exit_info.value.code == 0
