@@ -349,3 +349,24 @@ def test_exact_spans_vary_around_the_textbook_value():
     m = M.build_unet((380, 380, 1), base_filters=2, padding="valid")
     widths = np.diff(M.receptive_field_spans(m), axis=1)[:, 0] + 1
     assert set(widths) == {188, 204} and abs(widths.mean() - M.receptive_field(m)) < 1
+
+
+def test_draw_unet_draws_the_model(paper):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from unet_course import plotting
+
+    ax = plotting.draw_unet(paper)
+    boxes = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(boxes) == 11  # input, c1..c9, output
+    heights = sorted(b.get_height() for b in boxes)
+    assert heights[-1] == pytest.approx(1.2) and heights[0] == pytest.approx(1.2 * 28 / 572)
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert "28 x 28 x 1024" in texts and "388 x 388 x 2" in texts
+    assert len(ax.texts) == 11 and "31,030,658" in ax.get_title()
+    assert "crop and copy" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    plt.close(ax.figure)

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
+from matplotlib.ticker import MaxNLocator
 
 FALSE_POSITIVE = (1.0, 0.2, 0.8)  # magenta: predicted nucleus where there is none
 FALSE_NEGATIVE = (0.1, 0.9, 1.0)  # cyan: nucleus the prediction missed
@@ -189,6 +190,8 @@ def show_matrix(
         for (r, c), v in np.ndenumerate(m):
             ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=7,
                     color="black" if v > mid else "white")  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f"column = input pixel (0..{m.shape[1] - 1})")
     ax.set_ylabel(f"row = output pixel (0..{m.shape[0] - 1})")
     if title:
@@ -292,3 +295,87 @@ def animate_conv_transpose(
         axes[2].set_ylim(out.shape[0] - 0.5, -0.5)
 
     return _jshtml(fig, update, y.size, interval)
+
+
+def _unet_box_geometry(blocks: list[dict]) -> list[dict]:
+    """Centre, width and height of each box of ``model.unet_blocks``: height from the
+    feature-map side (relative to the input), width from the square root of the channels."""
+    side0 = blocks[0]["shape"][0]
+    chan0 = max(b["shape"][2] for b in blocks if b["name"] == "c1")
+    boxes = []
+    for i, b in enumerate(blocks):
+        side = b["shape"][0]
+        rel = side / side0 if side and side0 else 0.5 ** b["rung"]
+        height = max(1.2 * rel, 0.05)
+        width = max(0.25 * np.sqrt(b["shape"][2] / chan0), 0.05)
+        boxes.append({**b, "x": 1.25 * i, "y": -1.3 * b["rung"], "w": width, "h": height})
+    return boxes
+
+
+def _unet_arrow(ax: Axes, start: tuple, end: tuple, color: str, style: str = "-") -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color=color,
+                lw=1.5, linestyle=style, shrinkA=0, shrinkB=0))  # fmt: skip
+
+
+def draw_unet(model: object, ax: Axes | None = None) -> Axes:
+    """Draw the U of a U-Net built by ``unet_course.model.build_unet``, from the model itself.
+
+    One box per block (``c1``...``c9`` for depth 4) plus the input and the output: height in
+    proportion to the feature-map side, width to the square root of the channels, labelled
+    ``H x W x C``. Red arrows: 2x2 max pooling; green: up-sampling; dashed grey: the skip
+    connections (copy, or crop and copy for unpadded models); blue: the 1x1 head.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    from unet_course import model as unet_model
+
+    blocks = _unet_box_geometry(unet_model.unet_blocks(model))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(12, 5.5))
+    by_level = {b["level"]: b for b in blocks}
+    depth = (len(blocks) - 3) // 2
+    for b in blocks:
+        colour = {"in": "0.8", "out": "tab:blue"}.get(b["side"], "tab:orange")
+        ax.add_patch(Rectangle((b["x"] - b["w"] / 2, b["y"] - b["h"] / 2), b["w"], b["h"],
+                               facecolor=colour, edgecolor="black", alpha=0.85))  # fmt: skip
+        shape = " x ".join("?" if s is None else str(s) for s in b["shape"])
+        label = f"{b['name']}\n{shape}"
+        if b["rung"] == 0:  # the full-resolution boxes: label above
+            ax.text(b["x"], b["y"] + b["h"] / 2 + 0.08, label, ha="center", va="bottom", fontsize=7)
+        elif b["side"] == "bottom":
+            ax.text(b["x"], b["y"] - b["h"] / 2 - 0.08, label, ha="center", va="top", fontsize=7)
+        else:  # down path on the left of the box, up path on the right, clear of the arrows
+            sign = -1 if b["side"] == "down" else 1
+            ax.text(b["x"] + sign * (b["w"] / 2 + 0.06), b["y"], label, fontsize=7,
+                    ha="right" if sign < 0 else "left", va="center")  # fmt: skip
+    for lv in range(0, 2 * depth + 2):
+        a, b = by_level[lv], by_level[lv + 1]
+        if lv == 0 or lv == 2 * depth + 1:  # input -> c1, last block -> head
+            colour = "black" if lv == 0 else "tab:blue"
+            _unet_arrow(ax, (a["x"] + a["w"] / 2, a["y"]), (b["x"] - b["w"] / 2, b["y"]), colour)
+        elif lv <= depth:  # pooling: bottom of a block to the top of the next
+            a_corner = (a["x"] + a["w"] / 2, a["y"] - a["h"] / 2)
+            _unet_arrow(ax, a_corner, (b["x"] - b["w"] / 2, b["y"] + b["h"] / 2), "tab:red")
+        else:  # up-sampling
+            a_corner = (a["x"] + a["w"] / 2, a["y"] + a["h"] / 2)
+            _unet_arrow(ax, a_corner, (b["x"] - b["w"] / 2, b["y"] - b["h"] / 2), "tab:green")
+    crop = "valid" in {getattr(la, "padding", None) for la in model.layers if la.name == "c1"}
+    for lv in range(1, depth + 1):  # skips: copy (or crop and copy) across the U
+        a, b = by_level[lv], by_level[2 * depth + 2 - lv]
+        _unet_arrow(ax, (a["x"] + a["w"] / 2, a["y"]), (b["x"] - b["w"] / 2, b["y"]), "0.45", "--")
+    skip = "crop and copy (skip)" if crop else "copy (skip)"
+    handles = [Line2D([], [], color=c, ls=s, lw=1.5, label=t) for c, s, t in (
+        ("black", "-", "input"), ("tab:red", "-", "max pool 2x2"), ("tab:green", "-", "up-sample x2"),
+        ("0.45", "--", skip), ("tab:blue", "-", "conv 1x1 head"))]  # fmt: skip
+    ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=False)
+    xs = [b["x"] for b in blocks]
+    ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
+    ax.set_ylim(-1.3 * depth - 0.9, 1.1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel("box height ~ feature-map side, width ~ sqrt(channels); orange: two 3x3 convs")
+    ax.set_title(f"{model.name}: {model.count_params():,} parameters")
+    return ax
