@@ -262,11 +262,12 @@ def _check_prob(prob: Any) -> np.ndarray:
             "prob must be (H, W) or (H, W, 1) foreground probabilities, or (H, W, 3) "
             f"background / interior / boundary probabilities; got shape {prob.shape}"
         )
-    if prob.size and not (np.isfinite(prob).all() and prob.min() >= 0 and prob.max() <= 1):
+    tol = 1e-5  # a float32 softmax may round a hair above 1
+    if prob.size and not (np.isfinite(prob).all() and prob.min() >= -tol and prob.max() <= 1 + tol):
         raise ValueError(
             f"prob must hold probabilities in [0, 1], got values in [{prob.min()}, {prob.max()}]"
         )
-    return prob.astype(np.float32, copy=False)
+    return np.clip(prob, 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -292,7 +293,7 @@ def _seeds_from_distance(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Watershed seeds at the maxima of the (smoothed) distance transform of ``mask``.
 
-    Returns (markers (H, W) int32, elevation (H, W) float32 = minus the distance).
+    Returns (markers (H, W) int32, elevation (H, W) float64 = minus the distance).
     """
     from scipy import ndimage as ndi
     from skimage.feature import peak_local_max
@@ -306,7 +307,7 @@ def _seeds_from_distance(
     )
     markers = np.zeros(mask.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    return markers, -distance.astype(np.float32)
+    return markers, -distance
 
 
 def label_instances(
@@ -325,8 +326,9 @@ def label_instances(
     - ``"watershed"``: the same foreground is flooded from seeds. For a (H, W) map the seeds are
       the maxima of the distance transform (distance of each foreground pixel to the
       background, smoothed by a Gaussian of width ``smooth``) at least ``min_distance`` pixels
-      apart, and the flooding runs downhill in distance. For a (H, W, 3) map the seeds are the regions where the *interior* probability
-      is above ``threshold``, flooded over ``1 - interior``.
+      apart, and the flooding runs downhill in distance. For a (H, W, 3) map the seeds are
+      the regions where the *interior* probability is above ``threshold``, flooded over
+      ``1 - interior``.
 
     Objects smaller than ``min_size`` pixels are dropped in both methods.
 
