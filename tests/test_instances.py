@@ -468,3 +468,35 @@ def test_tiling_on_the_jax_backend():
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-2000:]
+
+
+def test_tile_plan_reports_the_cut(small_models):
+    same, valid = small_models
+    assert I.tile_plan(valid, 60, 0) == {"tile": 60, "crop": 20, "overlap": 0, "core": 20}
+    assert I.tile_plan(same, 64, 8) == {"tile": 64, "crop": 0, "overlap": 8, "core": 48}
+    assert I.tile_plan(same)["tile"] == 512  # free-size model: the nearest size >= 512
+
+
+def test_predict_instances_picks_the_post_processing_from_the_output(small_models):
+    same, valid = small_models
+    image = np.random.default_rng(3).random((40, 52, 3)).astype(np.float32)
+    labels, prob = I.predict_instances(same, image, "components", tile=32, overlap=4)
+    assert prob.shape == (40, 52, 1)
+    assert np.array_equal(labels, I.label_instances(prob, 0.5, "components"))
+    labels, prob = I.predict_instances(valid, image, "watershed", tile=60)
+    assert prob.shape == (40, 52, 3)  # three classes: interior-seeded watershed
+    assert np.array_equal(labels, I.label_instances(prob, 0.5, "watershed"))
+    with pytest.raises(ValueError, match="method"):
+        I.predict_instances(same, image, "kmeans")
+
+
+def test_overlay_tints_objects_and_whitens_outlines():
+    labels = squares((20, 24), [(2, 10, 2, 10), (12, 18, 12, 20)])
+    image = np.full((20, 24, 3), 40, np.uint8)
+    over = I.overlay_instances(image, labels)
+    assert over.shape == (20, 24, 3) and over.dtype == np.uint8
+    assert np.array_equal(over[labels == 0], image[labels == 0])  # background untouched
+    assert np.all(over[2, 2] == 255) and not np.all(over[5, 5] == 255)  # outline vs interior
+    assert not np.array_equal(over[5, 5], over[14, 15])  # two objects, two tints
+    with pytest.raises(ValueError, match="differ"):
+        I.overlay_instances(image[:10], labels)

@@ -535,14 +535,20 @@ def unet_geometry(model: Any) -> tuple[int, str]:
     return depth, "valid" if valid else "same"
 
 
-def _tile_plan(model: Any, tile: int | None, overlap: int | None) -> dict[str, int]:
-    """Tile size, output crop, overlap and kept core of each tile, checked against the model."""
+def tile_plan(model: Any, tile: int | None = None, overlap: int | None = None) -> dict[str, int]:
+    """How ``predict_tiled`` cuts an image for ``model``, checked before any prediction.
+
+    Returns ``{"tile", "crop", "overlap", "core"}``: the input side of a tile, the pixels the
+    network itself trims from each side (0 for ``same`` padding), the output pixels dropped at
+    each side, and the side of the part kept from each tile. Raises ValueError when the model
+    cannot take ``tile`` (naming the nearest sizes that work) or nothing would be kept.
+    """
     from unet_course.model import check_input_size, nearest_valid_sizes, unet_output_size
 
     depth, padding = unet_geometry(model)
     fixed = model.input_shape[1:3]
     if tile is None:
-        tile = fixed[0] if fixed[0] else nearest_valid_sizes(256, max(depth, 1), padding)[1]
+        tile = fixed[0] if fixed[0] else nearest_valid_sizes(512, max(depth, 1), padding)[1]
     if isinstance(tile, bool) or not isinstance(tile, int | np.integer) or tile < 1:
         raise ValueError(
             f"tile must be a positive integer (the network's input side), got {tile!r}"
@@ -613,7 +619,7 @@ def predict_tiled(
         image: (H, W, C) (or (H, W) for C = 1) array, scaled as the model expects (it is
             cast to float32, not rescaled). Any H, W >= 2.
         tile: input side of each tile; a size the model accepts (default: the model's fixed
-            input size, else the nearest size >= 256 that it accepts).
+            input size, else the nearest size >= 512 that it accepts).
         overlap: output pixels dropped at each side of each tile (default: 0 for a valid
             model, ``tile // 8`` rounded up to a multiple of ``2**depth`` for a same model).
         batch_size: tiles per forward pass.
@@ -624,7 +630,7 @@ def predict_tiled(
     import keras
 
     image = _check_image(image, model)
-    plan = _tile_plan(model, tile, overlap)
+    plan = tile_plan(model, tile, overlap)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     t, core, keep = plan["tile"], plan["core"], plan["overlap"]
@@ -643,3 +649,69 @@ def predict_tiled(
         for (y, x0), p in zip(batch, pred, strict=True):
             result[y : y + core, x0 : x0 + core] = p[keep : keep + core, keep : keep + core]
     return result[:h, :w]
+
+
+def predict_instances(
+    model: Any,
+    image: np.ndarray,
+    method: str = "watershed",
+    threshold: float = 0.5,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    min_size: int = 10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Instance labels of an image of any size: ``predict_tiled`` then ``label_instances``.
+
+    The model's output decides the post-processing input: 1 channel (sigmoid) is the
+    foreground probability, 2 channels (softmax) give it as channel 1, and 3 channels are
+    background / interior / boundary probabilities (interior-seeded watershed).
+
+    Args:
+        model: a U-Net-like Keras model with 1, 2 or 3 output channels.
+        image: (H, W, C) array as the model expects it (see ``predict_tiled``).
+        method, threshold, min_size: as in ``label_instances``.
+        tile, overlap: as in ``predict_tiled``.
+
+    Returns:
+        ``(labels (H, W) int32, probabilities (H, W, k) float32)``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    channels = model.output_shape[-1]
+    if channels not in (1, 2, 3):
+        raise ValueError(f"expected a model with 1, 2 or 3 output channels, got {channels}")
+    prob = predict_tiled(model, image, tile, overlap)
+    post = prob[..., 1] if channels == 2 else prob
+    labels = label_instances(post, threshold, method, min_size=min_size)
+    return labels, prob
+
+
+def overlay_instances(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35) -> np.ndarray:
+    """An RGB picture of ``labels`` over ``image``: each object tinted, its outline in white.
+
+    Args:
+        image: (H, W, 3) or (H, W) uint8 (or float in [0, 1]).
+        labels: (H, W) integer label map of the same height and width.
+        alpha: opacity of the tint.
+
+    Returns:
+        (H, W, 3) uint8.
+    """
+    from skimage.segmentation import find_boundaries
+
+    from unet_course.plotting import label_colormap
+
+    labels = _check_labels(labels, "labels")
+    image = np.asarray(image)
+    if image.shape[:2] != labels.shape or image.ndim not in (2, 3):
+        raise ValueError(f"image {image.shape} and labels {labels.shape} differ in size")
+    rgb = image / 255.0 if image.dtype == np.uint8 else image.astype(np.float64)
+    rgb = np.repeat(rgb[..., None], 3, -1) if rgb.ndim == 2 else rgb[..., :3]
+    top = int(labels.max(initial=0))
+    colours = np.asarray(label_colormap(top)(np.arange(top + 1)))[:, :3]  # the course's colours
+    fg = labels > 0
+    tinted = rgb.copy()
+    tinted[fg] = (1 - alpha) * rgb[fg] + alpha * colours[labels[fg]]
+    tinted[find_boundaries(labels, mode="inner")] = 1.0
+    return np.round(np.clip(tinted, 0, 1) * 255).astype(np.uint8)
