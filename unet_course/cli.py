@@ -338,6 +338,9 @@ def _add_evaluate(subparsers) -> None:
     parser.add_argument("--threshold", type=_probability, default=None,
                         help="probability threshold (default: as in training, else 0.5)")
     parser.add_argument("--quick", action="store_true", help="the quick-mode splits")
+    parser.add_argument("--instances", choices=("components", "watershed"), default="watershed",
+                        help="post-processing into nuclei for the instance score dsb_map "
+                        "(Data Science Bowl 2018; default: watershed)")
     parser.set_defaults(func=_run_evaluate)
 
 
@@ -387,7 +390,17 @@ def evaluate_model(args: argparse.Namespace, settings: dict):
     result = {"model": str(args.model), "data": str(settings["data"]), "split": args.split,
               "source": splits.source, "dice": scores["dice"], "iou": scores["iou"],
               "threshold": scores["threshold"], "images": scores["images"]}
+    result.update(instance_score(split.labels, probs, settings["threshold"], args.instances))
     return split, probs, result
+
+
+def instance_score(labels, probs, threshold: float, method: str) -> dict:
+    """``{"dsb_map", "instances", "objects"}``: probabilities -> nuclei -> DSB 2018 score."""
+    from unet_course import instances
+
+    found = [instances.label_instances(p, threshold, method) for p in probs]
+    return {"dsb_map": instances.dsb_score_dataset(labels, found), "instances": method,
+            "objects": int(sum(f.max() for f in found))}
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -400,9 +413,120 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- predict
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def _add_predict(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment images into nuclei; write 16-bit label PNGs and overlays",
+        description="Segment an image, or every image file of a folder, at its native size: "
+        "predicted tile by tile with mirrored borders (overlap-tile), split into nuclei, and "
+        "written as OUTPUT/<name>_labels.png (16-bit: 0 = background, 1..n = nuclei) and "
+        "OUTPUT/<name>_overlay.png. Pixels go in as stored (0-255): the models that `train` "
+        "writes rescale them. Existing output files are never replaced without --overwrite.",
+    )
+    parser.add_argument("--model", required=True, type=Path, help="a .keras file (from train)")
+    parser.add_argument("--input", required=True, type=Path, help="an image file or a folder")
+    parser.add_argument("--output", required=True, type=Path, help="output folder (made if missing)")
+    parser.add_argument("--instances", choices=("components", "watershed"), default="watershed",
+                        help="how probabilities become nuclei (default: watershed)")
+    parser.add_argument("--threshold", type=_probability, default=0.5)
+    parser.add_argument("--min-size", type=_nonnegative_int, default=10,
+                        help="drop objects smaller than this many pixels")
+    parser.add_argument("--tile", type=_positive_int, default=None,
+                        help="tile side (default: the model's input size, else 512)")
+    parser.add_argument("--overlap", type=_nonnegative_int, default=None,
+                        help="output pixels dropped at each tile edge (default: tile // 8)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.set_defaults(func=_run_predict)
+
+
+def _predict_plan(args: argparse.Namespace) -> list[tuple[Path, Path, Path]]:
+    """``(image, labels PNG, overlay PNG)`` per input; raises UsageError before any work."""
+    if not args.model.is_file() or args.model.suffix != ".keras":
+        raise UsageError(f"--model {str(args.model)!r}: no such .keras file")
+    if args.input.is_dir():
+        inputs = sorted(p for p in args.input.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not inputs:
+            raise UsageError(f"--input {str(args.input)!r} holds no {'/'.join(IMAGE_SUFFIXES)} files")
+    elif args.input.is_file() and args.input.suffix.lower() in IMAGE_SUFFIXES:
+        inputs = [args.input]
+    else:
+        raise UsageError(f"--input {str(args.input)!r}: expected an image file "
+                         f"({'/'.join(IMAGE_SUFFIXES)}) or a folder of them")
+    if args.output.exists() and not args.output.is_dir():
+        raise UsageError(f"--output {str(args.output)!r} is a file; expected a folder")
+    for path in inputs:  # PIL reads only the header here: a broken file stops us before any work
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.size  # noqa: B018
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--input {str(path)!r} is not a readable image ({err})") from None
+    plan = [(p, args.output / f"{p.stem}_labels.png", args.output / f"{p.stem}_overlay.png")
+            for p in inputs]
+    stems = [p.stem for p in inputs]
+    if len(set(stems)) < len(stems):
+        raise UsageError("--input holds images with the same name and different suffixes; "
+                         "their outputs would collide")
+    existing = [str(out) for _, *outs in plan for out in outs if out.exists()]
+    if existing and not args.overwrite:
+        raise UsageError(f"{existing[0]!r} exists ({len(existing)} output files do); "
+                         "pass --overwrite to replace them")
+    return plan
+
+
+def _read_image(path: Path, channels: int):
+    """An image file as ``(H, W, channels) uint8`` (RGBA and grey converted)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("I;16", "I", "F"):  # 16-bit or float microscopy: scale to 0-255
+            raw = np.asarray(im, dtype=np.float64)
+            span = max(raw.max() - raw.min(), 1e-12)
+            im = Image.fromarray(np.round(255 * (raw - raw.min()) / span).astype(np.uint8))
+        pixels = np.asarray(im.convert("RGB" if channels == 3 else "L"))
+    return pixels if pixels.ndim == 3 else pixels[..., None]
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    plan = _predict_plan(args)
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    from unet_course import instances, losses, metrics  # noqa: F401 (registers objects)
+
+    model = keras.saving.load_model(args.model)
+    if model.input_shape[-1] not in (1, 3):
+        raise UsageError(f"--model takes {model.input_shape[-1]}-channel images; expected 1 or 3")
+    fixed = model.input_shape[1]
+    instances.tile_plan(model, args.tile or fixed, args.overlap)  # a bad tile fails here
+    args.output.mkdir(parents=True, exist_ok=True)
+    for source, labels_png, overlay_png in plan:
+        image = _read_image(source, model.input_shape[-1])
+        labels, _ = instances.predict_instances(
+            model, image, args.instances, args.threshold, tile=args.tile or fixed,
+            overlap=args.overlap, min_size=args.min_size)
+        if labels.max() > np.iinfo(np.uint16).max:
+            raise ValueError(f"{source}: {labels.max()} nuclei do not fit a 16-bit PNG")
+        Image.fromarray(labels.astype(np.uint16)).save(labels_png)
+        Image.fromarray(instances.overlay_instances(image[..., :3] if image.shape[-1] == 3
+                                                    else image[..., 0], labels)).save(overlay_png)
+        print(f"{source.name}: {labels.max()} nuclei, {image.shape[1]}x{image.shape[0]} -> "
+              f"{labels_png.name}, {overlay_png.name}")
+    print(f"Wrote {2 * len(plan)} files to {args.output}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
-SUBCOMMANDS = (_add_train, _add_evaluate, _add_doctor)
+SUBCOMMANDS = (_add_train, _add_evaluate, _add_predict, _add_doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
