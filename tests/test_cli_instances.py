@@ -1,0 +1,165 @@
+"""Tests for the instance parts of the command line: ``predict`` and ``evaluate --instances``.
+
+Run in process (``cli.main``) on tiny random-weight U-Nets saved to ``.keras``: what is checked
+is the plumbing (files, formats, tiling, refusals), not the quality of the nuclei.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unet_course import cli, instances
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    import keras
+
+    from unet_course.model import build_unet
+
+    folder = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(0)
+    same = build_unet((None, None, 3), base_filters=4, depth=2, rescale=1 / 255)
+    same.save(folder / "same.keras")
+    valid = build_unet((None, None, 3), num_classes=3, base_filters=4, depth=2,
+                       padding="valid", rescale=1 / 255)
+    valid.save(folder / "three.keras")
+    return {"same": folder / "same.keras", "three": folder / "three.keras"}
+
+
+@pytest.fixture()
+def slides(tmp_path):
+    """A folder with an RGB, a grey and an RGBA image of different sizes, plus a text file."""
+    from unet_course.data import make_nuclei
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    images, _ = make_nuclei(3, size=96, seed=0)
+    Image.fromarray(np.concatenate([images[0], images[1][:, :40]], axis=1)).save(folder / "a.png")
+    Image.fromarray(images[1]).convert("L").save(folder / "b.png")
+    Image.fromarray(images[2][:70]).convert("RGBA").save(folder / "c.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def _load(path):
+    import keras
+
+    from unet_course import losses, metrics  # noqa: F401 (registers the custom objects)
+
+    return keras.saving.load_model(path)
+
+
+def test_predict_writes_16bit_labels_and_overlays_equal_to_the_package(models, slides, tmp_path):
+    out = tmp_path / "out" / "nested"
+    code = cli.main(["predict", "--model", str(models["same"]), "--input", str(slides),
+                     "--output", str(out), "--tile", "64", "--instances", "components"])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"{s}_{kind}.png" for s in "abc" for kind in ("labels", "overlay")]
+    model = _load(models["same"])
+    for stem, shape in (("a", (96, 136)), ("b", (96, 96)), ("c", (70, 96))):
+        with Image.open(out / f"{stem}_labels.png") as im:
+            assert im.mode == "I;16"
+            written = np.asarray(im).astype(np.int64)
+        image = np.asarray(Image.open(slides / f"{stem}.png").convert("RGB"))
+        expected, _ = instances.predict_instances(model, image, "components", tile=64)
+        assert written.shape == shape and np.array_equal(written, expected)
+        overlay = np.asarray(Image.open(out / f"{stem}_overlay.png"))
+        assert overlay.shape == (*shape, 3) and overlay.dtype == np.uint8
+
+
+def test_predict_one_file_with_a_three_class_unpadded_model(models, slides, tmp_path):
+    out = tmp_path / "out"
+    code = cli.main(["predict", "--model", str(models["three"]), "--input",
+                     str(slides / "c.png"), "--output", str(out), "--tile", "60"])
+    assert code == 0
+    labels = np.asarray(Image.open(out / "c_labels.png")).astype(np.int64)
+    image = np.asarray(Image.open(slides / "c.png").convert("RGB"))
+    expected, prob = instances.predict_instances(_load(models["three"]), image, "watershed", tile=60)
+    assert prob.shape == (70, 96, 3) and np.array_equal(labels, expected)
+
+
+def test_predict_refuses_to_overwrite_unless_asked(models, slides, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["predict", "--model", str(models["same"]), "--input", str(slides / "b.png"),
+            "--output", str(out), "--tile", "64"]
+    assert cli.main(argv) == 0
+    (out / "b_overlay.png").write_bytes(b"mine")
+    before = (out / "b_labels.png").read_bytes()
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert (out / "b_overlay.png").read_bytes() == b"mine"  # nothing was touched
+    assert (out / "b_labels.png").read_bytes() == before
+    assert cli.main([*argv, "--overwrite"]) == 0
+    assert (out / "b_overlay.png").read_bytes() != b"mine"
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--tile", "30"], "divisible"),  # not a size the model takes
+        (["--tile", "64", "--overlap", "32"], "overlap"),  # nothing left to keep
+        (["--threshold", "1.5"], "(0, 1)"),
+    ],
+)
+def test_predict_bad_tiling_fails_before_writing(models, slides, tmp_path, capsys, extra, words):
+    out = tmp_path / "never"
+    code = cli.main(["predict", "--model", str(models["same"]), "--input", str(slides),
+                     "--output", str(out), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_predict_user_errors(models, slides, tmp_path, capsys):
+    model = str(models["same"])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG but not really")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = [
+        (["--model", str(tmp_path / "no.keras"), "--input", str(slides)], "no such .keras file"),
+        (["--model", model, "--input", str(tmp_path / "missing")], "expected an image file"),
+        (["--model", model, "--input", str(slides / "notes.txt")], "expected an image file"),
+        (["--model", model, "--input", str(empty)], "holds no"),
+        (["--model", model, "--input", str(broken)], "not a readable image"),
+    ]
+    for argv, words in cases:
+        code = cli.main(["predict", *argv, "--output", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and "Traceback" not in err, (argv, err)
+    code = cli.main(["predict", "--model", model, "--input", str(slides), "--output", str(a_file)])
+    assert code == 2 and "is a file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("method", ["components", "watershed"])
+def test_evaluate_reports_the_instance_score(models, tmp_path, method):
+    args = cli.build_parser().parse_args(
+        ["evaluate", "--model", str(models["same"]), "--img-size", "48", "--quick",
+         "--instances", method])
+    split, probs, result = cli.evaluate_model(args, cli._evaluate_settings(args))
+    found = [instances.label_instances(p, result["threshold"], method) for p in probs]
+    assert result["instances"] == method
+    assert result["dsb_map"] == pytest.approx(instances.dsb_score_dataset(split.labels, found))
+    assert 0 <= result["dsb_map"] <= 1
+    assert result["objects"] == sum(f.max() for f in found)
+    json.dumps(result)  # the report stays JSON
+
+
+def test_evaluate_defaults_to_the_watershed_and_help_names_the_options(capsys):
+    args = cli.build_parser().parse_args(["evaluate", "--model", "m.keras"])
+    assert args.instances == "watershed"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["predict", "--help"])
+    text = capsys.readouterr().out
+    assert "--overwrite" in text and "--tile" in text and "16-bit" in text
