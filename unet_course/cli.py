@@ -200,6 +200,9 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
     parser.add_argument("--workers", type=_positive_int, default=1,
                         help="data loader worker threads")
+    parser.add_argument("--weight-map", action="store_true",
+                        help="the U-Net paper's trick for touching nuclei: cut their borders out "
+                        "of the masks and weight the loss by eq. 2 (weighted BCE; no --loss)")
     _add_model_options(parser)
     parser.set_defaults(func=_run_train)
 
@@ -263,6 +266,8 @@ def _model_builder(args: argparse.Namespace):
 
 def _run_train(args: argparse.Namespace) -> int:
     settings = _train_settings(args)
+    if args.weight_map and args.loss != "bce_dice":
+        raise UsageError(f"--weight-map trains with its own weighted BCE; drop --loss {args.loss}")
     import keras
 
     from unet_course import datasets, train
@@ -281,6 +286,8 @@ def _run_train(args: argparse.Namespace) -> int:
         splits, settings["img_size"], config.batch_size, seed=args.seed,
         augment=not args.no_augment, workers=args.workers,
     )
+    if args.weight_map:
+        train_seq = weight_map_training(model, train_seq, config, accelerator)
     args.out.mkdir(parents=True, exist_ok=True)
     history = train.fit(model, train_seq, val_seq, config, args.out,
                         steps_per_epoch=settings["steps"])
@@ -312,6 +319,38 @@ def _train_report(args, settings, splits, accelerator, history, scores) -> dict:
         "model": args.model,
         "device": accelerator.describe(),
     }
+
+
+def weight_map_training(model, train_seq, config, accelerator):
+    """Switch a compiled model and its training batches to the U-Net paper's weight map.
+
+    The masks lose the borders between touching nuclei (``instances.separate_touching``),
+    each image gets the per-pixel weights of ``instances.unet_weight_map`` (w0 = 10,
+    sigma = 5), which travel through augmentation with the mask, and the model is recompiled
+    with ``losses.WeightedBCELoss`` (same optimizer settings and metrics). Validation batches
+    are unchanged: the model is still judged on the true masks. Returns the new sequence.
+    """
+    import keras
+    import numpy as np
+
+    from unet_course import instances, losses
+    from unet_course.augment import SegmentationSequence
+    from unet_course.metrics import Dice, IoU
+
+    separated = [instances.separate_touching(np.asarray(m)) for m in train_seq.masks]
+    weights = [instances.unet_weight_map(m) for m in separated]
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss=losses.WeightedBCELoss(),
+        metrics=[Dice(threshold=config.threshold), IoU(threshold=config.threshold)],
+        jit_compile=accelerator.jit_compile,
+    )
+    return SegmentationSequence(
+        train_seq.images, separated, train_seq.batch_size, size=train_seq.size,
+        augment=train_seq.augment, shuffle=train_seq.shuffle, seed=train_seq.seed,
+        weights=weights, image_dtype=train_seq.image_dtype,
+        augment_options=train_seq.augment_options, workers=train_seq.workers,
+    )
 
 
 # --------------------------------------------------------------------------- evaluate
