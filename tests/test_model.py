@@ -170,6 +170,12 @@ def test_same_size_errors_name_the_nearest_multiples():
     with pytest.raises(ValueError, match=r"\b16 \(none smaller"):
         M.check_input_size(5, 4, "same")
     M.check_input_size((256, 512), 4, "same")  # fits: no error
+    M.check_input_size(np.int64(256), 4, "same")
+    M.check_input_size((None, 64), 4, "same")  # a free side is not checked
+    with pytest.raises(TypeError, match="integers"):
+        M.check_input_size("256", 4, "same")
+    with pytest.raises(ValueError, match="positive"):
+        M.check_input_size(0, 4, "same")
     with pytest.raises(ValueError, match="250"):
         M.check_input_size((256, 250), 4, "same")
 

@@ -116,12 +116,14 @@ def check_input_size(size: int | Sequence[int], depth: int = 4, padding: str = "
     model also loses 4 pixels per block, so only some sizes tile (see ``valid_input_sizes``).
     """
     _check_arch(depth, padding)
-    sides = [size] if isinstance(size, int | float) else list(size)
+    sides = [size] if np.ndim(size) == 0 else list(size)
     if len(sides) not in (1, 2):
         raise ValueError(f"size must be an int or (H, W), got {size!r}")
     for side in sides:
         if side is None:
             continue
+        if isinstance(side, bool) or not isinstance(side, int | float | np.integer):
+            raise TypeError(f"image sides must be integers, got {size!r}")
         if int(side) != side or side < 1:
             raise ValueError(f"image sides must be positive integers, got {size!r}")
         if _output_size_or_none(int(side), depth, padding) is None:
