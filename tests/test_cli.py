@@ -140,3 +140,34 @@ def test_every_subcommand_has_help():
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args([name, "--help"])
         assert exit_info.value.code == 0
+
+
+def test_train_and_evaluate_on_a_dsb_folder_of_mixed_sizes(tmp_path, capsys):
+    from test_train import make_dsb_folder
+
+    root = make_dsb_folder(tmp_path / "dsb")
+    out = tmp_path / "run"
+    small = ["--model", "unet", "--base-filters", "4", "--depth", "2", "--batch-size", "2"]
+    assert cli.main(["train", "--data", str(root), "--out", str(out), "--quick",
+                     "--img-size", "32", *small]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["data"] == str(root) and report["val_images"] == 1
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model", str(out / "model.keras")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["data"] == str(root) and result["images"] == 1  # the held-out test image
+    assert 0 <= result["iou"] <= result["dice"] <= 1
+
+
+def test_a_broken_dsb_folder_names_the_file(tmp_path, capsys):
+    from test_train import make_dsb_folder
+
+    root = make_dsb_folder(tmp_path / "dsb")
+    broken = next(p for p in sorted(root.iterdir()))
+    for mask in (broken / "masks").iterdir():
+        mask.unlink()
+    (broken / "masks").rmdir()
+    assert cli.main(["train", "--data", str(root), "--out", str(tmp_path / "o"), "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and broken.name in err[0] and "masks" in err[0]
+    assert not (tmp_path / "o").exists()

@@ -251,3 +251,38 @@ def test_fit_writes_a_checkpoint_that_reloads_in_safe_mode(tmp_path):
 def test_fit_refuses_a_missing_output_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         train.fit(tiny_unet(), None, None, train.TrainConfig(), tmp_path / "missing")
+
+
+def make_dsb_folder(root, sizes=((40, 48), (36, 52), (64, 64), (48, 40), (50, 50), (33, 47))):
+    """A tiny folder in the DSB2018 layout: ROOT/<id>/images/<id>.png, ROOT/<id>/masks/*.png."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, (h, w) in enumerate(sizes):
+        sample = f"{k:04x}" * 4
+        (root / sample / "images").mkdir(parents=True)
+        (root / sample / "masks").mkdir()
+        image = rng.integers(0, 60, (h, w, 4), dtype=np.uint8)
+        image[..., 3] = 255  # RGBA, as some DSB images are
+        for j in range(1 + k % 3):
+            mask = np.zeros((h, w), np.uint8)
+            y, x = 4 + 10 * j, 4 + 9 * j
+            mask[y : y + 8, x : x + 7] = 255
+            image[mask > 0, :3] = 200
+            Image.fromarray(mask).save(root / sample / "masks" / f"m{j}.png")
+        Image.fromarray(image, "RGBA").save(root / sample / "images" / f"{sample}.png")
+    return root
+
+
+def test_dsb_splits_partition_the_folder_and_are_seeded(tmp_path):
+    root = make_dsb_folder(tmp_path / "dsb")
+    a = datasets.load_splits(root, seed=0)
+    assert [len(a.train), len(a.val), len(a.test)] == [4, 1, 1]
+    assert not a.train.same_size and all(im.shape[-1] == 3 for im in a.train.images)
+    keys = [im.tobytes() for s in (a.train, a.val, a.test) for im in s.images]
+    assert len(set(keys)) == 6  # every image exactly once
+    again = datasets.load_splits(root, seed=0)
+    assert all(np.array_equal(x, y) for x, y in zip(a.test.labels, again.test.labels, strict=True))
+    other = datasets.load_splits(root, seed=5)
+    assert [im.tobytes() for im in other.train.images] != [im.tobytes() for im in a.train.images]
+    assert all(set(np.unique(m)) <= {0, 1} for m in a.train.masks)
