@@ -34,6 +34,7 @@ def test_train_then_evaluate_then_refuse_end_to_end(tmp_path):
     assert 0 <= report["val_iou"] <= report["val_dice"] <= 1
     assert report["val_iou"] == pytest.approx(report["val_dice"] / (2 - report["val_dice"]))
     assert (report["img_size"], report["epochs_run"], report["quick"]) == (32, 1, True)
+    assert report["threshold"] == 0.5 and 0 < report["best_threshold"] < 1
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and {"loss", "dice", "iou", "val_dice", "val_iou"} <= set(rows[0])
@@ -47,6 +48,7 @@ def test_train_then_evaluate_then_refuse_end_to_end(tmp_path):
     printed = json.loads(done.stdout[done.stdout.index("{"):])
     assert printed == json.loads(result_file.read_text())
     assert printed["split"] == "test" and printed["images"] == 8
+    assert printed["threshold"] == report["best_threshold"]  # chosen on validation data
     assert 0 <= printed["iou"] <= printed["dice"] <= 1
 
     before = (out / "metrics.json").read_text()

@@ -291,8 +291,9 @@ def _run_train(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     history = train.fit(model, train_seq, val_seq, config, args.out,
                         steps_per_epoch=settings["steps"])
-    scores = train.pixel_scores(splits.val.masks, train.predict_native(model, splits.val.images),
-                                config.threshold)
+    val_probs = train.predict_native(model, splits.val.images)
+    scores = train.pixel_scores(splits.val.masks, val_probs, config.threshold)
+    scores["best_threshold"], _ = train.choose_threshold(splits.val.masks, val_probs)
     report = _train_report(args, settings, splits, accelerator, history, scores)
     (args.out / "metrics.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "best_epoch")}))
@@ -301,13 +302,19 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _train_report(args, settings, splits, accelerator, history, scores) -> dict:
-    """What ``metrics.json`` holds: validation scores and everything needed to reproduce them."""
+    """What ``metrics.json`` holds: validation scores and everything needed to reproduce them.
+
+    ``val_dice``/``val_iou`` are pixel scores over the validation images at native resolution
+    and threshold 0.5; ``best_threshold`` is the one with the highest validation Dice, which
+    ``evaluate`` uses by default on the test images.
+    """
     logs = history.history
     best = int(max(range(len(logs["val_dice"])), key=lambda i: logs["val_dice"][i]))
     return {
         "val_dice": scores["dice"],
         "val_iou": scores["iou"],
         "threshold": scores["threshold"],
+        "best_threshold": scores["best_threshold"],
         "val_images": scores["images"],
         "best_epoch": best + 1,
         "epochs_run": len(logs["val_dice"]),
@@ -362,8 +369,8 @@ def _add_evaluate(subparsers) -> None:
         help="print pixel Dice and IoU of a trained model on held-out images (JSON)",
         description="Predict each held-out image at its native resolution (reflect-pad to a "
         "size the model accepts, crop the answer back) and print pixel Dice and IoU as JSON. "
-        "Data settings default to those in metrics.json next to the model, so the held-out "
-        "split is the one training never saw.",
+        "Data settings and the threshold (chosen on validation data) default to those in "
+        "metrics.json next to the model, so the held-out split is the one training never saw.",
     )
     parser.add_argument("--model", required=True, type=Path, help="a .keras file (from train)")
     parser.add_argument("--data", default=None,
@@ -375,7 +382,8 @@ def _add_evaluate(subparsers) -> None:
     parser.add_argument("--seed", type=_nonnegative_int, default=None,
                         help="split seed (default: as in training)")
     parser.add_argument("--threshold", type=_probability, default=None,
-                        help="probability threshold (default: as in training, else 0.5)")
+                        help="probability threshold (default: the one chosen on validation data "
+                        "in training, else 0.5)")
     parser.add_argument("--quick", action="store_true", help="the quick-mode splits")
     parser.add_argument("--instances", choices=("components", "watershed"), default="watershed",
                         help="post-processing into nuclei for the instance score dsb_map "
@@ -398,7 +406,7 @@ def _evaluate_settings(args: argparse.Namespace) -> dict:
         data=args.data or trained.get("data", "synthetic"),
         img_size=args.img_size or trained.get("img_size"),
         seed=trained.get("seed", 0) if args.seed is None else args.seed,
-        threshold=args.threshold or trained.get("threshold", 0.5),
+        threshold=args.threshold or trained.get("best_threshold", 0.5),
         quick=args.quick or quick_mode() or bool(trained.get("quick", False)),
     )
     _check_data(settings["data"])
