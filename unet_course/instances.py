@@ -5,16 +5,18 @@ What belongs here:
 - the instance score of the Data Science Bowl 2018 (``dsb_score``, ``dsb_score_dataset``) and
   its pieces (``iou_matrix``, ``match_counts``);
 - post-processing that turns a probability map into an instance label map
-  (``label_instances``: connected components or a seeded watershed);
+  (``label_instances``: connected components or a seeded watershed; ``remove_small``);
 - training targets that help a network keep touching nuclei apart: the border-weighted map of
-  Ronneberger et al. 2015 (``unet_weight_map``), touching borders cut out of the mask
-  (``separate_touching``) and interior / boundary / background classes
+  Ronneberger et al. 2015 (``unet_weight_map``, ``class_balance_weights``), touching borders
+  cut out of the mask (``separate_touching``) and interior / boundary / background classes
   (``three_class_targets``);
-- overlap-tile prediction of images larger than the network's input (``predict_tiled``).
+- overlap-tile prediction of images larger than the network's input (``predict_tiled``,
+  ``tile_plan``, ``unet_geometry``), and image in, nuclei out (``predict_instances``,
+  ``overlay_instances`` for a picture of the result).
 
 Label maps are 2-D integer arrays: 0 is background, every other value is one object; the
-values need not be consecutive. Everything here is NumPy / SciPy / scikit-image except
-``predict_tiled``, which calls a Keras model.
+values need not be consecutive. Everything here is NumPy / SciPy / scikit-image except the
+tiling functions, which call a Keras model.
 """
 
 from __future__ import annotations
