@@ -70,13 +70,20 @@ def test_dtype_policy_is_restored_even_after_an_error():
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
-def test_build_model_under_mixed_precision_has_float32_output(precision):
+def test_build_model_under_mixed_precision_has_a_float32_head(precision):
+    keras.utils.set_random_seed(0)
+    reference = tiny_unet()  # float32, same seed: same initial weights
     accel = train.Accelerator("tensorflow", (), precision, False)
+    keras.utils.set_random_seed(0)
     net = train.build_model(lambda: tiny_unet(), accel)
     assert keras.config.dtype_policy().name == "float32"  # global policy restored
-    conv = next(la for la in net.layers if isinstance(la, keras.layers.Conv2D))
-    assert conv.compute_dtype == precision.removeprefix("mixed_")  # layers compute in 16 bit
+    convs = [la for la in net.layers if isinstance(la, keras.layers.Conv2D)]
+    assert convs[0].compute_dtype == precision.removeprefix("mixed_")  # body in 16 bit
+    assert net.layers[-1].name == "outputs" and net.layers[-1].compute_dtype == "float32"
     assert str(net.outputs[0].dtype) == "float32"
+    assert net.count_params() == reference.count_params()
+    for got, want in zip(net.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)  # the builder's weights are kept
     out = net.predict_on_batch(np.zeros((1, 16, 16, 3), np.float32))
     assert out.dtype == np.float32
 
@@ -237,6 +244,7 @@ def test_fit_writes_a_checkpoint_that_reloads_in_safe_mode(tmp_path):
     assert path.is_file() and (tmp_path / "run" / "history.csv").is_file()
     loaded = keras.saving.load_model(path, safe_mode=True)  # no custom_objects
     assert loaded.layers[-1].dtype_policy.compute_dtype == "float32"
+    assert loaded.layers[1].dtype_policy.name == "mixed_bfloat16"  # the policy is saved too
     batch = splits.val.images[:2].astype(np.float32)
     np.testing.assert_allclose(loaded.predict_on_batch(batch), net.predict_on_batch(batch),
                                atol=1e-6)

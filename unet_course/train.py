@@ -9,7 +9,7 @@ What belongs here:
 - ``dtype_policy``: a context manager that sets Keras's global dtype policy and always restores
   the previous one, so building a model in mixed precision changes nothing afterwards.
 - ``build_model`` (a builder under the policy, with a float32 output), ``compile_model``,
-  ``make_callbacks`` and ``fit``: the training loop.
+  ``make_callbacks``, ``make_sequences`` (augmented batches) and ``fit``: the training loop.
 - ``predict_native``, ``pixel_scores`` and ``choose_threshold``: predicting images of any size
   at their native resolution (reflect-pad to a size the model accepts, crop the answer back;
   never resize it) and scoring the result over a whole set of images.
@@ -186,9 +186,10 @@ def build_model(builder: Callable[[], keras.Model], accelerator: Accelerator) ->
     """Call ``builder()`` under the accelerator's dtype policy; make sure the output is float32.
 
     Under mixed precision the layers compute in float16/bfloat16 but the probabilities that
-    the loss and the metrics see must be float32 (a sigmoid in float16 rounds 0.9996 to 1 and
-    the cross-entropy overflows). When the builder's last layer does not already compute in
-    float32, a float32 ``Activation("linear")`` is appended.
+    the loss and the metrics see must be float32: a sigmoid in float16 rounds 0.9996 up to 1,
+    where the loss is clipped and its gradient is lost. When the model's last layer does not
+    compute in float32, it is rebuilt with a float32 dtype policy (same weights), so the head
+    convolution and its sigmoid run in float32; the rest of the model stays in 16 bit.
 
     Returns:
         a ``keras.Model`` whose output dtype is ``float32``.
@@ -198,11 +199,35 @@ def build_model(builder: Callable[[], keras.Model], accelerator: Accelerator) ->
         if not isinstance(model, keras.Model):
             raise TypeError(f"builder must return a keras.Model, got {type(model).__name__}")
         if model.outputs and str(model.outputs[0].dtype) != "float32":
-            output = keras.layers.Activation("linear", dtype="float32", name="float32_output")(
-                model.outputs[0]
-            )
-            model = keras.Model(model.inputs, output, name=model.name)
+            model = _float32_head(model)
     return model
+
+
+def _float32_head(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` whose output layer computes in float32 (same weights).
+
+    For a functional model the last layer is cloned with a float32 policy; for anything else
+    (or if that does not give a float32 output) a float32 ``Activation("linear")`` is appended.
+    """
+    head = model.layers[-1]
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer is head:
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+        copy.set_weights(model.get_weights())
+    except (ValueError, TypeError, NotImplementedError):
+        copy = model
+    if str(copy.outputs[0].dtype) == "float32":
+        return copy
+    output = keras.layers.Activation("linear", dtype="float32", name="float32_output")(
+        model.outputs[0]
+    )
+    return keras.Model(model.inputs, output, name=model.name)
 
 
 # --------------------------------------------------------------------------- training loop
