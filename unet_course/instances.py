@@ -517,24 +517,10 @@ def unet_weight_map(
 
 # --------------------------------------------------------------------------- tiled prediction
 def unet_geometry(model: Any) -> tuple[int, str]:
-    """``(depth, padding)`` of a U-Net-like Keras model, read from its layers.
+    """``(depth, padding)`` of a U-Net: ``unet_course.model.unet_geometry``."""
+    from unet_course.model import unet_geometry as geometry
 
-    ``depth`` is the number of 2x2 pooling layers (so tiles must be placed on a grid of
-    ``2**depth`` pixels for every tile to pool alike); ``padding`` is ``"valid"`` when some
-    convolution larger than 1x1 is unpadded (the paper's model, whose output is smaller than
-    its input) and ``"same"`` otherwise.
-    """
-    import keras
-
-    pools = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
-    depth = sum(isinstance(layer, pools) for layer in model.layers)
-    valid = any(
-        isinstance(layer, keras.layers.Conv2D)
-        and max(layer.kernel_size) > 1
-        and layer.padding == "valid"
-        for layer in model.layers
-    )
-    return depth, "valid" if valid else "same"
+    return geometry(model)
 
 
 def tile_plan(model: Any, tile: int | None = None, overlap: int | None = None) -> dict[str, int]:

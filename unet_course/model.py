@@ -108,6 +108,30 @@ def nearest_valid_sizes(size: int, depth: int = 4, padding: str = "same") -> tup
     return below, above
 
 
+def unet_geometry(model: Any) -> tuple[int, str]:
+    """``(depth, padding)`` of a U-Net-like Keras model, read from its layers.
+
+    ``depth`` is the number of 2x2 pooling layers (so an input side must be a multiple of
+    ``2**depth`` and tiles must sit on that grid); ``padding`` is ``"valid"`` when some
+    convolution larger than 1x1 is unpadded (the paper's model, whose output is smaller than
+    its input) and ``"same"`` otherwise. Raises ValueError for a model without pooling.
+    """
+    import keras
+
+    layers_ = list(model._flatten_layers())
+    pools = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+    depth = sum(isinstance(layer, pools) for layer in layers_)
+    valid = any(
+        isinstance(layer, keras.layers.Conv2D)
+        and max(layer.kernel_size) > 1
+        and layer.padding == "valid"
+        for layer in layers_
+    )
+    if depth < 1:
+        raise ValueError(f"model {model.name!r} has no pooling layer; expected a U-Net")
+    return depth, "valid" if valid else "same"
+
+
 def check_input_size(size: int | Sequence[int], depth: int = 4, padding: str = "same") -> None:
     """Raise ValueError, naming the nearest sizes that work, if ``size`` does not fit the U.
 
@@ -300,7 +324,8 @@ def build_unet(
         x = _up_block(x, skips[k], base_filters * 2**k, level, crops[k], cfg)
         x = _conv_block(x, base_filters * 2**k, level, rates[level - 1], cfg)
     head = "sigmoid" if num_classes == 1 else "softmax"
-    outputs = layers.Conv2D(num_classes, 1, activation=head, name="outputs")(x)
+    # float32 head: under mixed precision the probabilities stay float32 (see notebook 05).
+    outputs = layers.Conv2D(num_classes, 1, activation=head, name="outputs", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

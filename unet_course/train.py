@@ -376,25 +376,6 @@ def fit(
 # --------------------------------------------------------------------------- native-size prediction
 
 
-def model_geometry(model: keras.Model) -> tuple[int, str]:
-    """``(depth, padding)`` of a U-Net, read from its layers.
-
-    ``depth`` is the number of ``MaxPooling2D`` layers; ``padding`` is ``"valid"`` when any
-    convolution larger than 1x1 is unpadded, else ``"same"``.
-    """
-    depth = sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model._flatten_layers())
-    valid = any(
-        isinstance(layer, keras.layers.Conv2D)
-        and not isinstance(layer, keras.layers.Conv2DTranspose)
-        and layer.padding == "valid"
-        and max(layer.kernel_size) > 1
-        for layer in model._flatten_layers()
-    )
-    if depth < 1:
-        raise ValueError(f"model {model.name!r} has no MaxPooling2D layer; expected a U-Net")
-    return depth, "valid" if valid else "same"
-
-
 def _fit_size(side: int, depth: int, padding: str) -> tuple[int, int]:
     """Smallest input side whose output covers ``side`` pixels, and the output's margin."""
     from unet_course.model import nearest_valid_sizes, unet_output_size
@@ -406,9 +387,10 @@ def _fit_size(side: int, depth: int, padding: str) -> tuple[int, int]:
 
 
 def _foreground(probs: np.ndarray) -> np.ndarray:
-    """``(B, H, W, C)`` model output -> ``(B, H, W)`` float32 foreground probability."""
+    """``(..., C)`` model output -> float32 foreground probability: the sigmoid channel for one
+    class, else 1 - P(background) (channel 0) for softmax outputs of 2 or 3 classes."""
     probs = np.asarray(probs, dtype=np.float32)
-    return probs[..., 0] if probs.shape[-1] == 1 else probs[..., 1]
+    return probs[..., 0] if probs.shape[-1] == 1 else 1 - probs[..., 0]
 
 
 def predict_native(model: keras.Model, images, batch_size: int = 4) -> list[np.ndarray]:
@@ -416,8 +398,8 @@ def predict_native(model: keras.Model, images, batch_size: int = 4) -> list[np.n
 
     Each image is reflect-padded to the smallest size the model accepts whose output covers
     it, predicted, and the answer cropped back: nothing is resized. A model with a fixed input
-    size is slid over the padded image in tiles whose outputs abut (the paper's overlap-tile
-    strategy; for ``valid`` padding the tiles' inputs overlap by the lost border).
+    size is slid over the mirrored image in overlapping tiles, keeping each tile's centre
+    (the paper's overlap-tile strategy, ``instances.predict_tiled``).
 
     Args:
         model: a U-Net (``same`` or ``valid`` padding) with a sigmoid (1 channel) or softmax
@@ -429,7 +411,9 @@ def predict_native(model: keras.Model, images, batch_size: int = 4) -> list[np.n
     Returns:
         a list of ``(H_i, W_i)`` float32 arrays in [0, 1].
     """
-    depth, padding = model_geometry(model)
+    from unet_course.model import unet_geometry
+
+    depth, padding = unet_geometry(model)
     fixed = model.input_shape[1:3]
     channels = model.input_shape[-1]
     out = []
@@ -440,7 +424,7 @@ def predict_native(model: keras.Model, images, batch_size: int = 4) -> list[np.n
         if None in fixed:
             out.append(_predict_padded(model, image, depth, padding))
         else:
-            out.append(_predict_tiled(model, image, fixed, depth, padding, batch_size))
+            out.append(_predict_fixed(model, image, batch_size))
     return out
 
 
@@ -454,23 +438,12 @@ def _predict_padded(model, image: np.ndarray, depth: int, padding: str) -> np.nd
     return probs[:h, :w]
 
 
-def _predict_tiled(model, image, fixed, depth: int, padding: str, batch_size: int) -> np.ndarray:
-    from unet_course.model import unet_output_size
+def _predict_fixed(model, image: np.ndarray, batch_size: int) -> np.ndarray:
+    """A fixed-input-size model: overlap-tile prediction (``instances.predict_tiled``), so
+    tile edges, whose context was padding, are dropped and no seams appear."""
+    from unet_course.instances import predict_tiled
 
-    h, w = image.shape[:2]
-    outs = [unet_output_size(s, depth, padding) for s in fixed]
-    margins = [(s - o) // 2 for s, o in zip(fixed, outs, strict=True)]
-    counts = [-(-side // o) for side, o in zip((h, w), outs, strict=True)]
-    pads = [(m, c * o + m - side + (s - o - 2 * m))
-            for side, s, o, m, c in zip((h, w), fixed, outs, margins, counts, strict=True)]
-    padded = np.pad(image, [*pads, (0, 0)], mode="reflect")
-    corners = [(i * outs[0], j * outs[1]) for i in range(counts[0]) for j in range(counts[1])]
-    tiles = np.stack([padded[y : y + fixed[0], x : x + fixed[1]] for y, x in corners])
-    probs = _foreground(model.predict(tiles, batch_size=batch_size, verbose=0))
-    canvas = np.zeros((counts[0] * outs[0], counts[1] * outs[1]), dtype=np.float32)
-    for (y, x), tile in zip(corners, probs, strict=True):
-        canvas[y : y + outs[0], x : x + outs[1]] = tile
-    return canvas[:h, :w]
+    return _foreground(predict_tiled(model, image, batch_size=batch_size))
 
 
 # --------------------------------------------------------------------------- scores
