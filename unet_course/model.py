@@ -488,8 +488,11 @@ def _rf_step(layer: Any, rf: Fraction, jump: Fraction) -> tuple[Fraction, Fracti
 
 
 def receptive_field(model: Any, layer_name: str | None = None) -> int:
-    """Side of the square of input pixels that one output pixel of ``layer_name`` (default:
-    the model's output) can depend on, computed from the layer list.
+    """Textbook receptive field: side of the square of input pixels that one output pixel of
+    ``layer_name`` (default: the model's output) can depend on, computed from the layer list.
+    Behind a stride or pooling this is an average over output positions: the exact field of
+    a given pixel depends on its place on the pooling grid (``receptive_field_spans``; 188
+    or 204 rows for an interior output pixel of ``seed_unet``, 200 on average).
 
     Walks the graph in order with the rules ``rf += (k - 1) * jump, jump *= stride`` for
     convolutions and pooling, ``jump /= 2`` for up-sampling (a 2x2 stride-2 transposed
