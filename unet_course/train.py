@@ -350,7 +350,7 @@ def fit(
 
     Args:
         train_data, val_data: ``keras.utils.PyDataset`` objects (or anything ``model.fit``
-            takes) yielding ``(images (B, H, W, 3) float32, masks (B, H, W, 1) float32)``.
+            takes) yielding ``(images (B, H, W, 3) uint8 or float32, masks (B, H, W, 1) float32)``.
         config: the ``TrainConfig`` (epochs, callbacks' patience, ...).
         out_dir: an existing folder for the checkpoint and the CSV history.
         steps_per_epoch: limit the batches per epoch (quick runs); ``None`` means all.
