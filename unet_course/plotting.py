@@ -16,9 +16,11 @@ from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.ticker import MaxNLocator
 
-FALSE_POSITIVE = (1.0, 0.2, 0.8)  # magenta: predicted nucleus where there is none
-FALSE_NEGATIVE = (0.1, 0.9, 1.0)  # cyan: nucleus the prediction missed
-TRUE_POSITIVE = (1.0, 0.85, 0.1)  # yellow: found correctly
+# Error colours, chosen to stand out on both dark (fluorescence) and light pink (bright-field)
+# images, and to differ for red-green colour-blind readers by lightness and hue (red vs blue).
+FALSE_POSITIVE = (1.0, 0.15, 0.05)  # red: predicted nucleus where there is none
+FALSE_NEGATIVE = (0.05, 0.45, 1.0)  # blue: nucleus the prediction missed
+TRUE_POSITIVE = (0.3, 0.95, 0.3)  # green: found correctly
 
 
 def _axes(ax: Axes | None) -> Axes:
@@ -91,7 +93,7 @@ def error_overlay(
 ) -> Axes:
     """Show where a predicted mask is right and wrong over the image.
 
-    Yellow: true positives; magenta: false positives; cyan: false negatives.
+    Green: true positives; red: false positives; blue: false negatives.
     """
     true_mask, pred_mask = np.asarray(true_mask).astype(bool), np.asarray(pred_mask).astype(bool)
     if true_mask.shape != pred_mask.shape:
@@ -142,6 +144,7 @@ def plot_history(
         if f"val_{name}" in values:
             ax.plot(epochs, values[f"val_{name}"], "--", color=colour, label=f"validation {name}")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
     ax.set_ylabel(", ".join(metrics))
     ax.legend()
     if title:
