@@ -3,7 +3,8 @@
 Importing it is cheap and changes nothing: Keras, TensorFlow and matplotlib are imported by
 the submodules that need them, not here. The submodules, by topic:
 
-- ``data``: the synthetic nuclei generator and the Data Science Bowl 2018 loader.
+- ``data``: the synthetic nuclei generator (and, re-exported, the Data Science Bowl 2018 loader
+  of ``dsb2018``); ``datasets``: train / validation / test splits of either.
 - ``conv``: convolution and transposed convolution written as matrices.
 - ``model``: the U-Net builders and shape tools.
 - ``metrics`` / ``losses``: Dice, IoU and the training losses (``keras.ops`` only).
@@ -11,6 +12,7 @@ the submodules that need them, not here. The submodules, by topic:
 - ``instances``: from probability maps to separate objects, and the instance score.
 - ``plotting``: the course's figures.
 - ``runtime``: quick mode, backend and device reports.
+- ``cli``: the command line, ``python -m unet_course train | evaluate | predict | doctor``.
 - ``course``: the README table, notebook navigation and Colab links (maintainers' tool).
 """
 
