@@ -12,6 +12,7 @@ The real Data Science Bowl 2018 data are read by ``load_dsb2018`` and fetched by
 
 from __future__ import annotations
 
+import math
 import numbers
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from skimage import measure
 
 STYLES = ("fluorescence", "brightfield")
 MIN_SIZE = 32
-_MIN_PIXELS = 12  # a nucleus cut by the border to fewer pixels than this is not drawn at all
+_MIN_PIXELS = 30  # a nucleus cut by the border to fewer pixels than this is not drawn at all
 
 
 def data_dir() -> Path:
@@ -119,18 +120,26 @@ def _draw_labels(rng, size, count, radius, cluster_fraction) -> tuple[np.ndarray
     clustered = rng.random(count) < cluster_fraction
     angle = rng.uniform(0, 2 * np.pi, count)
     gap = rng.uniform(0.75, 1.0, count)
-    centres = rng.uniform(0, size, (count, 2))
+    centres = rng.uniform(0, size, (count, 2)).tolist()
+    partners = rng.integers(0, np.maximum(np.arange(count), 1)).tolist()  # an earlier nucleus
+    step = (r[partners] + r) * gap
+    offsets = np.stack([step * np.sin(angle), step * np.cos(angle)], axis=1).tolist()
+    coords = np.arange(size, dtype=np.float32)
+    shape, outline = shape.tolist(), outline.tolist()
     for k in range(count):
         if k and clustered[k]:  # touch an earlier nucleus, so clusters grow
-            j = rng.integers(k)
-            step = (r[j] + r[k]) * gap[k]
-            centres[k] = centres[j] + step * np.array([np.sin(angle[k]), np.cos(angle[k])])
-        _paint(labels, depth, k + 1, centres[k], shape[k], outline[k])
+            j = partners[k]
+            centres[k] = [centres[j][0] + offsets[k][0], centres[j][1] + offsets[k][1]]
+        _paint(labels, depth, coords, k + 1, centres[k], shape[k], outline[k])
     return _relabel(labels, depth)
 
 
-def _paint(labels, depth, k, centre, shape, outline) -> None:
-    """Draw nucleus ``k``: an ellipse (semi-axes a, b, angle theta) with a wobbling outline."""
+def _paint(labels, depth, coords, k, centre, shape, outline) -> None:
+    """Draw nucleus ``k``: an ellipse (semi-axes a, b, angle theta) with a wobbling outline.
+
+    ``coords`` is ``arange(size)`` as float32; all scalars are Python floats (faster than
+    NumPy scalars in this hot loop).
+    """
     a, b, theta = shape
     reach = a * 1.15 + 1
     size = labels.shape[0]
@@ -138,20 +147,21 @@ def _paint(labels, depth, k, centre, shape, outline) -> None:
     x0, x1 = max(int(centre[1] - reach), 0), min(int(centre[1] + reach) + 2, size)
     if y0 >= y1 or x0 >= x1:
         return
-    cos, sin = np.cos(theta), np.sin(theta)
-    dy = (np.arange(y0, y1, dtype=np.float32) - np.float32(centre[0]))[:, None]
-    dx = (np.arange(x0, x1, dtype=np.float32) - np.float32(centre[1]))[None, :]
-    u = dx * np.float32(cos / a) + dy * np.float32(sin / a)
-    v = dy * np.float32(cos / b) - dx * np.float32(sin / b)
+    cos, sin = math.cos(theta), math.sin(theta)
+    dy = (coords[y0:y1] - centre[0])[:, None]
+    dx = coords[x0:x1] - centre[1]
+    u = dx * (cos / a) + dy * (sin / a)
+    v = dy * (cos / b) - dx * (sin / b)
     phi = np.arctan2(v, u)
     wobble = (
         1 + outline[0] * np.cos(2 * phi + outline[2]) + outline[1] * np.cos(3 * phi + outline[3])
     )
-    d = np.hypot(u, v) / wobble
+    d = np.sqrt(u * u + v * v)
+    d /= wobble
     box_depth = depth[y0:y1, x0:x1]
     won = d < box_depth
-    box_depth[won] = d[won]
-    labels[y0:y1, x0:x1][won] = k
+    np.copyto(box_depth, d, where=won)
+    np.copyto(labels[y0:y1, x0:x1], k, where=won)
 
 
 def _relabel(labels: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,6 +191,15 @@ def _relabel(labels: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndar
     return labels, depth
 
 
+def _unit_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Zero-mean, unit-variance float32 noise; uniform, which is several times faster to draw
+    than Gaussian and looks the same once blurred or added to an image."""
+    noise = rng.random(shape, dtype=np.float32)
+    noise -= 0.5
+    noise *= np.float32(np.sqrt(12.0))
+    return noise
+
+
 def _illumination(rng: np.random.Generator, size: int) -> np.ndarray:
     """Uneven lighting: a random tilt plus a gentle low-frequency ripple, ``(size, size)``."""
     ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
@@ -196,13 +215,13 @@ def _render(rng, labels: np.ndarray, depth: np.ndarray, style: str, out: np.ndar
     """Draw a microscope-like image of a label map into ``out``: ``(H, W, 3) uint8``."""
     size = labels.shape[0]
     brightness = np.r_[0.0, rng.uniform(0.45, 1.0, labels.max())].astype(np.float32)
-    coarse = rng.standard_normal((size // 2 + 1, size // 2 + 1), dtype=np.float32)
+    coarse = _unit_noise(rng, (size // 2 + 1, size // 2 + 1))
     texture = np.abs(1 + 0.3 * np.repeat(np.repeat(coarse, 2, 0), 2, 1)[:size, :size])
     # Dye or stain per pixel: a level per nucleus, densest at the centre, mottled inside.
     signal = brightness[labels] * (1 - 0.45 * depth * depth) * texture
     signal = ndimage.gaussian_filter(signal, rng.uniform(0.6, 1.4), truncate=3.0)
     illumination = _illumination(rng, size)
-    noise = rng.standard_normal((size, size), dtype=np.float32)
+    noise = _unit_noise(rng, (size, size))
     if style == "fluorescence":
         tint = np.ones(3) if rng.random() < 0.6 else rng.uniform(0.2, 1.0, 3)
         value = (rng.uniform(0.01, 0.08) + rng.uniform(0.55, 0.95) * signal) * illumination
