@@ -32,7 +32,7 @@ __all__ = ["binary_crossentropy", "soft_dice", "SoftDiceLoss", "BCEDiceLoss", "W
 EPSILON = 1e-7
 
 
-def _float32_pair(y_true, y_pred):
+def float32_pair(y_true, y_pred):
     """Both as float32 tensors of the same rank (a missing channel axis is added)."""
     y_true = ops.cast(ops.convert_to_tensor(y_true), "float32")
     y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
@@ -59,7 +59,7 @@ def _image_axes(x) -> tuple[int, ...]:
 
 def binary_crossentropy(y_true, y_pred, from_logits: bool = False):
     """Mean binary cross-entropy of each image, computed in float32. Returns ``(B,)``."""
-    t, y = _float32_pair(y_true, y_pred)
+    t, y = float32_pair(y_true, y_pred)
     return ops.mean(_pixel_bce(t, y, from_logits), axis=_image_axes(t))
 
 
@@ -69,7 +69,7 @@ def soft_dice(y_true, y_pred, smooth: float = 1.0, from_logits: bool = False):
     "Soft" because ``p`` are probabilities, not thresholded masks, so the loss has a gradient.
     The smoothing ``s`` makes an empty truth with an empty prediction cost 0 instead of 0/0.
     """
-    t, y = _float32_pair(y_true, y_pred)
+    t, y = float32_pair(y_true, y_pred)
     p = ops.sigmoid(y) if from_logits else ops.clip(y, 0.0, 1.0)
     axes = _image_axes(t)
     inter = ops.sum(p * t, axis=axes)
@@ -167,7 +167,7 @@ class WeightedBCELoss(keras.losses.Loss):
         self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
-        t, y = _float32_pair(y_true, y_pred)
+        t, y = float32_pair(y_true, y_pred)
         loss = _pixel_bce(t, y, self.from_logits)
         if len(loss.shape) == 4 and loss.shape[-1] == 1:
             loss = ops.squeeze(loss, -1)

@@ -36,6 +36,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from unet_course.losses import float32_pair
+
 __all__ = [
     "Dice",
     "IoU",
@@ -58,12 +60,7 @@ def _check_threshold(threshold: float, empty_value: float) -> None:
 
 def _binary_pair(y_true, y_pred, threshold: float):
     """Float32 0/1 tensors of the same rank: truth ``>= 0.5``, prediction ``>= threshold``."""
-    y_true = ops.cast(ops.convert_to_tensor(y_true), "float32")
-    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-    if len(y_true.shape) == len(y_pred.shape) - 1:
-        y_true = ops.expand_dims(y_true, -1)
-    elif len(y_pred.shape) == len(y_true.shape) - 1:
-        y_pred = ops.expand_dims(y_pred, -1)
+    y_true, y_pred = float32_pair(y_true, y_pred)
     t = ops.cast(y_true >= 0.5, "float32")
     p = ops.cast(y_pred >= threshold, "float32")
     return t, p
