@@ -30,6 +30,17 @@ def quick_mode() -> bool:
     )
 
 
+def quiet_startup() -> None:
+    """Keep TensorFlow's C++ start-up lines (``E0000 ... cuInit``, ``cpu_feature_guard``) out of
+    a notebook or a command's output. Call it before Keras is first imported.
+
+    On a machine without a GPU those lines are printed in red by TensorFlow's C++ logger, and
+    learners read them as a failure; they are not. Errors raised in Python still show. It sets
+    ``TF_CPP_MIN_LOG_LEVEL=3`` unless the variable is already set, and changes nothing else.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
 def gpu_devices() -> list[str]:
     """Names of the GPUs the active Keras backend can use (an empty list on CPU)."""
     import keras
