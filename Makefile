@@ -27,6 +27,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -c 'import sys' 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m unet_course.real_slide
 	@touch $(STAMP)
 
 lab: $(STAMP)

@@ -15,7 +15,7 @@ import pytest
 
 from unet_course import cli
 
-TINY = ["--quick", "--img-size", "32", "--batch-size", "4", "--steps-per-epoch", "2"]
+TINY = ["--model", "seed", "--quick", "--img-size", "32", "--batch-size", "4", "--steps-per-epoch", "2"]
 
 
 def run_cli(*args: str, backend: str = "tensorflow") -> subprocess.CompletedProcess:
@@ -108,6 +108,9 @@ def test_doctor_reports_versions_backend_and_a_gpu_hint(capsys):
         (["train", "--out", "{tmp}/o", "--model", "unet", "--dropout", "1.5"], "dropout"),
         (["train", "--out", "{tmp}/o", "--lr", "2"], "(0, 1)"),
         (["train", "--out", "{tmp}/o", "--xla", "maybe"], "auto, on, off"),
+        (["train", "--out", "{tmp}/o", "--loss", "dice"], "--model seed or unet"),
+        (["train", "--out", "{tmp}/o", "--weight-map"], "--model seed or unet"),
+        (["train", "--out", "{tmp}/o", "--steps-per-epoch", "3"], "--model seed or unet"),
         (["evaluate", "--model", "{tmp}/none.keras"], "no such file"),
         (["evaluate", "--model", "{tmp}/file.txt"], ".keras"),
         (["evaluate", "--model", "{tmp}/m.keras", "--out", "{tmp}/no/dir.json"], "does not exist"),
@@ -173,3 +176,24 @@ def test_a_broken_dsb_folder_names_the_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and broken.name in err[0] and "masks" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_the_default_recipe_trains_records_and_evaluates_beside_the_baseline(tmp_path, capsys):
+    """`train` with no tuning flags runs the recipe; `evaluate` scores it next to Otsu."""
+    from unet_course import baseline, datasets
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--out", str(out), "--quick", "--epochs", "1"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["model"] == "recipe" and report["recipe"]["epochs"] == 1
+    assert set(report["postprocessing"]) == {"threshold", "seed_threshold", "min_size"}
+    assert 0 <= report["val_iou"] <= report["val_dice"] <= 1
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model", str(out / "model.keras")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["postprocessing"] == report["postprocessing"]  # chosen on validation data
+    test = datasets.load_splits("synthetic", report["img_size"], quick=True, seed=42).test
+    expected = baseline.baseline_scores(test.images, test.labels)
+    for name in baseline.PIPELINES:
+        assert result["baseline"][name]["dsb_map"] == pytest.approx(expected[name]["dsb_map"])
+    assert isinstance(result["baseline"]["model_beats_baseline"], bool)

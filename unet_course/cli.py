@@ -155,22 +155,27 @@ def _add_train(subparsers) -> None:
         help="train a U-Net; write model.keras, history.csv and metrics.json",
         description="Train a U-Net on synthetic nuclei or a DSB2018 folder. Writes "
         "OUT/model.keras (the best epoch), OUT/history.csv and OUT/metrics.json (validation "
-        "Dice and IoU at native resolution). On a GPU, mixed precision and XLA are switched "
-        "on automatically (see `unet-course doctor`).",
+        "scores and every setting of the run). With no tuning flags it runs the course's "
+        "default recipe (--model recipe: three classes, interior-seeded watershed; about 8 "
+        "minutes on a 2-core CPU, see benchmarks/quality.py). On a GPU, mixed precision and "
+        "XLA are switched on automatically (see `unet-course doctor`).",
     )
     parser.add_argument("--data", default="synthetic",
                         help="'synthetic' (default) or a folder in the DSB2018 layout")
     parser.add_argument("--out", required=True, type=Path, help="output folder (must be new or empty)")
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
     parser.add_argument("--img-size", type=_positive_int, default=None,
-                        help="training image side (default 256; 64 with --quick)")
+                        help="training crop side (recipe: 128; seed/unet: 256; 64 with --quick)")
     parser.add_argument("--epochs", type=_positive_int, default=None,
-                        help="maximum epochs (default 40; 1 with --quick)")
+                        help="maximum epochs (recipe: 16; seed/unet: 40; fewer with --quick)")
     parser.add_argument("--batch-size", type=_positive_int, default=8)
     parser.add_argument("--steps-per-epoch", type=_positive_int, default=None,
-                        help="batches per epoch (default: the whole training set; 2 with --quick)")
-    parser.add_argument("--lr", type=_learning_rate, default=1e-3, help="Adam learning rate")
-    parser.add_argument("--loss", choices=("bce_dice", "bce", "dice"), default="bce_dice")
+                        help="seed/unet: batches per epoch (default: the whole training set; "
+                        "2 with --quick)")
+    parser.add_argument("--lr", type=_learning_rate, default=None,
+                        help="Adam learning rate (recipe: 3e-3 peak of a cosine; seed/unet: 1e-3)")
+    parser.add_argument("--loss", choices=("bce_dice", "bce", "dice"), default=None,
+                        help="seed/unet only (default bce_dice)")
     parser.add_argument("--seed", type=_nonnegative_int, default=42)
     parser.add_argument("--quick", action="store_true",
                         help="a few dozen small images and a few steps (also UNET_COURSE_QUICK=1)")
@@ -178,20 +183,21 @@ def _add_train(subparsers) -> None:
                         default="auto", help="auto: mixed precision on a GPU, float32 on a CPU")
     parser.add_argument("--xla", type=_on_off_auto, default="auto",
                         help="auto (default), on or off: XLA compilation")
-    parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    parser.add_argument("--no-augment", action="store_true", help="seed/unet: no augmentation")
     parser.add_argument("--workers", type=_positive_int, default=1,
                         help="data loader worker threads")
     parser.add_argument("--weight-map", action="store_true",
-                        help="the U-Net paper's trick for touching nuclei: cut their borders out "
-                        "of the masks and weight the loss by eq. 2 (weighted BCE; no --loss)")
+                        help="seed/unet: the U-Net paper's trick for touching nuclei: cut their "
+                        "borders out of the masks and weight the loss by eq. 2 (weighted BCE)")
     _add_model_options(parser)
     parser.set_defaults(func=_run_train)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model", "--model seed is the popular 1.9 M-parameter U-Net; "
-                                      "--model unet uses the build_unet options below")
-    group.add_argument("--model", choices=("seed", "unet"), default="seed")
+    group = parser.add_argument_group("model", "--model recipe (default) is the course's "
+                                      "three-class recipe; seed is the popular 1.9 M-parameter "
+                                      "U-Net; unet uses the build_unet options below")
+    group.add_argument("--model", choices=("recipe", "seed", "unet"), default="recipe")
     group.add_argument("--base-filters", type=_positive_int, default=16)
     group.add_argument("--depth", type=_positive_int, default=4)
     group.add_argument("--dropout", type=float, default=0.0)
@@ -210,15 +216,26 @@ def _train_settings(args: argparse.Namespace) -> dict:
     quick = args.quick or quick_mode()
     _check_data(args.data)
     _check_out_dir(args.out, args.overwrite)
-    img_size = args.img_size or (64 if quick else 256)
-    if args.model == "seed":
+    recipe = args.model == "recipe"
+    if args.model != "unet":
         given = [o for o in _UNET_OPTIONS if getattr(args, o) != _DEFAULTS[o]]
         if given:
             flags = ", ".join("--" + o.replace("_", "-") for o in given)
-            raise UsageError(f"{flags}: options of --model unet only (the seed model is fixed)")
-    depth = 4 if args.model == "seed" else args.depth
+            raise UsageError(f"{flags}: options of --model unet only (the {args.model} model "
+                             "is fixed)")
+    if recipe:
+        given = [flag for flag, on in (("--loss", args.loss is not None),
+                                       ("--weight-map", args.weight_map),
+                                       ("--no-augment", args.no_augment),
+                                       ("--steps-per-epoch", args.steps_per_epoch is not None))
+                 if on]
+        if given:
+            raise UsageError(f"{', '.join(given)}: options of --model seed or unet; the recipe "
+                             "fixes its loss, targets and augmentation")
+    depth = 4 if args.model != "unet" else args.depth
     if not 0 <= args.dropout < 1:
         raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
+    img_size = args.img_size or (64 if quick else 128 if recipe else 256)
     try:
         from unet_course.model import check_input_size
 
@@ -228,6 +245,7 @@ def _train_settings(args: argparse.Namespace) -> dict:
     return dict(
         quick=quick, img_size=img_size, epochs=args.epochs or (1 if quick else 40),
         steps=args.steps_per_epoch or (2 if quick else None),
+        lr=args.lr or 1e-3, loss=args.loss or "bce_dice",
     )
 
 
@@ -247,8 +265,10 @@ def _model_builder(args: argparse.Namespace):
 
 def _run_train(args: argparse.Namespace) -> int:
     settings = _train_settings(args)
-    if args.weight_map and args.loss != "bce_dice":
+    if args.weight_map and settings["loss"] != "bce_dice":
         raise UsageError(f"--weight-map trains with its own weighted BCE; drop --loss {args.loss}")
+    if args.model == "recipe":
+        return _run_train_recipe(args, settings)
     import keras
 
     from unet_course import datasets, train
@@ -258,7 +278,7 @@ def _run_train(args: argparse.Namespace) -> int:
                                   seed=args.seed)
     print(splits.describe())
     config = train.TrainConfig(epochs=settings["epochs"], batch_size=args.batch_size,
-                               learning_rate=args.lr, loss=args.loss, seed=args.seed)
+                               learning_rate=settings["lr"], loss=settings["loss"], seed=args.seed)
     accelerator = train.choose_accelerator(args.precision, args.xla)
     print(f"Training on {accelerator.describe()}")
     model = train.build_model(_model_builder(args), accelerator)
@@ -278,6 +298,25 @@ def _run_train(args: argparse.Namespace) -> int:
     report = _train_report(args, settings, splits, accelerator, history, scores)
     (args.out / "metrics.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "best_epoch")}))
+    print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
+    return 0
+
+
+def _run_train_recipe(args: argparse.Namespace, settings: dict) -> int:
+    from unet_course import recipe
+
+    options = {"img_size": settings["img_size"], "batch_size": args.batch_size, "seed": args.seed}
+    if args.epochs:
+        options["epochs"] = args.epochs
+    if args.lr:
+        options["learning_rate"] = args.lr
+    try:
+        chosen = recipe.settings(quick=settings["quick"], **options)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    report = recipe.run(args.data, chosen, args.out, quick=settings["quick"],
+                        precision=args.precision, xla=args.xla, log=print)
+    print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "val_dsb_map", "best_epoch")}))
     print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
     return 0
 
@@ -389,6 +428,7 @@ def _evaluate_settings(args: argparse.Namespace) -> dict:
         seed=trained.get("seed", 0) if args.seed is None else args.seed,
         threshold=args.threshold or trained.get("best_threshold", 0.5),
         quick=args.quick or quick_mode() or bool(trained.get("quick", False)),
+        postprocessing=trained.get("postprocessing"),
     )
     _check_data(settings["data"])
     return settings
@@ -407,19 +447,41 @@ def evaluate_model(args: argparse.Namespace, settings: dict):
     """Load the model and the held-out split; return ``(split, probs, result dict)``."""
     import keras
 
-    from unet_course import datasets, losses, metrics, train  # noqa: F401 (registers objects)
+    from unet_course import datasets, losses, metrics, normalization, train  # noqa: F401 (registers objects)
 
     model = keras.saving.load_model(args.model)
     splits = datasets.load_splits(settings["data"], settings["img_size"], quick=settings["quick"],
                                   seed=settings["seed"])
     split = getattr(splits, args.split)
-    probs = train.predict_native(model, split.images)
-    scores = train.pixel_scores(split.masks, probs, settings["threshold"])
     result = {"model": str(args.model), "data": str(settings["data"]), "split": args.split,
-              "source": splits.source, "dice": scores["dice"], "iou": scores["iou"],
-              "threshold": scores["threshold"], "images": scores["images"]}
-    result.update(instance_score(split.labels, probs, settings["threshold"], args.instances))
+              "source": splits.source, "images": len(split)}
+    if model.output_shape[-1] == 3:  # background / interior / boundary: the recipe's model
+        from unet_course import recipe
+
+        probs = recipe.predict_classes(model, split.images)
+        post = dict(settings["postprocessing"] or recipe.DEFAULT_POSTPROCESSING)
+        if args.threshold:
+            post["threshold"] = args.threshold
+        found = recipe.scores(split.labels, probs, post, method=args.instances)
+        result.update(found, threshold=post["threshold"], postprocessing=post,
+                      instances=args.instances)
+    else:
+        probs = train.predict_native(model, split.images)
+        scores = train.pixel_scores(split.masks, probs, settings["threshold"])
+        result.update(dice=scores["dice"], iou=scores["iou"], threshold=scores["threshold"])
+        result.update(instance_score(split.labels, probs, settings["threshold"], args.instances))
+    result["baseline"] = _baseline_beside(split, result)
     return split, probs, result
+
+
+def _baseline_beside(split, result: dict) -> dict:
+    """The Otsu pipelines on the same images, and whether the model beats the best of them."""
+    from unet_course.baseline import baseline_scores
+
+    classical = baseline_scores(split.images, split.labels)
+    best = max(classical, key=lambda name: classical[name]["dsb_map"])
+    return {**classical, "model_beats_baseline": bool(
+        result["dice"] > classical[best]["dice"] and result["dsb_map"] > classical[best]["dsb_map"])}
 
 
 def instance_score(labels, probs, threshold: float, method: str) -> dict:
@@ -528,7 +590,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from unet_course import instances, losses, metrics  # noqa: F401 (registers objects)
+    from unet_course import instances, losses, metrics, normalization  # noqa: F401 (registers objects)
 
     model = keras.saving.load_model(args.model)
     if model.input_shape[-1] not in (1, 3):

@@ -12,6 +12,8 @@ The real Data Science Bowl 2018 data are read by ``load_dsb2018`` and fetched by
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import numbers
 from pathlib import Path
@@ -30,15 +32,84 @@ def data_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "data"
 
 
+@dataclasses.dataclass(frozen=True)
+class Difficulty:
+    """What makes a slide hard for a global threshold, each an option of ``make_nuclei``.
+
+    Every option reproduces something that defeats a global threshold on real microscopy
+    (Caicedo et al. 2019 describe these in the Data Science Bowl 2018 images). All are drawn
+    per image from the image's own seed, so a slide is reproducible. ``Difficulty.easy()``
+    switches them all off; ``Difficulty()`` (the default) is the course's realistic setting.
+
+    Attributes:
+        illumination: strength of uneven lighting: a tilt plus vignetting (the field darkens
+            towards one off-centre rim). 0 = even light, 1 = up to about 2x between field
+            centre and rim.
+        brightness_spread: spread of nucleus brightness within one image (the standard
+            deviation of its logarithm is ``0.5 * brightness_spread``): dim nuclei next to
+            bright ones. 0 = all alike.
+        mitotic: share of nuclei drawn small, compact and 2.5-4x brighter than the others, as
+            dividing cells are.
+        out_of_focus: extra nuclei per labelled one, drawn blurred and dim in another focal
+            plane; they are not labelled (annotators leave them out).
+        debris: mean number of unlabelled specks and bright artefacts per 256x256 field.
+        background: strength of the textured background: cytoplasm autofluorescence around the
+            nuclei (fluorescence) or counterstained tissue (bright-field).
+        elongation: largest ratio of long to short axis (1 = round); about a third of the
+            nuclei are elongated up to this ratio, as in tissue sections, and outlines grow
+            more irregular with it.
+        crowding: share of nuclei placed touching an earlier one; touching nuclei are drawn
+            with flat profiles in some images, so that no dark gap shows between them.
+        magnification: (low, high) factor on the nucleus size, drawn per image (log-uniform):
+            the same slide under different objectives. The number of nuclei scales so that the
+            field is about equally full.
+    """
+
+    illumination: float = 1.0
+    brightness_spread: float = 1.0
+    mitotic: float = 0.05
+    out_of_focus: float = 0.2
+    debris: float = 8.0
+    background: float = 1.0
+    elongation: float = 3.0
+    crowding: float = 0.5
+    magnification: tuple[float, float] = (0.7, 1.6)
+
+    @classmethod
+    def easy(cls) -> Difficulty:
+        """Even light, similar nuclei, no debris, no background: a threshold's best case."""
+        return cls(illumination=0.0, brightness_spread=0.0, mitotic=0.0, out_of_focus=0.0,
+                   debris=0.0, background=0.0, elongation=1.6, crowding=0.3,
+                   magnification=(1.0, 1.0))
+
+    def __post_init__(self) -> None:
+        for name in ("illumination", "brightness_spread", "out_of_focus", "debris", "background"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or not 0 <= value <= 100:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        for name in ("mitotic", "crowding"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not isinstance(self.elongation, numbers.Real) or not 1 <= self.elongation <= 6:
+            raise ValueError(f"elongation must be a number in [1, 6], got {self.elongation!r}")
+        low_high = self.magnification
+        if (not isinstance(low_high, tuple | list) or len(low_high) != 2
+                or not all(isinstance(v, numbers.Real) for v in low_high)
+                or not 0.25 <= low_high[0] <= low_high[1] <= 4):
+            raise ValueError(f"magnification must be a pair (low, high) with 0.25 <= low <= high "
+                             f"<= 4, got {low_high!r}")
+
+
 def make_nuclei(
     n: int,
     size: int = 256,
     seed: int = 0,
     *,
     style: str = "mixed",
-    nuclei: tuple[int, int] = (12, 40),
+    nuclei: tuple[int, int] = (20, 60),
     radius: tuple[float, float] = (5.0, 13.0),
-    cluster_fraction: float = 0.3,
+    difficulty: Difficulty | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generate ``n`` synthetic microscopy images of nuclei with their instance labels.
 
@@ -49,29 +120,35 @@ def make_nuclei(
             of a larger call equal a smaller call's.
         style: ``"fluorescence"``, ``"brightfield"`` or ``"mixed"`` (each image picks one,
             about a third of them bright-field, as in the Data Science Bowl data).
-        nuclei: (low, high) number of nuclei in a 256x256 image; scaled by area for other sizes.
-        radius: (low, high) mean radius of a nucleus in pixels (the same at every image size,
-            like a fixed microscope magnification).
-        cluster_fraction: share of nuclei placed touching an earlier one, in clusters.
+        nuclei: (low, high) number of nuclei in a 256x256 image at magnification 1; scaled by
+            area for other sizes and magnifications.
+        radius: (low, high) mean radius of a nucleus in pixels at magnification 1.
+        difficulty: what makes the slide hard (``Difficulty``); default ``Difficulty()``.
 
     Returns:
         images: ``(n, size, size, 3) uint8``.
         labels: ``(n, size, size) int32``; 0 is background and ``1..k`` one label per nucleus,
             numbered consecutively. The semantic mask is ``labels > 0``.
     """
-    _check_args(n, size, seed, style, nuclei, radius, cluster_fraction)
+    difficulty = Difficulty() if difficulty is None else difficulty
+    _check_args(n, size, seed, style, nuclei, radius, difficulty)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     labels = np.empty((n, size, size), dtype=np.int32)
     for i in range(n):
         rng = np.random.default_rng([seed, i])
         image_style = style if style != "mixed" else STYLES[int(rng.random() < 1 / 3)]
-        count = _nuclei_count(rng, size, nuclei)
-        labels[i], depth = _draw_labels(rng, size, count, radius, cluster_fraction)
-        _render(rng, labels[i], depth, image_style, out=images[i])
+        low, high = difficulty.magnification
+        zoom = math.exp(rng.uniform(math.log(low), math.log(high)))
+        count = _nuclei_count(rng, size / zoom, nuclei)
+        kind = _nucleus_kinds(rng, count, difficulty)
+        labels[i], depth, bright = _draw_labels(rng, size, kind, np.multiply(radius, zoom),
+                                                difficulty)
+        ghosts = _draw_ghosts(rng, size, count, np.multiply(radius, zoom), difficulty)
+        _render(rng, labels[i], depth, bright, ghosts, image_style, difficulty, images[i])
     return images, labels
 
 
-def _check_args(n, size, seed, style, nuclei, radius, cluster_fraction) -> None:
+def _check_args(n, size, seed, style, nuclei, radius, difficulty) -> None:
     for name, value in (("n", n), ("size", size), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
@@ -93,36 +170,54 @@ def _check_args(n, size, seed, style, nuclei, radius, cluster_fraction) -> None:
             raise ValueError(
                 f"{name} must be a pair (low, high) with {low} <= low <= high, got {pair!r}"
             )
-    if not isinstance(cluster_fraction, numbers.Real) or not 0 <= cluster_fraction <= 1:
-        raise ValueError(f"cluster_fraction must be a number in [0, 1], got {cluster_fraction!r}")
+    if not isinstance(difficulty, Difficulty):
+        raise TypeError(f"difficulty must be a data.Difficulty, got {type(difficulty).__name__}")
 
 
-def _nuclei_count(rng: np.random.Generator, size: int, nuclei: tuple[int, int]) -> int:
-    scale = (size / 256) ** 2
+def _nuclei_count(rng: np.random.Generator, side: float, nuclei: tuple[int, int]) -> int:
+    scale = (side / 256) ** 2
     return max(2, round(rng.integers(nuclei[0], nuclei[1] + 1) * scale))
 
 
-def _draw_labels(rng, size, count, radius, cluster_fraction) -> tuple[np.ndarray, np.ndarray]:
-    """Place ``count`` nuclei; return the label map and each pixel's normalised depth.
+def _nucleus_kinds(rng, count: int, difficulty: Difficulty) -> dict[str, np.ndarray]:
+    """Per nucleus: relative brightness, size factor, axis ratio and outline irregularity."""
+    mitotic = rng.random(count) < difficulty.mitotic
+    bright = np.exp(rng.normal(0, 0.5 * difficulty.brightness_spread, count))
+    bright = np.clip(bright / np.median(bright), 0.4, 3.0)
+    bright[mitotic] = rng.uniform(2.5, 4.0, int(mitotic.sum()))
+    elongated = rng.random(count) < 1 / 3
+    ratio = np.where(elongated, rng.uniform(1.0, difficulty.elongation, count),
+                     rng.uniform(1.0, min(1.8, difficulty.elongation), count))
+    ratio[mitotic] = rng.uniform(1.0, 1.6, int(mitotic.sum()))
+    grow = np.where(mitotic, 0.6, 1.0)
+    wobble = 0.03 + 0.03 * (difficulty.elongation - 1)
+    return {"bright": bright, "ratio": ratio, "grow": grow, "wobble": wobble}
+
+
+def _draw_labels(rng, size, kind, radius, difficulty) -> tuple[np.ndarray, ...]:
+    """Place the nuclei; return the label map, each pixel's normalised depth and brightness.
 
     A pixel's depth is 0 at a nucleus centre and 1 on its outline. Where two nuclei would
     overlap, the pixel goes to the one it lies deeper in, so touching nuclei meet along a
     clean boundary, as in hand-made masks where each pixel belongs to one nucleus.
     """
+    count = len(kind["bright"])
     depth = np.ones((size, size), dtype=np.float32)
     labels = np.zeros((size, size), dtype=np.int32)
-    r = rng.uniform(*radius, count)
-    aspect = np.sqrt(rng.uniform(1.0, 2.2, count))
+    r = rng.uniform(*radius, count) * kind["grow"]
+    aspect = np.sqrt(kind["ratio"])
     shape = np.stack([r * aspect, r / aspect, rng.uniform(0, np.pi, count)], axis=1)
+    w = kind["wobble"]
     outline = np.concatenate(
-        [rng.uniform(-0.07, 0.07, (count, 2)), rng.uniform(0, 2 * np.pi, (count, 2))], 1
+        [rng.uniform(-w, w, (count, 2)), rng.uniform(0, 2 * np.pi, (count, 2))], 1
     )
-    clustered = rng.random(count) < cluster_fraction
+    clustered = rng.random(count) < difficulty.crowding
     angle = rng.uniform(0, 2 * np.pi, count)
-    gap = rng.uniform(0.75, 1.0, count)
+    gap = rng.uniform(0.7, 1.0, count)
     centres = rng.uniform(0, size, (count, 2)).tolist()
     partners = rng.integers(0, np.maximum(np.arange(count), 1)).tolist()  # an earlier nucleus
-    step = (r[partners] + r) * gap
+    reach = np.sqrt(shape[:, 0] * shape[:, 1])  # a touching distance between the two axes
+    step = (reach[partners] + reach) * gap
     offsets = np.stack([step * np.sin(angle), step * np.cos(angle)], axis=1).tolist()
     coords = np.arange(size, dtype=np.float32)
     shape, outline = shape.tolist(), outline.tolist()
@@ -131,7 +226,29 @@ def _draw_labels(rng, size, count, radius, cluster_fraction) -> tuple[np.ndarray
             j = partners[k]
             centres[k] = [centres[j][0] + offsets[k][0], centres[j][1] + offsets[k][1]]
         _paint(labels, depth, coords, k + 1, centres[k], shape[k], outline[k])
-    return _relabel(labels, depth)
+    bright = np.r_[0.0, kind["bright"]].astype(np.float32)[labels]
+    labels, depth = _relabel(labels, depth)
+    return labels, depth, np.where(labels > 0, bright, np.float32(0))
+
+
+def _draw_ghosts(rng, size, count, radius, difficulty) -> np.ndarray:
+    """Out-of-focus nuclei (not labelled): a ``(size, size)`` float32 signal, already blurred."""
+    ghosts = np.zeros((size, size), dtype=np.float32)
+    number = rng.poisson(difficulty.out_of_focus * count)
+    if not number:
+        return ghosts
+    depth = np.ones((size, size), dtype=np.float32)
+    owner = np.zeros((size, size), dtype=np.int32)
+    coords = np.arange(size, dtype=np.float32)
+    r = rng.uniform(*radius, number)
+    aspect = np.sqrt(rng.uniform(1.0, 1.8, number))
+    for k in range(number):
+        shape = [float(r[k] * aspect[k]), float(r[k] / aspect[k]), float(rng.uniform(0, np.pi))]
+        centre = rng.uniform(0, size, 2).tolist()
+        _paint(owner, depth, coords, k + 1, centre, shape, [0.0, 0.0, 0.0, 0.0])
+    level = np.r_[0.0, rng.uniform(0.25, 0.6, number)].astype(np.float32)
+    ghosts = level[owner] * (1 - 0.5 * depth * depth)
+    return _blur_coarse(ghosts, 2, float(rng.uniform(1.2, 2.0)))
 
 
 def _paint(labels, depth, coords, k, centre, shape, outline) -> None:
@@ -190,7 +307,6 @@ def _relabel(labels: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndar
     depth = np.where(labels > 0, depth, np.float32(1.0))
     return labels, depth
 
-
 def _unit_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     """Zero-mean, unit-variance float32 noise; uniform, which is several times faster to draw
     than Gaussian and looks the same once blurred or added to an image."""
@@ -200,40 +316,105 @@ def _unit_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return noise
 
 
-def _illumination(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Uneven lighting: a random tilt plus a gentle low-frequency ripple, ``(size, size)``."""
+@functools.lru_cache(maxsize=32)
+def _interpolation_matrix(size: int, cells: int) -> np.ndarray:
+    """``(size, cells)`` float32 matrix ``M`` such that ``M @ A @ M.T`` resizes a ``(cells,
+    cells)`` array ``A`` to ``(size, size)`` by linear interpolation (cell centres aligned)."""
+    position = np.clip((np.arange(size) + 0.5) * cells / size - 0.5, 0, cells - 1)
+    left = np.minimum(np.floor(position).astype(int), max(cells - 2, 0))
+    frac = (position - left).astype(np.float32)
+    matrix = np.zeros((size, cells), dtype=np.float32)
+    matrix[np.arange(size), left] = 1 - frac
+    if cells > 1:
+        matrix[np.arange(size), left + 1] += frac
+    return matrix
+
+
+def _smooth_field(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Smooth zero-mean random field, ``(size, size)`` float32: ``cells x cells`` noise,
+    interpolated up. Its features are about ``size / cells`` pixels wide."""
+    matrix = _interpolation_matrix(size, cells)
+    return matrix @ _unit_noise(rng, (cells, cells)) @ matrix.T
+
+
+def _blur_coarse(field: np.ndarray, factor: int, sigma: float) -> np.ndarray:
+    """A wide Gaussian blur done cheaply: average ``factor x factor`` blocks, blur by
+    ``sigma`` (in blocks) there, interpolate back up to ``field``'s ``(S, S)`` shape."""
+    size = field.shape[0]
+    cells = size // factor
+    small = field[: cells * factor, : cells * factor].reshape(cells, factor, cells, factor)
+    small = ndimage.gaussian_filter(small.mean(axis=(1, 3)), sigma, truncate=2.5)
+    matrix = _interpolation_matrix(size, cells)
+    return matrix @ small.astype(np.float32) @ matrix.T
+
+
+def _illumination(rng: np.random.Generator, size: int, strength: float) -> np.ndarray:
+    """Uneven lighting, ``(size, size)`` float32 around 1: a tilt, a vignette darkening towards
+    an off-centre rim, and a gentle low-frequency ripple, all scaled by ``strength``."""
     ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
-    gy, gx = rng.uniform(-0.5, 0.5, 2)
-    fy, fx = rng.uniform(0.5, 2.0, 2)
-    py, px = rng.uniform(0, 2 * np.pi, 2)
-    ripple_y = np.cos(2 * np.pi * fy * ramp + py)[:, None]
-    ripple_x = np.cos(2 * np.pi * fx * ramp + px)[None, :]
-    return 1 + gy * ramp[:, None] + gx * ramp[None, :] + 0.1 * ripple_y * ripple_x
+    gy, gx = rng.uniform(-0.4, 0.4, 2) * strength
+    cy, cx = rng.uniform(-0.3, 0.3, 2)
+    vignette = rng.uniform(0.2, 1.1) * strength
+    radius2 = (ramp[:, None] - cy) ** 2 + (ramp[None, :] - cx) ** 2
+    light = 1 + gy * ramp[:, None] + gx * ramp[None, :] - vignette * radius2
+    light += 0.1 * strength * _smooth_field(rng, size, 3)
+    return np.maximum(light, 0.25, out=light)
 
 
-def _render(rng, labels: np.ndarray, depth: np.ndarray, style: str, out: np.ndarray) -> None:
-    """Draw a microscope-like image of a label map into ``out``: ``(H, W, 3) uint8``."""
+def _debris(rng: np.random.Generator, size: int, amount: float) -> np.ndarray:
+    """Unlabelled specks (dust, small bright artefacts) and now and then a fibre: ``(size,
+    size)`` float32 signal, 0 where there is none."""
+    field = np.zeros((size, size), dtype=np.float32)
+    number = rng.poisson(amount * (size / 256) ** 2)
+    if not number:
+        return field
+    ys, xs = rng.integers(0, size, (2, number))
+    field[ys, xs] = rng.uniform(1.0, 4.0, number)
+    if rng.random() < 0.3:  # a fibre: a short bright curve
+        t = np.linspace(0, 1, 60)
+        y0, x0 = rng.uniform(0, size, 2)
+        dy, dx = rng.uniform(-0.3, 0.3, 2) * size
+        bend = rng.uniform(-0.1, 0.1) * size * np.sin(np.pi * t)
+        yy = np.clip(y0 + dy * t + bend, 0, size - 1).astype(int)
+        xx = np.clip(x0 + dx * t - bend, 0, size - 1).astype(int)
+        field[yy, xx] = rng.uniform(0.8, 2.0)
+    return ndimage.gaussian_filter(field, rng.uniform(0.8, 1.6), truncate=2.5) * 6
+
+
+def _render(rng, labels, depth, bright, ghosts, style, difficulty, out) -> None:
+    """Draw a microscope-like image of a label map into ``out``: ``(H, W, 3) uint8``.
+
+    ``bright`` holds each nucleus pixel's relative brightness, ``ghosts`` the blurred
+    out-of-focus nuclei.
+    """
     size = labels.shape[0]
-    brightness = np.r_[0.0, rng.uniform(0.45, 1.0, labels.max())].astype(np.float32)
     coarse = _unit_noise(rng, (size // 2 + 1, size // 2 + 1))
     texture = np.abs(1 + 0.3 * np.repeat(np.repeat(coarse, 2, 0), 2, 1)[:size, :size])
+    flatness = rng.uniform(0.05, 0.5)  # how much a nucleus darkens towards its outline
     # Dye or stain per pixel: a level per nucleus, densest at the centre, mottled inside.
-    signal = brightness[labels] * (1 - 0.45 * depth * depth) * texture
-    signal = ndimage.gaussian_filter(signal, rng.uniform(0.6, 1.4), truncate=3.0)
-    illumination = _illumination(rng, size)
+    signal = bright * (1 - flatness * depth * depth) * texture
+    signal += ghosts + _debris(rng, size, difficulty.debris)
+    signal = ndimage.gaussian_filter(signal, rng.uniform(0.6, 1.4), truncate=2.5)
+    # Around the nuclei: cytoplasm (fluorescence) or tissue (bright-field), mottled.
+    cells = _blur_coarse((labels > 0).astype(np.float32), 4, rng.uniform(1.5, 3.0))
+    clutter = 0.6 * np.minimum(cells * 2, 1) + np.maximum(0.4 + 0.25 * _smooth_field(rng, size, 12), 0)
+    clutter *= rng.uniform(0.03, 0.15) * difficulty.background
+    illumination = _illumination(rng, size, difficulty.illumination)
     noise = _unit_noise(rng, (size, size))
     if style == "fluorescence":
         tint = np.ones(3) if rng.random() < 0.6 else rng.uniform(0.2, 1.0, 3)
-        value = (rng.uniform(0.01, 0.08) + rng.uniform(0.55, 0.95) * signal) * illumination
+        gain = rng.uniform(0.35, 0.6)  # the median nucleus; bright ones saturate
+        value = (rng.uniform(0.01, 0.08) + gain * (signal + clutter)) * illumination
         value += rng.uniform(0.005, 0.03) * noise * np.sqrt(np.abs(value) + 0.05)
         planes = [value * np.float32(255 * t / tint.max()) for t in tint]
     else:  # bright-field: light through a stained sample (Beer-Lambert), haematoxylin-like
         stain = np.array([0.65, 0.70, 0.29]) * rng.uniform(0.8, 1.25, 3)
-        counter = np.array([0.07, 0.99, 0.11]) * rng.uniform(0.05, 0.25)
-        density = rng.uniform(1.2, 2.2) * signal
+        counter = np.array([0.07, 0.99, 0.11])  # eosin-like counterstain of the tissue
+        density = rng.uniform(0.7, 1.4) * signal
+        tissue = rng.uniform(0.05, 0.25) + 4 * clutter
         light = 234 * illumination + rng.uniform(1, 5) * noise
         planes = [
-            np.exp(-np.float32(s) * density - np.float32(c)) * light
+            np.exp(-np.float32(s) * density - np.float32(c) * tissue) * light
             for s, c in zip(stain, counter, strict=True)
         ]
     for channel, plane in enumerate(planes):

@@ -27,7 +27,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ["binary_crossentropy", "soft_dice", "SoftDiceLoss", "BCEDiceLoss", "WeightedBCELoss"]
+__all__ = [
+    "binary_crossentropy", "soft_dice", "SoftDiceLoss", "BCEDiceLoss", "WeightedBCELoss",
+    "ClassesDiceLoss",
+]
 
 EPSILON = 1e-7
 
@@ -176,4 +179,39 @@ class WeightedBCELoss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config.update({"from_logits": self.from_logits})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="unet_course")
+class ClassesDiceLoss(keras.losses.Loss):
+    """Categorical cross-entropy + soft Dice of the non-background classes, for a softmax output.
+
+    For the course's default model, whose three channels are background, interior and
+    boundary (``instances.three_class_targets``). ``y_true`` is one-hot ``(B, H, W, K)``;
+    ``y_pred`` the softmax ``(B, H, W, K)``. Per image::
+
+        loss = mean_pixels( -sum_k t_k log p_k ) + mean_{k >= 1} softDice(t_k, p_k)
+
+    The Dice terms give the thin boundary class (a few per cent of the pixels) as much say as
+    the background, which the cross-entropy alone would let dominate.
+    """
+
+    def __init__(self, smooth=1.0, name="classes_dice", **kwargs):
+        _check_nonnegative(smooth=smooth)
+        super().__init__(name=name, **kwargs)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        t, p = float32_pair(y_true, y_pred)
+        p = ops.clip(p, EPSILON, 1.0 - EPSILON)
+        ce = ops.mean(-ops.sum(t * ops.log(p), axis=-1), axis=(1, 2))
+        axes = (1, 2)
+        inter = ops.sum(t * p, axis=axes)
+        total = ops.sum(t, axis=axes) + ops.sum(p, axis=axes)
+        dice = 1.0 - (2.0 * inter + self.smooth) / (total + self.smooth)  # (B, K)
+        return ce + ops.mean(dice[:, 1:], axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"smooth": self.smooth})
         return config

@@ -283,6 +283,7 @@ def build_unet(
     upsampling: str = "transpose",
     kernel_initializer: str = "he_normal",
     rescale: float | None = None,
+    normalize: bool = False,
     name: str = "unet",
 ) -> Any:
     """Build a U-Net as a ``keras.Model``.
@@ -292,7 +293,9 @@ def build_unet(
     concatenated; ``padding="valid"`` crops each skip to the up-sampled tensor (the paper's
     crop-and-copy); ``upsampling="bilinear"`` is up-sampling then a 2x2 convolution instead
     of ``Conv2DTranspose``. ``dropout``: one rate, ``depth + 1`` rates (mirrored on the way
-    up) or ``2 * depth + 1``. ``rescale`` (e.g. ``1/255``) adds a ``Rescaling`` layer.
+    up) or ``2 * depth + 1``. ``rescale`` (e.g. ``1/255``) adds a ``Rescaling`` layer;
+    ``normalize=True`` instead adds ``normalization.PercentileNormalization`` (each image's
+    1st and 99.8th percentiles to 0 and 1), so the model takes images of any bit depth.
     Output: ``(batch, H', W', num_classes)`` float32, sigmoid if ``num_classes == 1`` else
     softmax; ``H' = H`` for ``same`` and ``unet_output_size(H, depth, "valid")`` otherwise.
     Raises ValueError (naming the nearest sizes that work) if a fixed H or W does not fit.
@@ -312,6 +315,12 @@ def build_unet(
     rates = _dropout_rates(dropout, depth)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = layers.Rescaling(rescale, name="rescale")(inputs) if rescale is not None else inputs
+    if normalize:
+        if rescale is not None:
+            raise ValueError("pass rescale or normalize=True, not both")
+        from unet_course.normalization import PercentileNormalization
+
+        x = PercentileNormalization(name="normalize")(inputs)
     skips = []
     for k in range(depth):  # contracting path: blocks 1 .. depth
         x = _conv_block(x, base_filters * 2**k, k + 1, rates[k], cfg)

@@ -1,0 +1,127 @@
+"""Does the U-Net earn its place? The default recipe against the classical baseline (issue 9).
+
+    python benchmarks/quality.py [--set epochs=12 --set base_filters=8 ...] [--precision auto]
+                                 [--out benchmarks/results/quality_cpu.md] [--quick]
+
+Trains the default recipe (``unet_course.recipe``, exactly what ``python -m unet_course
+train`` runs) with any ``--set`` overrides, then scores on the same images:
+
+- the baseline: global Otsu + connected components, and Otsu + distance-transform watershed
+  (``unet_course.baseline``);
+- the U-Net: foreground + connected components, and the recipe's interior-seeded watershed
+  (its default), with the post-processing chosen on validation predictions;
+
+on two test sets: ``--test-images`` fresh synthetic slides (256x256, seed 2026: never seen in
+training or tuning) and the real Data Science Bowl 2018 slide of ``unet_course.real_slide``
+(183 nuclei, 512x512, 16-bit). It reports pixel Dice and IoU, the instance score (DSB 2018
+mean average precision over IoU 0.5 ... 0.95) and the wall time of training (data, fit,
+tuning), with the machine. Appends a Markdown section to ``--out`` when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+TEST_SEED = 2026
+
+
+def _parse_set(items: list[str]) -> dict:
+    changes = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        changes[key] = json.loads(value) if value not in ("True", "False") else value == "True"
+    return changes
+
+
+def _machine() -> str:
+    import keras
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        flags = Path("/proc/cpuinfo").read_text()
+        cpu += " (AVX-512 BF16)" if "avx512_bf16" in flags else " (AVX2)" if "avx2" in flags else ""
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} cores, {cpu}; Python {platform.python_version()}, "
+            f"Keras {keras.__version__} on {keras.backend.backend()}")
+
+
+def evaluate(model, post: dict, images, labels) -> dict:
+    """Baseline and U-Net pipelines on the same images: name -> {dice, iou, dsb_map}."""
+    from unet_course import baseline, recipe
+
+    rows = {name: {k: v[k] for k in ("dice", "iou", "dsb_map")}
+            for name, v in baseline.baseline_scores(images, labels).items()}
+    probs = recipe.predict_classes(model, images)
+    for method in ("components", "watershed"):
+        found = recipe.scores(labels, probs, post, method=method)
+        rows[f"unet_{method}"] = {k: found[k] for k in ("dice", "iou", "dsb_map")}
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a field of unet_course.recipe.Recipe (JSON value)")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--test-images", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    import keras
+
+    from unet_course import real_slide, recipe
+    from unet_course.data import make_nuclei
+
+    chosen = recipe.settings(quick=args.quick, **_parse_set(args.set))
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        report = recipe.run("synthetic", chosen, run_dir, quick=args.quick,
+                            precision=args.precision, log=lambda *a: None)
+        wall = time.perf_counter() - start
+        model = keras.saving.load_model(Path(run_dir) / "model.keras")
+    post = report["postprocessing"]
+    n_test = 4 if args.quick else args.test_images
+    images, labels = make_nuclei(n_test, size=chosen.slide_size, seed=TEST_SEED)
+    tables = {"synthetic": evaluate(model, post, images, labels)}
+    if real_slide.is_fetched():
+        image, truth = real_slide.load_real_slide()
+        tables["real slide"] = evaluate(model, post, [real_slide.as_rgb(image)], [truth])
+    changes = {k: v for k, v in dataclasses.asdict(chosen).items()
+               if getattr(recipe.Recipe(), k) != v}
+    lines = [f"### recipe {json.dumps(changes) if changes else '(defaults)'}"
+             f"{' [quick]' if args.quick else ''}", "",
+             f"- machine: {_machine()}; {report['device']}",
+             f"- training wall time (data + fit + tuning): {wall:.0f} s; epochs run "
+             f"{report['epochs_run']}, best {report['best_epoch']}; post-processing {post}",
+             f"- synthetic test: {n_test} fresh 256x256 slides (seed {TEST_SEED})", "",
+             "| test set | pipeline | pixel Dice | pixel IoU | instance score |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, rows in tables.items():
+        for pipeline, row in rows.items():
+            lines.append(f"| {name} | {pipeline} | {row['dice']:.3f} | {row['iou']:.3f} | "
+                         f"{row['dsb_map']:.3f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "a") as handle:
+            handle.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The default recipe: its targets, loss, prediction, post-processing and its choices on
+validation data, each checked against an independent computation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from unet_course import instances, recipe
+from unet_course.data import Difficulty, make_nuclei
+from unet_course.losses import ClassesDiceLoss
+
+
+def _soft(classes: np.ndarray) -> np.ndarray:
+    """A plausible network output for a class map: one-hot, blurred a little, renormalised."""
+    onehot = ndimage.gaussian_filter(np.eye(3, dtype=np.float32)[classes], (0.7, 0.7, 0))
+    return onehot / onehot.sum(-1, keepdims=True)
+
+
+def test_three_class_targets_of_a_hand_drawn_pair_of_touching_squares():
+    labels = np.zeros((1, 16, 16), np.int32)
+    labels[0, 2:7, 2:7], labels[0, 2:7, 7:12] = 1, 2  # two 5x5 squares sharing an edge
+    image = np.zeros((1, 16, 16, 3), np.uint8)
+    seq = recipe.ThreeClassSequence(image, labels, 1, augment=False, image_dtype="uint8")
+    classes = seq[0][1][0].argmax(-1)
+    expected = np.zeros((16, 16), int)
+    expected[2:7, 2:12] = 2  # every pixel of a 5x5 square touches its outside ...
+    expected[3:6, 3:6] = expected[3:6, 8:11] = 1  # ... except its 3x3 middle
+    np.testing.assert_array_equal(classes, expected)
+
+
+def test_augmented_batches_keep_each_class_count_under_flips_and_rotations():
+    images, labels = make_nuclei(4, size=64, seed=1)
+    plain = recipe.ThreeClassSequence(images, labels, 4, augment=False, shuffle=False,
+                                      image_dtype="uint8")
+    moved = recipe.ThreeClassSequence(images, labels, 4, augment=True, shuffle=False, seed=3,
+                                      image_dtype="uint8",
+                                      augment_options={"brightness": 0, "contrast": 0})
+    (_, y0), (_, y1) = plain[0], moved[0]
+    assert not np.array_equal(y0, y1)  # the geometry did change
+    np.testing.assert_array_equal(y0.sum(axis=(1, 2)), y1.sum(axis=(1, 2)))
+
+
+def test_classes_dice_loss_equals_a_hand_computation():
+    rng = np.random.default_rng(0)
+    t = np.eye(3, dtype=np.float32)[rng.integers(0, 3, (2, 5, 4))]
+    p = rng.random((2, 5, 4, 3)).astype(np.float32)
+    p /= p.sum(-1, keepdims=True)
+    ce = -(t * np.log(p)).sum(-1).mean(axis=(1, 2))
+    inter, total = (t * p).sum(axis=(1, 2)), t.sum(axis=(1, 2)) + p.sum(axis=(1, 2))
+    dice = 1 - (2 * inter + 1) / (total + 1)
+    expected = (ce + dice[:, 1:].mean(-1)).mean()
+    got = float(keras.ops.convert_to_numpy(ClassesDiceLoss()(t, p)))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_elongated_nuclei_are_not_cut_by_the_interior_seeded_watershed():
+    long = dataclasses.replace(Difficulty(), elongation=4.0, crowding=0.0, mitotic=0.0)
+    _, labels = make_nuclei(8, size=128, seed=2, difficulty=long)
+    elongated = 0
+    for truth in labels:
+        probs = _soft(instances.three_class_targets(truth))
+        found = instances.label_instances(probs, 0.5, "watershed", min_size=5)
+        # Each true nucleus is mostly (> 20 %) covered by exactly one found object: not cut.
+        for k in range(1, truth.max() + 1):
+            covers = np.bincount(found[truth == k], minlength=found.max() + 1)[1:]
+            assert np.sum(covers > 0.2 * np.sum(truth == k)) == 1, f"nucleus {k}: {covers}"
+            rows, cols = np.nonzero(truth == k)
+            axes = np.sqrt(np.linalg.eigvalsh(np.cov(rows, cols)))
+            elongated += int(axes[1] > 2.5 * axes[0])
+    assert elongated >= 4  # the test did see nuclei elongated 2.5 : 1 or more
+
+
+def test_predict_classes_equals_padding_by_hand_and_batches_same_sizes():
+    keras.utils.set_random_seed(0)
+    model = recipe.build_model(dataclasses.replace(recipe.Recipe(), base_filters=4, depth=2))
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (21, 30, 3)).astype(np.uint8) for _ in range(3)]
+    images.append(rng.integers(0, 255, (16, 16, 3)).astype(np.uint8))
+    probs = recipe.predict_classes(model, images, batch_size=2)
+    for image, prob in zip(images, probs, strict=False):
+        padded = np.pad(image, ((0, -image.shape[0] % 4), (0, -image.shape[1] % 4), (0, 0)),
+                        mode="reflect").astype(np.float32)
+        expected = keras.ops.convert_to_numpy(model(padded[None]))[0, : image.shape[0],
+                                                                    : image.shape[1]]
+        np.testing.assert_allclose(prob, expected, atol=1e-5)
+        np.testing.assert_allclose(prob.sum(-1), 1, atol=1e-5)
+
+
+def test_tuning_picks_the_best_setting_on_the_images_it_is_given():
+    _, labels = make_nuclei(4, size=96, seed=4)
+    probs = [_soft(instances.three_class_targets(t)) * 0.9 + 0.1 / 3 for t in labels]
+    grid = {"threshold": (0.5, 0.95), "seed_threshold": (0.5,), "min_size": (0,)}
+    best, score = recipe.tune_postprocessing(labels, probs, grid)
+    # With a foreground threshold of 0.95 nothing is foreground (probabilities <= 0.93).
+    assert best["threshold"] == 0.5 and score > 0.8
+    by_hand = np.mean([instances.dsb_score(t, instances.label_instances(p, method="watershed", **best))
+                       for t, p in zip(labels, probs, strict=False)])
+    assert score == pytest.approx(by_hand)
+
+
+def test_bad_recipes_are_refused():
+    with pytest.raises(ValueError, match="multiple of 2\\*\\*depth"):
+        recipe.Recipe(img_size=100)
+    with pytest.raises(ValueError, match="learning_rate"):
+        recipe.Recipe(learning_rate=2.0)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        recipe.Recipe(epochs=2, warmup_epochs=2)

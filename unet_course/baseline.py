@@ -1,0 +1,109 @@
+"""The classical baseline every U-Net result is shown beside: a global Otsu threshold.
+
+What belongs here: the few lines of scikit-image that a microscopist tries first, as pure
+functions, so that notebooks, ``evaluate`` and the benchmarks put the same baseline next to
+the network on the same images.
+
+- ``to_grey``: one grey plane per image, nuclei bright (bright-field images are flipped).
+- ``otsu_mask``: the global Otsu threshold of that plane (Otsu 1979).
+- ``otsu_instances``: the mask split into nuclei by connected components or by a
+  distance-transform watershed (``instances.label_instances``).
+- ``baseline_scores``: pixel Dice / IoU and the Data Science Bowl 2018 instance score of both
+  pipelines over a set of images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+POLARITIES = ("auto", "bright", "dark")
+PIPELINES = ("otsu_components", "otsu_watershed")
+
+
+def to_grey(image: Any, polarity: str = "auto") -> np.ndarray:
+    """One float64 grey plane in which nuclei are bright.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)`` array of real numbers (any dtype). Three channels
+            are weighted as ``skimage.color.rgb2gray`` weights them (0.2125 R + 0.7154 G +
+            0.0721 B, the luminance of ITU-R BT.709); other channel counts are averaged.
+        polarity: ``"bright"`` (nuclei brighter than background: fluorescence), ``"dark"``
+            (nuclei darker: bright-field, the plane is negated) or ``"auto"``: dark when the
+            median pixel lies in the upper half of the image's range, as in a bright-field
+            slide where most of the field is lit background.
+
+    Returns:
+        ``(H, W)`` float64.
+    """
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or min(image.shape[:2], default=0) < 1:
+        raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
+        raise TypeError(f"image must hold real numbers, got dtype {image.dtype}")
+    if polarity not in POLARITIES:
+        raise ValueError(f"polarity must be one of {POLARITIES}, got {polarity!r}")
+    grey = image.astype(np.float64)
+    if grey.ndim == 3:
+        weights = np.array([0.2125, 0.7154, 0.0721]) if grey.shape[-1] == 3 else None
+        grey = grey @ weights if weights is not None else grey.mean(axis=-1)
+    if polarity == "auto":
+        low, high = grey.min(), grey.max()
+        polarity = "dark" if np.median(grey) > (low + high) / 2 else "bright"
+    return -grey if polarity == "dark" else grey
+
+
+def otsu_mask(image: Any, polarity: str = "auto") -> np.ndarray:
+    """Foreground where the grey plane (``to_grey``) lies above its global Otsu threshold.
+
+    Returns ``(H, W)`` bool; all False for a flat image (Otsu has nothing to split).
+    """
+    from skimage.filters import threshold_otsu
+
+    grey = to_grey(image, polarity)
+    if grey.min() == grey.max():
+        return np.zeros(grey.shape, dtype=bool)
+    return grey > threshold_otsu(grey)
+
+
+def otsu_instances(image: Any, method: str = "watershed", polarity: str = "auto") -> np.ndarray:
+    """Nuclei from the Otsu mask: ``"components"`` (each connected region is one nucleus) or
+    ``"watershed"`` (split at the necks of the distance transform, as ``label_instances``).
+
+    Returns ``(H, W)`` int32 labels, 0 = background.
+    """
+    from unet_course.instances import label_instances
+
+    return label_instances(otsu_mask(image, polarity).astype(np.float32), 0.5, method)
+
+
+def baseline_scores(images: Sequence[Any], labels: Sequence[np.ndarray],
+                    polarity: str = "auto") -> dict[str, dict[str, float]]:
+    """Score both Otsu pipelines on a set of images with true instance labels.
+
+    Pixel Dice and IoU add the counts of all images up before dividing (as
+    ``train.pixel_scores``); the instance score is the mean of the per-image Data Science Bowl
+    2018 scores (``instances.dsb_score_dataset``).
+
+    Returns:
+        ``{"otsu_components": {"dice", "iou", "dsb_map"}, "otsu_watershed": {...}}``.
+    """
+    from unet_course.instances import dsb_score_dataset, label_instances
+
+    if len(images) != len(labels) or len(images) == 0:
+        raise ValueError(f"expected as many images as label maps (>= 1), got {len(images)} "
+                         f"and {len(labels)}")
+    masks = [otsu_mask(image, polarity) for image in images]
+    tp = sum(int(np.sum(m & (t > 0))) for m, t in zip(masks, labels, strict=True))
+    union = sum(int(np.sum(m | (t > 0))) for m, t in zip(masks, labels, strict=True))
+    dice = 2 * tp / (tp + union) if union else 1.0
+    iou = tp / union if union else 1.0
+    scores = {}
+    for pipeline in PIPELINES:
+        method = pipeline.split("_")[1]
+        found = [label_instances(m.astype(np.float32), 0.5, method) for m in masks]
+        scores[pipeline] = {"dice": dice, "iou": iou,
+                            "dsb_map": dsb_score_dataset(list(labels), found)}
+    return scores

@@ -1,0 +1,149 @@
+"""One real slide with ground truth: a Data Science Bowl 2018 fluorescence image, 183 nuclei.
+
+What belongs here: ``fetch_real_slide`` (set-up: take the two files out of the ``stardist``
+wheel on PyPI, verify them by SHA-256, write them atomically under ``data/``) and
+``load_real_slide`` (read them; never downloads). The slide is a stage-1 image of the 2018
+Data Science Bowl (Caicedo et al., Nature Methods 2019; BBBC038, CC0) that the StarDist
+authors ship with their package (Schmidt et al., MICCAI 2018) as
+``stardist/data/images/img2d.tif`` and ``mask2d.tif``: 512x512, 16-bit, a few bright
+dividing nuclei among many dim ones. The course uses it as a check of models trained on
+synthetic slides, never as training data.
+
+Installing stardist and its dependencies for two files would be wasteful:
+``python -m unet_course.real_slide`` (run by ``make setup``) downloads the one wheel without
+its dependencies, for a fixed platform, so the same files arrive on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+STARDIST = "stardist==0.9.2"
+FILES = {  # name in data/real_slide -> (member of the wheel, SHA-256)
+    "img2d.tif": ("stardist/data/images/img2d.tif",
+                  "f9ccc1571b92c861ff87e28463068b43f61bd47357ed0503f711e5cd1eb97750"),
+    "mask2d.tif": ("stardist/data/images/mask2d.tif",
+                   "59ad5e820b7982ca9d13e946fa6e7f64e2714899e00a2ae6c69aa79aad53d46f"),
+}
+_WHEEL_TAGS = ["--only-binary=:all:", "--platform", "manylinux_2_28_x86_64",
+               "--python-version", "3.11", "--implementation", "cp"]
+
+
+def slide_dir() -> Path:
+    """``data/real_slide`` in the course's data folder."""
+    from unet_course.data import data_dir
+
+    return data_dir() / "real_slide"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: complete or absent."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; these are ordinary data files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def extract_from_wheel(wheel: str | Path, dest: str | Path) -> list[Path]:
+    """Take the slide's two files out of a stardist wheel into ``dest``, checking each hash.
+
+    Raises ``ValueError`` naming the member when one is missing or its SHA-256 differs;
+    nothing is written then. Returns the paths written.
+    """
+    dest = Path(dest)
+    contents = {}
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        for name, (member, digest) in FILES.items():
+            if member not in names:
+                raise ValueError(f"{str(wheel)!r} has no {member}; expected a stardist wheel")
+            data = archive.read(member)
+            if _sha256(data) != digest:
+                raise ValueError(f"{member} in {str(wheel)!r} has SHA-256 {_sha256(data)}, "
+                                 f"expected {digest}")
+            contents[name] = data
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, data in contents.items():
+        _write_atomic(dest / name, data)
+    return [dest / name for name in contents]
+
+
+def is_fetched(dest: str | Path | None = None) -> bool:
+    """True when both files are in ``dest`` (default ``slide_dir()``) with the right hashes."""
+    dest = Path(dest) if dest is not None else slide_dir()
+    return all((dest / name).is_file() and _sha256((dest / name).read_bytes()) == digest
+               for name, (_, digest) in FILES.items())
+
+
+def fetch_real_slide(dest: str | Path | None = None) -> Path:
+    """Download the stardist wheel from PyPI (no dependencies) and extract the slide.
+
+    Does nothing when the verified files are already there. Returns the folder.
+    """
+    dest = Path(dest) if dest is not None else slide_dir()
+    if is_fetched(dest):
+        return dest
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *_WHEEL_TAGS,
+                   "--dest", tmp, STARDIST]
+        result = subprocess.run(command, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("stardist-*.whl"))
+        if result.returncode or not wheels:
+            raise RuntimeError(f"could not download {STARDIST} from PyPI: "
+                               f"{(result.stderr or result.stdout).strip()[-500:]}")
+        extract_from_wheel(wheels[0], dest)
+    return dest
+
+
+def load_real_slide(dest: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The real slide and its labels, as stored: never downloads.
+
+    Returns:
+        image: ``(512, 512) uint16`` (values up to a few hundred: 8-bit data in a 16-bit file,
+            so a reader that divides by 257 would see a black image).
+        labels: ``(512, 512) int32``, 0 = background, one label per nucleus.
+
+    Raises ``FileNotFoundError`` with the command that fetches the files when they are
+    missing, ``ValueError`` when a file's hash differs (a damaged or replaced file).
+    """
+    from skimage import io
+
+    dest = Path(dest) if dest is not None else slide_dir()
+    for name, (_, digest) in FILES.items():
+        path = dest / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(path)!r} is missing; fetch the real slide with "
+                                    "`make setup` or `python -m unet_course.real_slide`")
+        if _sha256(path.read_bytes()) != digest:
+            raise ValueError(f"{str(path)!r} is damaged (SHA-256 differs from {digest}); "
+                             "delete it and run `python -m unet_course.real_slide`")
+    image = io.imread(dest / "img2d.tif")
+    labels = io.imread(dest / "mask2d.tif").astype(np.int32)
+    return image, labels
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """A grey ``(H, W)`` slide as ``(H, W, 3)`` (the same plane three times), dtype kept."""
+    image = np.asarray(image)
+    return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+
+
+if __name__ == "__main__":
+    print(f"real slide in {fetch_real_slide()}")

@@ -1,0 +1,328 @@
+"""The course's default recipe: what ``train`` runs when given no tuning flags.
+
+What belongs here: the settings that win (``Recipe``, each measured in
+``benchmarks/quality.py``), the three-class training batches, the training run itself
+(``train_recipe``), prediction of the three class maps at native resolution
+(``predict_classes``) and the choice of the post-processing settings on *validation*
+predictions (``tune_postprocessing``), never on test images or true test masks.
+
+The recipe, in one paragraph: a U-Net with batch normalisation whose first layer normalises
+each image by its own percentiles (``normalization.PercentileNormalization``), trained on
+random 128x128 crops of synthetic slides to predict three classes per pixel (background,
+nucleus interior, nucleus boundary: ``instances.three_class_targets``) with cross-entropy +
+soft Dice (``losses.ClassesDiceLoss``), Adam with a warm-up and cosine decay of the learning
+rate; nuclei are then separated by a marker-controlled watershed seeded from the predicted
+interiors (``instances.label_instances``), as the Data Science Bowl 2018 winners did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import numbers
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from unet_course.augment import SegmentationSequence
+
+CLASSES = ("background", "interior", "boundary")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """The default training settings (see ``benchmarks/quality.py`` for what each is worth).
+
+    Attributes:
+        img_size: side of the random training crops.
+        batch_size: crops per gradient step.
+        base_filters, depth, batch_norm: the U-Net (``model.build_unet``).
+        epochs: passes over the ``train_images`` slides (one random crop of each per pass).
+        learning_rate: Adam's peak learning rate, reached after ``warmup_epochs`` and then
+            decayed to zero along a cosine.
+        warmup_epochs: epochs of linear warm-up from a tenth of the peak.
+        elastic: the U-Net paper's elastic deformation as augmentation.
+        train_images, val_images: synthetic slides to train on and to tune on.
+        slide_size: side of the synthetic slides (training crops are cut from them).
+        seed: seeds the data, the weights and the batches.
+    """
+
+    img_size: int = 128
+    batch_size: int = 8
+    base_filters: int = 16
+    depth: int = 4
+    batch_norm: bool = True
+    epochs: int = 16
+    learning_rate: float = 3e-3
+    warmup_epochs: int = 1
+    elastic: bool = False
+    train_images: int = 240
+    val_images: int = 32
+    slide_size: int = 256
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        for name in ("img_size", "batch_size", "base_filters", "depth", "epochs",
+                     "train_images", "val_images", "slide_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.img_size % 2**self.depth:
+            raise ValueError(f"img_size must be a multiple of 2**depth = {2**self.depth}, "
+                             f"got {self.img_size}")
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs!r}")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.train_images // self.batch_size)
+
+
+def quick(recipe: Recipe | None = None) -> Recipe:
+    """The same recipe shrunk for quick mode: a few small steps, a few images."""
+    recipe = recipe or Recipe()
+    return dataclasses.replace(recipe, img_size=64, epochs=2, warmup_epochs=0,
+                               train_images=16, val_images=6, slide_size=64)
+
+
+def build_model(recipe: Recipe) -> keras.Model:
+    """The recipe's U-Net: percentile normalisation in, three softmax classes out."""
+    from unet_course.model import build_unet
+
+    return build_unet((None, None, 3), num_classes=len(CLASSES),
+                      base_filters=recipe.base_filters, depth=recipe.depth,
+                      batch_norm=recipe.batch_norm, normalize=True, name="recipe_unet")
+
+
+class ThreeClassSequence(SegmentationSequence):
+    """``SegmentationSequence`` whose targets are one-hot background / interior / boundary.
+
+    Give it instance label maps as masks. Each item is ``(images (B, h, w, 3), targets
+    (B, h, w, 3) float32)``; the classes are computed after augmentation, from the augmented
+    label map (``instances.three_class_targets``), so boundaries stay one pixel wide.
+    """
+
+    def __init__(self, images, labels, batch_size: int = 8, **kwargs):
+        super().__init__(images, labels, batch_size, binarize=False, **kwargs)
+
+    def _sample(self, i: int, rng: np.random.Generator) -> tuple:
+        from unet_course.instances import three_class_targets
+
+        image, labels = super()._sample(i, rng)
+        classes = three_class_targets(labels[..., 0].astype(np.int32))
+        return image, np.eye(len(CLASSES), dtype=np.float32)[classes]
+
+
+def make_sequences(splits, recipe: Recipe) -> tuple[ThreeClassSequence, ThreeClassSequence]:
+    """Training batches (augmented random crops) and validation batches (centre crops)."""
+    options = {"brightness": 0.0, "contrast": 0.0, "elastic": recipe.elastic}
+    train_seq = ThreeClassSequence(splits.train.images, splits.train.labels, recipe.batch_size,
+                                   size=recipe.img_size, augment=True, shuffle=True,
+                                   seed=recipe.seed, image_dtype="uint8",
+                                   augment_options=options)
+    val_seq = ThreeClassSequence(splits.val.images, splits.val.labels, recipe.batch_size,
+                                 size=recipe.img_size, augment=False, shuffle=False,
+                                 image_dtype="uint8")
+    return train_seq, val_seq
+
+
+def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | str = "auto"):
+    """Adam with linear warm-up then cosine decay to 0; ``losses.ClassesDiceLoss``."""
+    from unet_course.losses import ClassesDiceLoss
+
+    total = recipe.epochs * recipe.steps_per_epoch
+    warmup = recipe.warmup_epochs * recipe.steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=recipe.learning_rate / 10 if warmup else recipe.learning_rate,
+        decay_steps=total - warmup, warmup_target=recipe.learning_rate if warmup else None,
+        warmup_steps=warmup)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=ClassesDiceLoss(),
+                  jit_compile=jit_compile)
+    return model
+
+
+def train_recipe(model: keras.Model, splits, recipe: Recipe, out_dir: str | Path | None = None,
+                 verbose: int | str = "auto") -> keras.callbacks.History:
+    """Train ``model`` (compiled by ``compile_model``) on ``splits`` for ``recipe``'s steps.
+
+    The weights of the epoch with the lowest validation loss are kept (restored at the end,
+    and written to ``out_dir/model.keras`` when ``out_dir`` is given, with
+    ``out_dir/history.csv``).
+    """
+    train_seq, val_seq = make_sequences(splits, recipe)
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.epochs,
+                                               restore_best_weights=True)]
+    if out_dir is not None:
+        out = Path(out_dir)
+        callbacks += [keras.callbacks.ModelCheckpoint(out / "model.keras", monitor="val_loss",
+                                                      save_best_only=True),
+                      keras.callbacks.CSVLogger(str(out / "history.csv"))]
+    return model.fit(train_seq, validation_data=val_seq, epochs=recipe.epochs,
+                     callbacks=callbacks, verbose=verbose)
+
+
+def predict_classes(model: keras.Model, images, batch_size: int = 8) -> list[np.ndarray]:
+    """Class probabilities of images of any size at their native resolution.
+
+    Each image is reflect-padded up to the next multiple of ``2**depth`` (the pooling grid),
+    predicted and cropped back; same-size images are predicted together in batches.
+
+    Args:
+        images: ``(n, H, W, 3)`` array or a list of ``(H_i, W_i, 3)`` arrays, any dtype.
+
+    Returns:
+        a list of ``(H_i, W_i, K)`` float32 arrays.
+    """
+    from unet_course.model import unet_geometry
+
+    depth, _ = unet_geometry(model)
+    step = 2**depth
+    images = [np.asarray(image) for image in images]
+    out: list[np.ndarray | None] = [None] * len(images)
+    by_shape: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(i)
+    for shape, ids in by_shape.items():
+        h, w = shape[:2]
+        pad = ((0, -h % step), (0, -w % step), (0, 0))
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            batch = np.stack([np.pad(images[i], pad, mode="reflect") for i in chunk])
+            probs = np.asarray(model.predict_on_batch(batch.astype(np.float32)), np.float32)
+            for i, p in zip(chunk, probs, strict=True):
+                out[i] = p[:h, :w]
+    return out
+
+
+def foreground(probs: np.ndarray) -> np.ndarray:
+    """Nucleus probability (interior or boundary) of a ``(H, W, 3)`` class map: 1 - P(bg)."""
+    return 1.0 - probs[..., 0]
+
+
+POSTPROCESSING_GRID = {
+    "threshold": (0.3, 0.4, 0.5, 0.6),
+    "seed_threshold": (0.4, 0.5, 0.6, 0.7, 0.8),
+    "min_size": (0, 10, 25),
+}
+
+
+def tune_postprocessing(labels, probs, grid: dict | None = None) -> tuple[dict, float]:
+    """The post-processing settings with the best instance score on these images.
+
+    Call it with *validation* images only. Returns ``(settings, score)`` where ``settings``
+    holds ``threshold``, ``seed_threshold`` and ``min_size`` for ``instances.label_instances``
+    (method ``"watershed"``) and ``score`` is their mean Data Science Bowl 2018 score here.
+    """
+    from unet_course.instances import dsb_score_dataset, label_instances
+
+    grid = grid or POSTPROCESSING_GRID
+    best, best_score = None, -1.0
+    for values in itertools.product(*grid.values()):
+        settings = dict(zip(grid, values, strict=True))
+        found = [label_instances(p, method="watershed", **settings) for p in probs]
+        score = dsb_score_dataset(list(labels), found)
+        if score > best_score + 1e-9:
+            best, best_score = settings, score
+    return best, best_score
+
+
+DEFAULT_POSTPROCESSING = {"threshold": 0.5, "seed_threshold": 0.6, "min_size": 10}
+
+
+def scores(labels, probs, settings: dict, method: str = "watershed") -> dict[str, float]:
+    """Pixel Dice / IoU of the foreground and the instance score of ``label_instances``.
+
+    Args:
+        labels: true instance label maps; probs: ``predict_classes`` outputs for them.
+        settings: ``threshold``, ``seed_threshold``, ``min_size`` (``tune_postprocessing``).
+
+    Returns ``{"dice", "iou", "dsb_map", "objects"}``.
+    """
+    from unet_course.instances import dsb_score_dataset, label_instances
+    from unet_course.train import pixel_scores
+
+    pixel = pixel_scores([np.asarray(t) > 0 for t in labels], [foreground(p) for p in probs],
+                         settings["threshold"])
+    found = [label_instances(p, method=method, **settings) for p in probs]
+    return {"dice": pixel["dice"], "iou": pixel["iou"],
+            "dsb_map": dsb_score_dataset([np.asarray(t) for t in labels], found),
+            "objects": int(sum(f.max() for f in found))}
+
+
+def settings(quick: bool = False, **changes) -> Recipe:
+    """The recipe for this run: ``Recipe()`` (or ``quick()`` in quick mode) with ``changes``."""
+    base = globals()["quick"]() if quick else Recipe()
+    return dataclasses.replace(base, **changes)
+
+
+def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
+        precision: str = "auto", xla: bool | str = "auto", log=print) -> dict:
+    """Train the recipe on ``data`` and write ``model.keras``, ``history.csv``, ``metrics.json``.
+
+    The post-processing settings are chosen on the validation split's predictions and stored
+    in ``metrics.json`` with the recipe, the data split and the device, so that ``evaluate``
+    and ``predict`` use them and the run can be repeated.
+
+    Args:
+        data: ``"synthetic"`` or a DSB2018 folder (``datasets.load_splits``).
+        recipe: the settings (``settings()``).
+        out_dir: the run's folder (made if missing).
+        quick: a DSB2018 folder is cut to a few dozen images (synthetic data follow
+            ``recipe``'s counts and sizes either way).
+
+    Returns:
+        the report written to ``metrics.json``.
+    """
+    import time
+
+    from unet_course import datasets, train
+
+    start = time.perf_counter()
+    keras.utils.set_random_seed(recipe.seed)
+    counts = {"train": recipe.train_images, "val": recipe.val_images}
+    splits = datasets.load_splits(data, recipe.slide_size, quick=quick, seed=recipe.seed,
+                                  counts=counts)
+    log(splits.describe())
+    accelerator = train.choose_accelerator(precision, xla)
+    log(f"Training on {accelerator.describe()}")
+    model = train.build_model(lambda: build_model(recipe), accelerator)
+    compile_model(model, recipe, accelerator.jit_compile)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    history = train_recipe(model, splits, recipe, out, verbose=2)
+    val_probs = predict_classes(model, splits.val.images)
+    post, _ = tune_postprocessing(splits.val.labels, val_probs)
+    val = scores(splits.val.labels, val_probs, post)
+    losses_ = history.history["val_loss"]
+    report = {
+        "val_dice": val["dice"], "val_iou": val["iou"], "val_dsb_map": val["dsb_map"],
+        "postprocessing": post, "best_threshold": post["threshold"],
+        "val_images": len(splits.val), "best_epoch": int(np.argmin(losses_)) + 1,
+        "epochs_run": len(losses_), "train_seconds": round(time.perf_counter() - start, 1),
+        "data": str(data), "source": splits.source, "seed": recipe.seed,
+        "quick": quick, "model": "recipe", "recipe": dataclasses.asdict(recipe),
+        "img_size": recipe.slide_size,
+        "device": accelerator.describe(), "precision": accelerator.precision,
+        "xla": accelerator.jit_compile, "keras_backend": keras.backend.backend(),
+    }
+    _write_json(out / "metrics.json", report)
+    return report
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Write JSON atomically: a temporary file in the same folder, then a rename."""
+    import json
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
