@@ -110,3 +110,13 @@ def test_bad_recipes_are_refused():
         recipe.Recipe(learning_rate=2.0)
     with pytest.raises(ValueError, match="warmup_epochs"):
         recipe.Recipe(epochs=2, warmup_epochs=2)
+
+
+def test_a_quick_binary_run_writes_a_complete_record(tmp_path):
+    chosen = recipe.settings(quick=True, targets="binary", epochs=1, base_filters=4)
+    report = recipe.run("synthetic", chosen, tmp_path, quick=True, log=lambda *a: None)
+    assert {p.name for p in tmp_path.iterdir()} == {"model.keras", "history.csv", "metrics.json"}
+    assert report["recipe"]["targets"] == "binary"
+    assert report["postprocessing"]["seed_threshold"] is None  # no interior channel to seed
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert model.output_shape[-1] == 1

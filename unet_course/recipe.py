@@ -28,6 +28,7 @@ import numpy as np
 from unet_course.augment import SegmentationSequence
 
 CLASSES = ("background", "interior", "boundary")
+TARGETS = ("three_class", "binary")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,9 @@ class Recipe:
         train_images, val_images: synthetic slides to train on and to tune on.
         slide_size: side of the synthetic slides (training crops are cut from them).
         seed: seeds the data, the weights and the batches.
+        targets: ``"three_class"`` (background / interior / boundary, for separate nuclei:
+            the default) or ``"binary"`` (nucleus or not: one sigmoid channel trained with
+            BCE + soft Dice, the semantic mask of notebook 05).
     """
 
     img_size: int = 128
@@ -61,6 +65,7 @@ class Recipe:
     val_images: int = 32
     slide_size: int = 256
     seed: int = 42
+    targets: str = "three_class"
 
     def __post_init__(self) -> None:
         for name in ("img_size", "batch_size", "base_filters", "depth", "epochs",
@@ -71,6 +76,8 @@ class Recipe:
         if self.img_size % 2**self.depth:
             raise ValueError(f"img_size must be a multiple of 2**depth = {2**self.depth}, "
                              f"got {self.img_size}")
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
         if not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
         if not 0 <= self.warmup_epochs < self.epochs:
@@ -89,10 +96,12 @@ def quick(recipe: Recipe | None = None) -> Recipe:
 
 
 def build_model(recipe: Recipe) -> keras.Model:
-    """The recipe's U-Net: percentile normalisation in, three softmax classes out."""
+    """The recipe's U-Net: percentile normalisation in, three softmax classes (or, for
+    ``targets="binary"``, one sigmoid channel) out."""
     from unet_course.model import build_unet
 
-    return build_unet((None, None, 3), num_classes=len(CLASSES),
+    classes = len(CLASSES) if recipe.targets == "three_class" else 1
+    return build_unet((None, None, 3), num_classes=classes,
                       base_filters=recipe.base_filters, depth=recipe.depth,
                       batch_norm=recipe.batch_norm, normalize=True, name="recipe_unet")
 
@@ -116,22 +125,26 @@ class ThreeClassSequence(SegmentationSequence):
         return image, np.eye(len(CLASSES), dtype=np.float32)[classes]
 
 
-def make_sequences(splits, recipe: Recipe) -> tuple[ThreeClassSequence, ThreeClassSequence]:
-    """Training batches (augmented random crops) and validation batches (centre crops)."""
+def make_sequences(splits, recipe: Recipe) -> tuple[SegmentationSequence, SegmentationSequence]:
+    """Training batches (augmented random crops) and validation batches (centre crops).
+
+    The images need no brightness or contrast augmentation: the model's first layer
+    normalises each image by its own percentiles, which undoes any such change.
+    """
     options = {"brightness": 0.0, "contrast": 0.0, "elastic": recipe.elastic}
-    train_seq = ThreeClassSequence(splits.train.images, splits.train.labels, recipe.batch_size,
-                                   size=recipe.img_size, augment=True, shuffle=True,
-                                   seed=recipe.seed, image_dtype="uint8",
-                                   augment_options=options)
-    val_seq = ThreeClassSequence(splits.val.images, splits.val.labels, recipe.batch_size,
-                                 size=recipe.img_size, augment=False, shuffle=False,
-                                 image_dtype="uint8")
+    kind = ThreeClassSequence if recipe.targets == "three_class" else SegmentationSequence
+    train_seq = kind(splits.train.images, splits.train.labels, recipe.batch_size,
+                     size=recipe.img_size, augment=True, shuffle=True, seed=recipe.seed,
+                     image_dtype="uint8", augment_options=options)
+    val_seq = kind(splits.val.images, splits.val.labels, recipe.batch_size,
+                   size=recipe.img_size, augment=False, shuffle=False, image_dtype="uint8")
     return train_seq, val_seq
 
 
 def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | str = "auto"):
-    """Adam with linear warm-up then cosine decay to 0; ``losses.ClassesDiceLoss``."""
-    from unet_course.losses import ClassesDiceLoss
+    """Adam with linear warm-up then cosine decay to 0; ``losses.ClassesDiceLoss`` for three
+    classes, ``losses.BCEDiceLoss`` for binary targets."""
+    from unet_course.losses import BCEDiceLoss, ClassesDiceLoss
 
     total = recipe.epochs * recipe.steps_per_epoch
     warmup = recipe.warmup_epochs * recipe.steps_per_epoch
@@ -139,7 +152,8 @@ def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | str = 
         initial_learning_rate=recipe.learning_rate / 10 if warmup else recipe.learning_rate,
         decay_steps=total - warmup, warmup_target=recipe.learning_rate if warmup else None,
         warmup_steps=warmup)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=ClassesDiceLoss(),
+    loss = ClassesDiceLoss() if recipe.targets == "three_class" else BCEDiceLoss()
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
                   jit_compile=jit_compile)
     return model
 
@@ -198,8 +212,9 @@ def predict_classes(model: keras.Model, images, batch_size: int = 8) -> list[np.
 
 
 def foreground(probs: np.ndarray) -> np.ndarray:
-    """Nucleus probability (interior or boundary) of a ``(H, W, 3)`` class map: 1 - P(bg)."""
-    return 1.0 - probs[..., 0]
+    """Nucleus probability: 1 - P(background) of a ``(H, W, 3)`` class map (interior or
+    boundary), or the one channel of a ``(H, W, 1)`` sigmoid output."""
+    return probs[..., 0] if probs.shape[-1] == 1 else 1.0 - probs[..., 0]
 
 
 POSTPROCESSING_GRID = {
@@ -218,7 +233,10 @@ def tune_postprocessing(labels, probs, grid: dict | None = None) -> tuple[dict, 
     """
     from unet_course.instances import dsb_score_dataset, label_instances
 
-    grid = grid or POSTPROCESSING_GRID
+    if grid is None:
+        grid = dict(POSTPROCESSING_GRID)
+        if np.asarray(probs[0]).shape[-1] != len(CLASSES):  # no interior channel, no seeds
+            grid["seed_threshold"] = (None,)
     best, best_score = None, -1.0
     for values in itertools.product(*grid.values()):
         settings = dict(zip(grid, values, strict=True))
