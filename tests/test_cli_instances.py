@@ -193,7 +193,8 @@ def test_train_with_the_weight_map_end_to_end(tmp_path, capsys):
     from unet_course import losses
 
     out = tmp_path / "run"
-    tiny = ["--quick", "--img-size", "32", "--batch-size", "4", "--steps-per-epoch", "2"]
+    tiny = ["--model", "seed", "--quick", "--img-size", "32", "--batch-size", "4",
+            "--steps-per-epoch", "2"]
     assert cli.main(["train", "--out", str(out), *tiny, "--weight-map", "--loss", "dice"]) == 2
     assert "--weight-map" in capsys.readouterr().err and not out.exists()
     assert cli.main(["train", "--out", str(out), *tiny, "--weight-map"]) == 0

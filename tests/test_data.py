@@ -61,12 +61,16 @@ def test_images_agree_with_labels(sample):
         for j, box in enumerate(ndimage.find_objects(lab), start=1):
             rows, cols = (slice(max(s.start - 6, 0), s.stop + 6) for s in box)
             near, near_img = lab[rows, cols], img[rows, cols]
-            ring = ndimage.binary_dilation(near == j, iterations=4) & (near == 0)
+            # The background ring around it, away from other nuclei (whose blurred light
+            # spills a few pixels into the background).
+            others = ndimage.binary_dilation((near > 0) & (near != j), iterations=4)
+            ring = ndimage.binary_dilation(near == j, iterations=4) & (near == 0) & ~others
             if not ring.any():  # wholly surrounded by other nuclei
                 continue
-            contrast = near_img[ring].mean() - near_img[near == j].mean()
-            # 8 grey levels: well above the noise (a few levels), as dim as real dim nuclei.
-            assert (contrast if bright_field else -contrast) > 8, (j, contrast)
+            # Medians: a speck of debris in the ring must not decide. 6 grey levels is twice
+            # the noise or more, as faint as the dim nuclei of real slides.
+            contrast = np.median(near_img[ring]) - np.median(near_img[near == j])
+            assert (contrast if bright_field else -contrast) > 6, (j, contrast)
     assert styles == {True, False}, "both fluorescence and bright-field images are made"
 
 

@@ -523,9 +523,12 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--output", required=True, type=Path, help="output folder (made if missing)")
     parser.add_argument("--instances", choices=("components", "watershed"), default="watershed",
                         help="how probabilities become nuclei (default: watershed)")
-    parser.add_argument("--threshold", type=_probability, default=0.5)
-    parser.add_argument("--min-size", type=_nonnegative_int, default=10,
-                        help="drop objects smaller than this many pixels")
+    parser.add_argument("--threshold", type=_probability, default=None,
+                        help="foreground threshold (default: the one chosen on validation data "
+                        "in training, from metrics.json beside the model; else 0.5)")
+    parser.add_argument("--min-size", type=_nonnegative_int, default=None,
+                        help="drop objects smaller than this many pixels (default: as chosen "
+                        "in training; else 10)")
     parser.add_argument("--tile", type=_positive_int, default=None,
                         help="tile side (default: the model's input size, else 512)")
     parser.add_argument("--overlap", type=_nonnegative_int, default=None,
@@ -595,6 +598,10 @@ def _run_predict(args: argparse.Namespace) -> int:
     model = keras.saving.load_model(args.model)
     if model.input_shape[-1] not in (1, 3):
         raise UsageError(f"--model takes {model.input_shape[-1]}-channel images; expected 1 or 3")
+    if any(isinstance(layer, normalization.PercentileNormalization) for layer in model.layers):
+        return _predict_recipe(args, plan, model)
+    args.threshold = args.threshold or 0.5
+    args.min_size = 10 if args.min_size is None else args.min_size
     fixed = model.input_shape[1]
     instances.tile_plan(model, args.tile or fixed, args.overlap)  # a bad tile fails here
     args.output.mkdir(parents=True, exist_ok=True)
@@ -612,6 +619,53 @@ def _run_predict(args: argparse.Namespace) -> int:
               f"{labels_png.name}, {overlay_png.name}")
     print(f"Wrote {2 * len(plan)} files to {args.output}")
     return 0
+
+
+def _predict_recipe(args: argparse.Namespace, plan, model) -> int:
+    """A model that normalises its own input (the recipe's): pixels go in as stored, 8- or
+    16-bit, whole images at once; the post-processing chosen in training is reused."""
+    import numpy as np
+    from PIL import Image
+
+    from unet_course import instances, normalization, recipe
+
+    trained = _read_json(args.model.parent / "metrics.json")
+    post = dict(trained.get("postprocessing") or recipe.DEFAULT_POSTPROCESSING)
+    if args.threshold:
+        post["threshold"] = args.threshold
+    if args.min_size is not None:
+        post["min_size"] = args.min_size
+    args.output.mkdir(parents=True, exist_ok=True)
+    for source, labels_png, overlay_png in plan:
+        image = _read_raw(source)
+        probs = recipe.predict_classes(model, [image])[0]
+        labels = instances.label_instances(probs, method=args.instances, **post)
+        if labels.max() > np.iinfo(np.uint16).max:
+            raise ValueError(f"{source}: {labels.max()} nuclei do not fit a 16-bit PNG")
+        Image.fromarray(labels.astype(np.uint16)).save(labels_png)
+        shown = np.clip(normalization.percentile_normalize(image) * 255, 0, 255).astype(np.uint8)
+        Image.fromarray(instances.overlay_instances(shown, labels)).save(overlay_png)
+        print(f"{source.name}: {labels.max()} nuclei, {image.shape[1]}x{image.shape[0]} -> "
+              f"{labels_png.name}, {overlay_png.name}")
+    print(f"Wrote {2 * len(plan)} files to {args.output}")
+    return 0
+
+
+def _read_raw(path: Path):
+    """An image file as ``(H, W, 3)`` with its stored values (8-bit, 16-bit or float): grey is
+    repeated into three channels, alpha dropped. No rescaling: the model normalises."""
+    import numpy as np
+    from skimage import io
+
+    pixels = np.asarray(io.imread(path))
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=-1)
+    elif pixels.ndim == 3 and pixels.shape[-1] in (2, 4):  # grey + alpha, RGBA
+        pixels = np.repeat(pixels[..., :1], 3, -1) if pixels.shape[-1] == 2 else pixels[..., :3]
+    if pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise UsageError(f"--input {str(path)!r}: expected a grey or colour image, got an "
+                         f"array of shape {pixels.shape}")
+    return pixels
 
 
 # --------------------------------------------------------------------------- main

@@ -68,7 +68,7 @@ class Difficulty:
     illumination: float = 1.0
     brightness_spread: float = 1.0
     mitotic: float = 0.05
-    out_of_focus: float = 0.2
+    out_of_focus: float = 0.1
     debris: float = 8.0
     background: float = 1.0
     elongation: float = 3.0
@@ -246,9 +246,9 @@ def _draw_ghosts(rng, size, count, radius, difficulty) -> np.ndarray:
         shape = [float(r[k] * aspect[k]), float(r[k] / aspect[k]), float(rng.uniform(0, np.pi))]
         centre = rng.uniform(0, size, 2).tolist()
         _paint(owner, depth, coords, k + 1, centre, shape, [0.0, 0.0, 0.0, 0.0])
-    level = np.r_[0.0, rng.uniform(0.25, 0.6, number)].astype(np.float32)
+    level = np.r_[0.0, rng.uniform(0.15, 0.35, number)].astype(np.float32)
     ghosts = level[owner] * (1 - 0.5 * depth * depth)
-    return _blur_coarse(ghosts, 2, float(rng.uniform(1.2, 2.0)))
+    return _blur_coarse(ghosts, 4, float(rng.uniform(1.2, 1.8)))  # 5 to 7 pixels: far out of focus
 
 
 def _paint(labels, depth, coords, k, centre, shape, outline) -> None:
@@ -394,7 +394,7 @@ def _render(rng, labels, depth, bright, ghosts, style, difficulty, out) -> None:
     # Dye or stain per pixel: a level per nucleus, densest at the centre, mottled inside.
     signal = bright * (1 - flatness * depth * depth) * texture
     signal += ghosts + _debris(rng, size, difficulty.debris)
-    signal = ndimage.gaussian_filter(signal, rng.uniform(0.6, 1.4), truncate=2.5)
+    signal = ndimage.gaussian_filter(signal, rng.uniform(0.6, 2.0), truncate=2.5)  # focus
     # Around the nuclei: cytoplasm (fluorescence) or tissue (bright-field), mottled.
     cells = _blur_coarse((labels > 0).astype(np.float32), 4, rng.uniform(1.5, 3.0))
     clutter = 0.6 * np.minimum(cells * 2, 1) + np.maximum(0.4 + 0.25 * _smooth_field(rng, size, 12), 0)
@@ -410,7 +410,7 @@ def _render(rng, labels, depth, bright, ghosts, style, difficulty, out) -> None:
     else:  # bright-field: light through a stained sample (Beer-Lambert), haematoxylin-like
         stain = np.array([0.65, 0.70, 0.29]) * rng.uniform(0.8, 1.25, 3)
         counter = np.array([0.07, 0.99, 0.11])  # eosin-like counterstain of the tissue
-        density = rng.uniform(0.7, 1.4) * signal
+        density = rng.uniform(0.9, 1.6) * signal
         tissue = rng.uniform(0.05, 0.25) + 4 * clutter
         light = 234 * illumination + rng.uniform(1, 5) * noise
         planes = [

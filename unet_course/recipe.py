@@ -25,6 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from unet_course import losses, normalization  # noqa: F401 (register the saved objects)
 from unet_course.augment import SegmentationSequence
 
 CLASSES = ("background", "interior", "boundary")
@@ -93,6 +94,17 @@ def quick(recipe: Recipe | None = None) -> Recipe:
     recipe = recipe or Recipe()
     return dataclasses.replace(recipe, img_size=64, epochs=2, warmup_epochs=0,
                                train_images=16, val_images=6, slide_size=64)
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """A model saved by the recipe (or any course model), in Keras's safe mode.
+
+    Importing this module registers the course's layers and losses, so the file needs no
+    ``custom_objects``.
+    """
+    from unet_course import metrics  # noqa: F401 (registers Dice and IoU)
+
+    return keras.saving.load_model(path)
 
 
 def build_model(recipe: Recipe) -> keras.Model:
