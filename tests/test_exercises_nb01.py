@@ -73,7 +73,7 @@ def nuclei_mask_fixed_threshold(image):  # half the range instead of Otsu's leve
 
 CHECKS = {
     1: (nb01.check_exercise_1, (_stub,), (mean_areas,)),
-    2: (nb01.check_exercise_2, (_stub, ...), (count_8, "fewer")),
+    2: (nb01.check_exercise_2, (_stub, ...), (count_8, False)),
     3: (nb01.check_exercise_3, (_stub, _stub), (to_one_hot, from_one_hot)),
     4: (nb01.check_exercise_4, (_stub,), (nuclei_mask,)),
 }
@@ -86,7 +86,7 @@ def test_a_stub_is_not_yet(number):
 
 
 def test_a_stub_with_an_answer_is_still_not_yet():
-    assert nb01.check_exercise_2(_stub, "fewer").status == "not yet"
+    assert nb01.check_exercise_2(_stub, False).status == "not yet"
     assert nb01.check_exercise_2(count_8, ...).status == "not yet"
 
 
@@ -100,8 +100,9 @@ def test_the_right_answer_is_right(number):
 @pytest.mark.parametrize("check, answer, hint", [
     (nb01.check_exercise_1, (mean_areas_with_background,), "background"),
     (nb01.check_exercise_1, (mean_areas_off_by_one,), "regionprops"),
-    (nb01.check_exercise_2, (count_4, "fewer"), "corner"),
-    (nb01.check_exercise_2, (count_8, "more"), "answer"),
+    (nb01.check_exercise_2, (count_4, False), "corner"),
+    (nb01.check_exercise_2, (count_8, True), "answer"),
+    (nb01.check_exercise_2, (count_8, "fewer"), "True or False"),
     (nb01.check_exercise_3, (to_one_hot_channels_first, from_one_hot), "channels last"),
     (nb01.check_exercise_3, (to_one_hot, from_one_hot_wrong_axis), "axis"),
     (nb01.check_exercise_4, (nuclei_mask_not_flipped,), "dark"),

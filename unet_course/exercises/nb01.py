@@ -51,7 +51,8 @@ def check_exercise_1(mean_areas: Callable) -> Result:
 
 
 def check_exercise_2(count_components_8: Callable, answer: Any) -> Result:
-    """``count_components_8(mask) -> int`` with 8-connectivity, and ``answer`` "more"/"fewer"."""
+    """``count_components_8(mask) -> int`` with 8-connectivity, and ``answer`` (bool) to "can
+    8-connectivity ever give more components than 4-connectivity?"."""
     from skimage import measure
 
     diagonal = np.eye(4, dtype=bool)  # four pixels touching only at corners: 1 component, not 4
@@ -71,10 +72,11 @@ def check_exercise_2(count_components_8: Callable, answer: Any) -> Result:
                     f"counted {counts[0]}; do corner neighbours connect?")
         if counts != want:
             return f"your counts {counts} differ from scikit-image's {want}"
-        expected = "fewer" if sum(want) < sum(with_4) else "more"
-        if given != expected:
-            return (f"answer is {given!r}: can a corner contact ever split a component? "
-                    "(set it to \"more\" or \"fewer\")")
+        if not isinstance(given, bool | np.bool_):
+            return f"answer should be True or False, got {given!r}"
+        if bool(given) != any(a > b for a, b in zip(want, with_4, strict=True)):
+            return (f"answer is {given!r}: a corner contact joins two pieces; can it ever "
+                    "split one?")
         return None
 
     return run_check("Exercise 2", attempt, verify)
