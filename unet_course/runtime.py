@@ -31,14 +31,37 @@ def quick_mode() -> bool:
 
 
 def quiet_startup() -> None:
-    """Keep TensorFlow's C++ start-up lines (``E0000 ... cuInit``, ``cpu_feature_guard``) out of
-    a notebook or a command's output. Call it before Keras is first imported.
+    """Keep TensorFlow's C++ start-up lines (``E0000 ... cuInit``, ``cudart_stub``,
+    ``cpu_feature_guard``) out of a notebook or a command's output. Call it before Keras is
+    first imported.
 
-    On a machine without a GPU those lines are printed in red by TensorFlow's C++ logger, and
-    learners read them as a failure; they are not. Errors raised in Python still show. It sets
-    ``TF_CPP_MIN_LOG_LEVEL=3`` unless the variable is already set, and changes nothing else.
+    On a machine without a GPU those lines are printed in red by TensorFlow's C++ side, and
+    learners read them as a failure; they are not. Some are written before TensorFlow reads
+    ``TF_CPP_MIN_LOG_LEVEL``, so the level alone does not hide them: with the TensorFlow
+    backend this function also imports TensorFlow and lists its devices once while the
+    process's standard error is sent to ``/dev/null`` (the Python-level ``sys.stderr`` is
+    untouched, and an import error still shows). It sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless
+    the variable is already set.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()
+            except ImportError:
+                pass  # Keras will say what is missing when it is imported
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def gpu_devices() -> list[str]:
