@@ -6,6 +6,7 @@ Plumbing that every notebook needs in its Setup cell. Nothing here runs on impor
 from __future__ import annotations
 
 import os
+import sys
 
 QUICK_ENV = "UNET_COURSE_QUICK"
 _TRUE = {"1", "true", "yes", "on"}
@@ -31,14 +32,33 @@ def quick_mode() -> bool:
 
 
 def quiet_startup() -> None:
-    """Keep TensorFlow's C++ start-up lines (``E0000 ... cuInit``, ``cpu_feature_guard``) out of
-    a notebook or a command's output. Call it before Keras is first imported.
+    """Keep TensorFlow's C++ start-up lines (``E0000 ... cuInit``, ``cudart_stub``, ``absl``
+    warnings) out of a notebook or a command's output. Call it before Keras is first imported.
 
-    On a machine without a GPU those lines are printed in red by TensorFlow's C++ logger, and
-    learners read them as a failure; they are not. Errors raised in Python still show. It sets
-    ``TF_CPP_MIN_LOG_LEVEL=3`` unless the variable is already set, and changes nothing else.
+    On a machine without a GPU those lines are printed by TensorFlow's C++ loggers, and learners
+    read them as a failure; they are not. It sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless the variable
+    is already set and, because recent TensorFlow versions print some lines before they read
+    that variable, imports Keras (and so its backend) once with the process's stderr file
+    descriptor sent to ``/dev/null``. Errors raised in Python while importing still propagate,
+    and stderr is restored before they do. Does nothing more once Keras is imported.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "keras" in sys.modules:
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr descriptor to silence (some embedded interpreters)
+        import keras  # noqa: F401
+
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def gpu_devices() -> list[str]:
