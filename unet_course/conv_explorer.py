@@ -4,7 +4,8 @@ What belongs here: the figure that notebook 02's explorer draws (the padded inpu
 window, the convolution matrix ``C`` with that window's row, the output) and the
 ``ipywidgets`` sliders around it. :func:`draw_conv_geometry` is a plain matplotlib figure and
 works everywhere; :func:`interactive_explorer` needs ``ipywidgets`` and a notebook front-end
-(JupyterLab, Notebook 7, VS Code, Colab). With inline matplotlib it needs no ``ipympl``.
+(JupyterLab, Notebook 7, VS Code, Colab). With inline matplotlib it needs no ``ipympl``, and it
+uses only core widgets, so Colab's preinstalled ``ipywidgets`` 7 works as well as version 8.
 """
 
 from __future__ import annotations
@@ -120,9 +121,9 @@ def interactive_explorer(max_n: int = 9) -> Any:
 
     return w.interact(
         show,
-        n=w.IntSlider(5, 3, max_n, description="input n"),
-        k=w.IntSlider(3, 1, 5, description="kernel k"),
-        s=w.IntSlider(2, 1, 3, description="stride s"),
+        n=w.IntSlider(value=5, min=3, max=max_n, description="input n"),
+        k=w.IntSlider(value=3, min=1, max=5, description="kernel k"),
+        s=w.IntSlider(value=2, min=1, max=3, description="stride s"),
         padding=w.ToggleButtons(options=list(PADDINGS), value="same", description="padding"),
-        window=w.IntSlider(0, 0, max_n * max_n - 1, description="window"),
+        window=w.IntSlider(value=0, min=0, max=max_n * max_n - 1, description="window"),
     )
