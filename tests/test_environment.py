@@ -44,6 +44,7 @@ def test_pyproject_lists_the_course_dependencies_with_lower_bounds():
         "scikit-image",
         "scikit-learn",
         "matplotlib",
+        "ipywidgets",
         "jupyterlab",
         "nbmake",
         "pytest",

@@ -37,3 +37,18 @@ def test_runtime_summary_names_backend_and_mode(monkeypatch):
     assert f"backend {keras.backend.backend()}" in line and "quick mode" in line
     if not runtime.gpu_devices():
         assert "Change runtime type" in line  # tells a Colab learner what to do
+
+
+def test_quiet_startup_keeps_cpp_start_up_lines_out():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, unet_course; unet_course.runtime.quiet_startup(); import keras; "
+        "unet_course.runtime.runtime_summary(); print('ok', file=sys.stderr)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0 and run.stderr.strip() == "ok", run.stderr

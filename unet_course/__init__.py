@@ -5,7 +5,9 @@ the submodules that need them, not here. The submodules, by topic:
 
 - ``data``: the synthetic nuclei generator (and, re-exported, the Data Science Bowl 2018 loader
   of ``dsb2018``); ``datasets``: train / validation / test splits of either.
-- ``conv``: convolution and transposed convolution written as matrices.
+- ``conv``: convolution and transposed convolution written as matrices; ``conv_cost``: what
+  the matrix costs (notebook 02's timing harness); ``conv_explorer``: the kernel / stride /
+  padding explorer; ``autodiff``: input gradients on any Keras backend (notebook 03).
 - ``model``: the U-Net builders and shape tools.
 - ``metrics`` / ``losses``: Dice, IoU and the training losses (``keras.ops`` only).
 - ``augment`` / ``train``: augmentation, data feeding and the training loop defaults.
@@ -13,6 +15,7 @@ the submodules that need them, not here. The submodules, by topic:
 - ``plotting``: the course's figures.
 - ``runtime``: quick mode, backend and device reports.
 - ``cli``: the command line, ``python -m unet_course train | evaluate | predict | doctor``.
+- ``exercises``: the open exercises' right / wrong / not-yet checks, one module per notebook.
 - ``course``: the README table, notebook navigation and Colab links (maintainers' tool).
 """
 

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
+from matplotlib.patheffects import withStroke
 from matplotlib.ticker import MaxNLocator
 
 # Error colours, chosen to stand out on both dark (fluorescence) and light pink (bright-field)
@@ -203,13 +204,15 @@ def show_matrix(
 
 
 def _value_grid(ax: Axes, grid: np.ndarray, title: str, cmap: str = "Blues") -> None:
-    """Draw a small 2-D array as coloured cells with their values (NaN cells left blank)."""
+    """Draw a small 2-D array as coloured cells with their values (NaN cells left blank); the
+    values are black with a white outline, readable on light and on dark cells (and themes)."""
     ax.clear()
     ax.imshow(grid, cmap=cmap, interpolation="nearest")
     if grid.size <= 144:
         for (r, c), v in np.ndenumerate(grid):
             if np.isfinite(v):
-                ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=8)
+                ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=8, color="black",
+                        path_effects=[withStroke(linewidth=2.5, foreground="white")])  # fmt: skip
     ax.set_xticks(range(grid.shape[1]))
     ax.set_yticks(range(grid.shape[0]))
     ax.tick_params(labelsize=6)

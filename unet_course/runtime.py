@@ -6,6 +6,7 @@ Plumbing that every notebook needs in its Setup cell. Nothing here runs on impor
 from __future__ import annotations
 
 import os
+import sys
 
 QUICK_ENV = "UNET_COURSE_QUICK"
 _TRUE = {"1", "true", "yes", "on"}
@@ -31,37 +32,37 @@ def quick_mode() -> bool:
 
 
 def quiet_startup() -> None:
-    """Keep TensorFlow's C++ start-up lines (``E0000 ... cuInit``, ``cudart_stub``,
-    ``cpu_feature_guard``) out of a notebook or a command's output. Call it before Keras is
-    first imported.
+    """Keep TensorFlow's C++ start-up lines (``E0000 ... cuInit``, ``cudart_stub``, ``absl``
+    warnings) out of a notebook or a command's output. Call it before Keras is first imported.
 
-    On a machine without a GPU those lines are printed in red by TensorFlow's C++ side, and
-    learners read them as a failure; they are not. Some are written before TensorFlow reads
-    ``TF_CPP_MIN_LOG_LEVEL``, so the level alone does not hide them: with the TensorFlow
-    backend this function also imports TensorFlow and lists its devices once while the
-    process's standard error is sent to ``/dev/null`` (the Python-level ``sys.stderr`` is
-    untouched, and an import error still shows). It sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless
-    the variable is already set.
+    On a machine without a GPU those lines are printed by TensorFlow's C++ loggers, and learners
+    read them as a failure; they are not. It sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless the variable
+    is already set and, because recent TensorFlow versions print some lines before they read
+    that variable (on import, and again when the devices are first listed), imports Keras and
+    lists the backend's devices once with the process's stderr file descriptor sent to
+    ``/dev/null``. Errors raised in Python still propagate, and stderr is restored before they
+    do. Does nothing more once Keras is imported.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+    if "keras" in sys.modules:
         return
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            try:
-                import tensorflow as tf
+        saved = os.dup(2)
+    except OSError:  # no stderr descriptor to silence (some embedded interpreters)
+        import keras  # noqa: F401
 
-                tf.config.list_physical_devices()
-            except ImportError:
-                pass  # Keras will say what is missing when it is imported
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+
+        gpu_devices()  # the first device listing prints its own start-up lines
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+        os.close(devnull)
 
 
 def gpu_devices() -> list[str]:

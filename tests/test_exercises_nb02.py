@@ -1,0 +1,74 @@
+"""Notebook 02's exercise checks: a stub is 'not yet', the right answer 'right', and plausible
+mistakes 'wrong'."""
+
+import math
+
+import numpy as np
+import pytest
+
+from unet_course.exercises import nb02
+
+
+def _stub(*args):
+    raise NotImplementedError
+
+
+def out_shape(h, w, k, s, padding):
+    if padding == "same":
+        return math.ceil(h / s), math.ceil(w / s)
+    return (h - k) // s + 1, (w - k) // s + 1
+
+
+def out_shape_no_plus_one(h, w, k, s, padding):  # forgets the first window
+    return out_shape(h, w, k, s, padding) if padding == "same" else ((h - k) // s, (w - k) // s)
+
+
+def out_shape_same_rounds_down(h, w, k, s, padding):  # 'same' as h // s
+    return (h // s, w // s) if padding == "same" else out_shape(h, w, k, s, padding)
+
+
+def difference_matrix(n):
+    t = np.zeros((n - 1, n))
+    for i in range(n - 1):
+        t[i, i : i + 2] = [1, -1]
+    return t
+
+
+def nnz_valid(h, w):
+    return 9 * (h - 2) * (w - 2)
+
+
+def patches(x, k):
+    h, w = x.shape
+    return np.array([x[i : i + k, j : j + k].ravel()
+                     for i in range(h - k + 1) for j in range(w - k + 1)])  # fmt: skip
+
+
+@pytest.mark.parametrize("check", [nb02.check_exercise_1, nb02.check_exercise_2,
+                                   nb02.check_exercise_3, nb02.check_exercise_4])
+def test_a_stub_is_not_yet(check):
+    assert check(_stub).status == "not yet"
+
+
+@pytest.mark.parametrize("check, answer", [
+    (nb02.check_exercise_1, out_shape), (nb02.check_exercise_2, difference_matrix),
+    (nb02.check_exercise_3, nnz_valid), (nb02.check_exercise_4, patches),
+])  # fmt: skip
+def test_the_right_answer_is_right(check, answer):
+    result = check(answer)
+    assert result.right, result
+
+
+@pytest.mark.parametrize("check, wrong", [
+    (nb02.check_exercise_1, out_shape_no_plus_one),
+    (nb02.check_exercise_1, out_shape_same_rounds_down),
+    (nb02.check_exercise_2, lambda n: difference_matrix(n).T),  # inputs x outputs
+    (nb02.check_exercise_2, lambda n: -difference_matrix(n)),  # flipped kernel [-1, 1]
+    (nb02.check_exercise_3, lambda h, w: (3 * h - 2) * (3 * w - 2)),  # the 'same' count
+    (nb02.check_exercise_3, lambda h, w: 9 * (h - 3) * (w - 3)),  # off by one
+    (nb02.check_exercise_4, lambda x, k: patches(x, k).T),  # one column per window
+    (nb02.check_exercise_4, lambda x, k: patches(x.T, k)),  # windows of the transposed image
+    (nb02.check_exercise_4, lambda x, k: patches(x, k)[:, ::-1]),  # flipped kernel
+])  # fmt: skip
+def test_a_plausible_mistake_is_wrong(check, wrong):
+    assert check(wrong).status == "wrong"
