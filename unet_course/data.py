@@ -231,24 +231,29 @@ def _draw_labels(rng, size, kind, radius, difficulty) -> tuple[np.ndarray, ...]:
     return labels, depth, np.where(labels > 0, bright, np.float32(0))
 
 
+COARSE = 8  # out-of-focus light and the cells' halo are drawn on an 8x coarser grid
+
+
 def _draw_ghosts(rng, size, count, radius, difficulty) -> np.ndarray:
-    """Out-of-focus nuclei (not labelled): a ``(size, size)`` float32 signal, already blurred."""
-    ghosts = np.zeros((size, size), dtype=np.float32)
+    """Out-of-focus nuclei (not labelled), drawn on the coarse grid: ``(c, c)`` float32 with
+    ``c = size // COARSE``, to be blurred and interpolated up with the rest of the out-of-focus
+    light (``_render``)."""
+    cells = max(size // COARSE, 2)
+    ghosts = np.zeros((cells, cells), dtype=np.float32)
     number = rng.poisson(difficulty.out_of_focus * count)
     if not number:
         return ghosts
-    depth = np.ones((size, size), dtype=np.float32)
-    owner = np.zeros((size, size), dtype=np.int32)
-    coords = np.arange(size, dtype=np.float32)
-    r = rng.uniform(*radius, number)
+    depth = np.ones((cells, cells), dtype=np.float32)
+    owner = np.zeros((cells, cells), dtype=np.int32)
+    coords = np.arange(cells, dtype=np.float32)
+    r = rng.uniform(*radius, number) / COARSE
     aspect = np.sqrt(rng.uniform(1.0, 1.8, number))
     for k in range(number):
         shape = [float(r[k] * aspect[k]), float(r[k] / aspect[k]), float(rng.uniform(0, np.pi))]
-        centre = rng.uniform(0, size, 2).tolist()
+        centre = (rng.uniform(0, size, 2) / COARSE - 0.5).tolist()
         _paint(owner, depth, coords, k + 1, centre, shape, [0.0, 0.0, 0.0, 0.0])
     level = np.r_[0.0, rng.uniform(0.15, 0.35, number)].astype(np.float32)
-    ghosts = level[owner] * (1 - 0.5 * depth * depth)
-    return _blur_coarse(ghosts, 4, float(rng.uniform(1.2, 1.8)))  # 5 to 7 pixels: far out of focus
+    return level[owner] * (1 - 0.5 * depth * depth)
 
 
 def _paint(labels, depth, coords, k, centre, shape, outline) -> None:
@@ -269,12 +274,19 @@ def _paint(labels, depth, coords, k, centre, shape, outline) -> None:
     dx = coords[x0:x1] - centre[1]
     u = dx * (cos / a) + dy * (sin / a)
     v = dy * (cos / b) - dx * (sin / b)
-    phi = np.arctan2(v, u)
-    wobble = (
-        1 + outline[0] * np.cos(2 * phi + outline[2]) + outline[1] * np.cos(3 * phi + outline[3])
-    )
     d = np.sqrt(u * u + v * v)
-    d /= wobble
+    if outline[0] or outline[1]:
+        # The outline wobbles as 1 + w2 cos(2 phi + p2) + w3 cos(3 phi + p3), phi the angle of
+        # (u, v); cos/sin of 2 phi and 3 phi come from (u, v) / d by the angle-sum formulas,
+        # several times faster than arctan2 and cos on the whole box.
+        inv = 1 / np.maximum(d, np.float32(1e-6))
+        c1, s1 = u * inv, v * inv
+        c2, s2 = c1 * c1 - s1 * s1, 2 * c1 * s1
+        c3, s3 = c2 * c1 - s2 * s1, s2 * c1 + c2 * s1
+        w2, w3, p2, p3 = outline
+        wobble = 1 + (c2 * (w2 * math.cos(p2)) - s2 * (w2 * math.sin(p2))
+                      + c3 * (w3 * math.cos(p3)) - s3 * (w3 * math.sin(p3)))
+        d /= wobble
     box_depth = depth[y0:y1, x0:x1]
     won = d < box_depth
     np.copyto(box_depth, d, where=won)
@@ -337,15 +349,13 @@ def _smooth_field(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return matrix @ _unit_noise(rng, (cells, cells)) @ matrix.T
 
 
-def _blur_coarse(field: np.ndarray, factor: int, sigma: float) -> np.ndarray:
-    """A wide Gaussian blur done cheaply: average ``factor x factor`` blocks, blur by
-    ``sigma`` (in blocks) there, interpolate back up to ``field``'s ``(S, S)`` shape."""
-    size = field.shape[0]
-    cells = size // factor
-    small = field[: cells * factor, : cells * factor].reshape(cells, factor, cells, factor)
-    small = ndimage.gaussian_filter(small.mean(axis=(1, 3)), sigma, truncate=2.5)
-    matrix = _interpolation_matrix(size, cells)
-    return matrix @ small.astype(np.float32) @ matrix.T
+def _coarse_mean(field: np.ndarray, factor: int) -> np.ndarray:
+    """Means of ``factor x factor`` blocks of a ``(S, S)`` array (the last partial block is
+    left out): ``(S // factor, S // factor)``."""
+    cells = max(field.shape[0] // factor, 2)
+    step = field.shape[0] // cells
+    used = field[: cells * step, : cells * step].reshape(cells, step, cells, step)
+    return used.mean(axis=(1, 3), dtype=np.float32)
 
 
 def _illumination(rng: np.random.Generator, size: int, strength: float) -> np.ndarray:
@@ -355,9 +365,13 @@ def _illumination(rng: np.random.Generator, size: int, strength: float) -> np.nd
     gy, gx = rng.uniform(-0.4, 0.4, 2) * strength
     cy, cx = rng.uniform(-0.3, 0.3, 2)
     vignette = rng.uniform(0.2, 1.1) * strength
-    radius2 = (ramp[:, None] - cy) ** 2 + (ramp[None, :] - cx) ** 2
-    light = 1 + gy * ramp[:, None] + gx * ramp[None, :] - vignette * radius2
-    light += 0.1 * strength * _smooth_field(rng, size, 3)
+    # tilt - vignette * squared distance from (cy, cx): a sum of a column and a row profile
+    rows = 1 + gy * ramp - vignette * (ramp - cy) ** 2
+    cols = gx * ramp - vignette * (ramp - cx) ** 2
+    light = _smooth_field(rng, size, 3)
+    light *= np.float32(0.1 * strength)
+    light += rows[:, None]
+    light += cols[None, :]
     return np.maximum(light, 0.25, out=light)
 
 
@@ -369,7 +383,7 @@ def _debris(rng: np.random.Generator, size: int, amount: float) -> np.ndarray:
     if not number:
         return field
     ys, xs = rng.integers(0, size, (2, number))
-    field[ys, xs] = rng.uniform(1.0, 4.0, number)
+    field[ys, xs] = rng.uniform(6.0, 24.0, number)  # a point of light, spread by the blur
     if rng.random() < 0.3:  # a fibre: a short bright curve
         t = np.linspace(0, 1, 60)
         y0, x0 = rng.uniform(0, size, 2)
@@ -377,8 +391,8 @@ def _debris(rng: np.random.Generator, size: int, amount: float) -> np.ndarray:
         bend = rng.uniform(-0.1, 0.1) * size * np.sin(np.pi * t)
         yy = np.clip(y0 + dy * t + bend, 0, size - 1).astype(int)
         xx = np.clip(x0 + dx * t - bend, 0, size - 1).astype(int)
-        field[yy, xx] = rng.uniform(0.8, 2.0)
-    return ndimage.gaussian_filter(field, rng.uniform(0.8, 1.6), truncate=2.5) * 6
+        field[yy, xx] = rng.uniform(3.0, 8.0)
+    return field  # blurred with the rest of the image: specks a few pixels across
 
 
 def _render(rng, labels, depth, bright, ghosts, style, difficulty, out) -> None:
@@ -393,10 +407,17 @@ def _render(rng, labels, depth, bright, ghosts, style, difficulty, out) -> None:
     flatness = rng.uniform(0.05, 0.5)  # how much a nucleus darkens towards its outline
     # Dye or stain per pixel: a level per nucleus, densest at the centre, mottled inside.
     signal = bright * (1 - flatness * depth * depth) * texture
-    signal += ghosts + _debris(rng, size, difficulty.debris)
+    signal += _debris(rng, size, difficulty.debris)
     signal = ndimage.gaussian_filter(signal, rng.uniform(0.6, 2.0), truncate=2.5)  # focus
-    # Around the nuclei: cytoplasm (fluorescence) or tissue (bright-field), mottled.
-    cells = _blur_coarse((labels > 0).astype(np.float32), 4, rng.uniform(1.5, 3.0))
+    # Out of focus, on the coarse grid, blurred and interpolated up together: the unlabelled
+    # nuclei of another focal plane (5-7 px blur) and the halo of cytoplasm (fluorescence) or
+    # tissue (bright-field) around the nuclei.
+    halo = _coarse_mean((labels > 0).astype(np.float32), COARSE)
+    coarse = np.stack([ndimage.gaussian_filter(ghosts, rng.uniform(0.6, 0.9), truncate=2.5),
+                       ndimage.gaussian_filter(halo, rng.uniform(0.4, 0.8), truncate=2.5)])
+    matrix = _interpolation_matrix(size, coarse.shape[1])
+    ghosts, cells = matrix @ coarse @ matrix.T
+    signal += ghosts
     clutter = 0.6 * np.minimum(cells * 2, 1) + np.maximum(0.4 + 0.25 * _smooth_field(rng, size, 12), 0)
     clutter *= rng.uniform(0.03, 0.15) * difficulty.background
     illumination = _illumination(rng, size, difficulty.illumination)

@@ -48,6 +48,7 @@ class Recipe:
         train_images, val_images: synthetic slides to train on and to tune on.
         slide_size: side of the synthetic slides (training crops are cut from them).
         seed: seeds the data, the weights and the batches.
+        boundary_width: width in pixels of the boundary class (``three_class_targets``).
         targets: ``"three_class"`` (background / interior / boundary, for separate nuclei:
             the default) or ``"binary"`` (nucleus or not: one sigmoid channel trained with
             BCE + soft Dice, the semantic mask of notebook 05).
@@ -67,6 +68,7 @@ class Recipe:
     slide_size: int = 256
     seed: int = 42
     targets: str = "three_class"
+    boundary_width: int = 1
 
     def __post_init__(self) -> None:
         for name in ("img_size", "batch_size", "base_filters", "depth", "epochs",
@@ -126,14 +128,16 @@ class ThreeClassSequence(SegmentationSequence):
     label map (``instances.three_class_targets``), so boundaries stay one pixel wide.
     """
 
-    def __init__(self, images, labels, batch_size: int = 8, **kwargs):
+    def __init__(self, images, labels, batch_size: int = 8, *, boundary_width: int = 1,
+                 **kwargs):
         super().__init__(images, labels, batch_size, binarize=False, **kwargs)
+        self.boundary_width = boundary_width
 
     def _sample(self, i: int, rng: np.random.Generator) -> tuple:
         from unet_course.instances import three_class_targets
 
         image, labels = super()._sample(i, rng)
-        classes = three_class_targets(labels[..., 0].astype(np.int32))
+        classes = three_class_targets(labels[..., 0].astype(np.int32), self.boundary_width)
         return image, np.eye(len(CLASSES), dtype=np.float32)[classes]
 
 
@@ -144,12 +148,15 @@ def make_sequences(splits, recipe: Recipe) -> tuple[SegmentationSequence, Segmen
     normalises each image by its own percentiles, which undoes any such change.
     """
     options = {"brightness": 0.0, "contrast": 0.0, "elastic": recipe.elastic}
-    kind = ThreeClassSequence if recipe.targets == "three_class" else SegmentationSequence
+    three = recipe.targets == "three_class"
+    kind = ThreeClassSequence if three else SegmentationSequence
+    extra = {"boundary_width": recipe.boundary_width} if three else {}
     train_seq = kind(splits.train.images, splits.train.labels, recipe.batch_size,
                      size=recipe.img_size, augment=True, shuffle=True, seed=recipe.seed,
-                     image_dtype="uint8", augment_options=options)
+                     image_dtype="uint8", augment_options=options, **extra)
     val_seq = kind(splits.val.images, splits.val.labels, recipe.batch_size,
-                   size=recipe.img_size, augment=False, shuffle=False, image_dtype="uint8")
+                   size=recipe.img_size, augment=False, shuffle=False, image_dtype="uint8",
+                   **extra)
     return train_seq, val_seq
 
 
