@@ -13,7 +13,7 @@ train`` runs) with any ``--set`` overrides, then scores on the same images:
 
 on two test sets: ``--test-images`` fresh synthetic slides (256x256, seed 2026: never seen in
 training or tuning) and the real Data Science Bowl 2018 slide of ``unet_course.real_slide``
-(183 nuclei, 512x512, 16-bit). It reports pixel Dice and IoU, the instance score (DSB 2018
+(125 nuclei, 512x512, 16-bit). It reports pixel Dice and IoU, the instance score (DSB 2018
 mean average precision over IoU 0.5 ... 0.95) and the wall time of training (data, fit,
 tuning), with the machine. Appends a Markdown section to ``--out`` when given.
 """

@@ -324,13 +324,14 @@ def label_instances(
 ) -> np.ndarray:
     """Turn a probability map into an instance label map.
 
-    - ``"components"``: foreground = ``prob > threshold``; each 4-connected region is an object.
+    - ``"components"``: foreground = ``prob >= threshold`` (the rule of the pixel metrics,
+      ``train.pixel_scores``); each 4-connected region is an object.
       Touching nuclei merge into one.
     - ``"watershed"``: the same foreground is flooded from seeds. For a (H, W) map the seeds are
       the maxima of the distance transform (distance of each foreground pixel to the
       background, smoothed by a Gaussian of width ``smooth``) at least ``min_distance`` pixels
       apart, and the flooding runs downhill in distance. For a (H, W, 3) map the seeds are
-      the regions where the *interior* probability is above ``seed_threshold`` (default:
+      the regions where the *interior* probability is at least ``seed_threshold`` (default:
       ``threshold``), flooded over ``1 - interior`` (a marker-controlled watershed, as the
       Data Science Bowl 2018 winners used). An elongated nucleus has one connected interior,
       so it keeps one seed and is not cut.
@@ -340,7 +341,7 @@ def label_instances(
     Args:
         prob: (H, W) or (H, W, 1) float foreground probabilities, or (H, W, 3) float
             probabilities of background, interior and boundary (channels in that order).
-        threshold: probability above which a pixel is foreground (or a seed).
+        threshold: probability from which on (``>=``) a pixel is foreground (or a seed).
         method: ``"components"`` or ``"watershed"``.
         min_size: smallest object kept, in pixels (>= 0).
         min_distance: smallest distance between two distance-transform seeds, in pixels (>= 1).
@@ -369,11 +370,11 @@ def label_instances(
     from skimage.segmentation import watershed
 
     three = prob.ndim == 3
-    mask = (1.0 - prob[..., 0] if three else prob) > threshold
+    mask = (1.0 - prob[..., 0] if three else prob) >= threshold
     if method == "components":
         labels, _ = ndi.label(mask)
     elif three:
-        markers, _ = ndi.label(mask & (prob[..., 1] > seed_threshold))
+        markers, _ = ndi.label(mask & (prob[..., 1] >= seed_threshold))
         labels = watershed(1.0 - prob[..., 1], markers, mask=mask)
     else:
         markers, elevation = _seeds_from_distance(mask, min_distance, smooth)

@@ -1,4 +1,4 @@
-"""One real slide with ground truth: a Data Science Bowl 2018 fluorescence image, 183 nuclei.
+"""One real slide with ground truth: a Data Science Bowl 2018 fluorescence image, 125 nuclei.
 
 What belongs here: ``fetch_real_slide`` (set-up: take the two files out of the ``stardist``
 wheel on PyPI, verify them by SHA-256, write them atomically under ``data/``) and
