@@ -48,7 +48,9 @@ class Recipe:
         train_images, val_images: synthetic slides to train on and to tune on.
         slide_size: side of the synthetic slides (training crops are cut from them).
         seed: seeds the data, the weights and the batches.
-        boundary_width: width in pixels of the boundary class (``three_class_targets``).
+        boundary_width: width in pixels of the boundary class where nuclei touch
+            (``instances.three_class_targets``).
+        gamma: strength of the random gamma augmentation (0 = off; see ``ThreeClassSequence``).
         targets: ``"three_class"`` (background / interior / boundary, for separate nuclei:
             the default) or ``"binary"`` (nucleus or not: one sigmoid channel trained with
             BCE + soft Dice, the semantic mask of notebook 05).
@@ -69,6 +71,7 @@ class Recipe:
     seed: int = 42
     targets: str = "three_class"
     boundary_width: int = 1
+    gamma: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("img_size", "batch_size", "base_filters", "depth", "epochs",
@@ -121,42 +124,51 @@ def build_model(recipe: Recipe) -> keras.Model:
 
 
 class ThreeClassSequence(SegmentationSequence):
-    """``SegmentationSequence`` whose targets are one-hot background / interior / boundary.
+    """``SegmentationSequence`` for the recipe: one-hot background / interior / boundary
+    targets (or binary masks with ``three_class=False``), and an optional random gamma.
 
     Give it instance label maps as masks. Each item is ``(images (B, h, w, 3), targets
-    (B, h, w, 3) float32)``; the classes are computed after augmentation, from the augmented
-    label map (``instances.three_class_targets``), so boundaries stay one pixel wide.
+    (B, h, w, 3) float32)`` (``(B, h, w, 1)`` when binary); the classes are computed after
+    augmentation, from the augmented label map (``instances.three_class_targets``), so
+    boundaries keep their width. ``gamma=g > 0`` raises each uint8 image (scaled to [0, 1])
+    to a power drawn log-uniformly from ``[exp(-g), exp(g)]``: the one intensity change that
+    the model's percentile normalisation does not undo, since it changes how dim nuclei
+    compare with bright ones.
     """
 
     def __init__(self, images, labels, batch_size: int = 8, *, boundary_width: int = 1,
-                 **kwargs):
+                 gamma: float = 0.0, three_class: bool = True, **kwargs):
         super().__init__(images, labels, batch_size, binarize=False, **kwargs)
-        self.boundary_width = boundary_width
+        self.boundary_width, self.gamma, self.three_class = boundary_width, gamma, three_class
 
     def _sample(self, i: int, rng: np.random.Generator) -> tuple:
         from unet_course.instances import three_class_targets
 
         image, labels = super()._sample(i, rng)
+        if self.gamma and self.augment:
+            power = float(np.exp(rng.uniform(-self.gamma, self.gamma)))
+            lut = np.round(255 * (np.arange(256) / 255) ** power).astype(np.uint8)
+            image = lut[image]
+        if not self.three_class:
+            return image, (labels > 0).astype(np.float32)
         classes = three_class_targets(labels[..., 0].astype(np.int32), self.boundary_width)
         return image, np.eye(len(CLASSES), dtype=np.float32)[classes]
 
 
-def make_sequences(splits, recipe: Recipe) -> tuple[SegmentationSequence, SegmentationSequence]:
+def make_sequences(splits, recipe: Recipe) -> tuple[ThreeClassSequence, ThreeClassSequence]:
     """Training batches (augmented random crops) and validation batches (centre crops).
 
     The images need no brightness or contrast augmentation: the model's first layer
     normalises each image by its own percentiles, which undoes any such change.
     """
     options = {"brightness": 0.0, "contrast": 0.0, "elastic": recipe.elastic}
-    three = recipe.targets == "three_class"
-    kind = ThreeClassSequence if three else SegmentationSequence
-    extra = {"boundary_width": recipe.boundary_width} if three else {}
-    train_seq = kind(splits.train.images, splits.train.labels, recipe.batch_size,
-                     size=recipe.img_size, augment=True, shuffle=True, seed=recipe.seed,
-                     image_dtype="uint8", augment_options=options, **extra)
-    val_seq = kind(splits.val.images, splits.val.labels, recipe.batch_size,
-                   size=recipe.img_size, augment=False, shuffle=False, image_dtype="uint8",
-                   **extra)
+    extra = {"boundary_width": recipe.boundary_width, "gamma": recipe.gamma,
+             "three_class": recipe.targets == "three_class", "image_dtype": "uint8"}
+    train_seq = ThreeClassSequence(splits.train.images, splits.train.labels, recipe.batch_size,
+                                   size=recipe.img_size, augment=True, shuffle=True,
+                                   seed=recipe.seed, augment_options=options, **extra)
+    val_seq = ThreeClassSequence(splits.val.images, splits.val.labels, recipe.batch_size,
+                                 size=recipe.img_size, augment=False, shuffle=False, **extra)
     return train_seq, val_seq
 
 
