@@ -172,9 +172,11 @@ def make_sequences(splits, recipe: Recipe) -> tuple[ThreeClassSequence, ThreeCla
     return train_seq, val_seq
 
 
-def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | str = "auto"):
+def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | str = "auto",
+                  metrics: list | None = None):
     """Adam with linear warm-up then cosine decay to 0; ``losses.ClassesDiceLoss`` for three
-    classes, ``losses.BCEDiceLoss`` for binary targets."""
+    classes, ``losses.BCEDiceLoss`` for binary targets; ``metrics`` (e.g. ``metrics.Dice()``)
+    are logged each epoch and change nothing in training."""
     from unet_course.losses import BCEDiceLoss, ClassesDiceLoss
 
     total = recipe.epochs * recipe.steps_per_epoch
@@ -184,7 +186,7 @@ def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | str = 
         decay_steps=total - warmup, warmup_target=recipe.learning_rate if warmup else None,
         warmup_steps=warmup)
     loss = ClassesDiceLoss() if recipe.targets == "three_class" else BCEDiceLoss()
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics,
                   jit_compile=jit_compile)
     return model
 
