@@ -82,6 +82,33 @@ def test_ctrl_c_during_a_checkpoint_write_stops_training_after_the_write(tmp_pat
     assert _leftovers(tmp_path) == []
 
 
+def test_ctrl_c_while_batches_are_made_stops_training(tmp_path):
+    """Keras takes a KeyboardInterrupt inside the data pipeline for the end of the data and
+    goes on with the next epoch; HonourInterrupt stops at the next batch end instead."""
+    import keras
+
+    from unet_course.train import HonourInterrupt
+
+    x, y = _tiny_data()
+    made = []
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            made.append(i)
+            if len(made) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            return x[2 * i: 2 * i + 2], y[2 * i: 2 * i + 2]
+
+    model = _tiny_model()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(Batches(), epochs=5, callbacks=[HonourInterrupt()], verbose=0)
+    assert len(made) <= 4  # stopped in the second epoch, not after five
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_best(tmp_path):
     from unet_course.train import AtomicCheckpoint
 

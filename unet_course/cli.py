@@ -327,13 +327,15 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.weight_map:
         train_seq = weight_map_training(model, train_seq, config, accelerator)
     steps = settings["steps"]
-    if steps is not None and steps > len(train_seq):  # Keras would warn "ran out of data"
+    if steps is not None and steps > len(train_seq):
         if args.steps_per_epoch is not None:
             print(f"note: --steps-per-epoch {steps} is more than the {len(train_seq)} batches "
                   f"of the training set; using {len(train_seq)}")
         steps = len(train_seq)
+    if steps is not None:
+        train_seq = _first_batches(train_seq, steps)
     args.out.mkdir(parents=True, exist_ok=True)
-    history = train.fit(model, train_seq, val_seq, config, args.out, steps_per_epoch=steps)
+    history = train.fit(model, train_seq, val_seq, config, args.out)
     val_probs = train.predict_native(model, splits.val.images)
     scores = train.pixel_scores(splits.val.masks, val_probs, config.threshold)
     scores["best_threshold"], _ = train.choose_threshold(splits.val.masks, val_probs)
@@ -342,6 +344,17 @@ def _run_train(args: argparse.Namespace) -> int:
     print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "best_epoch")}))
     print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
     return 0
+
+
+def _first_batches(seq, steps: int):
+    """``seq`` cut to its first ``steps`` batches of every epoch (each epoch draws a new order).
+
+    Passing ``steps_per_epoch`` to Keras instead makes it carry one iterator across epochs
+    and warn, misleadingly, "Your input ran out of data; interrupting training" whenever
+    ``steps`` does not divide the number of batches.
+    """
+    seq.__class__ = type("FirstBatches", (type(seq),), {"__len__": lambda self: steps})
+    return seq
 
 
 def _run_train_recipe(args: argparse.Namespace, settings: dict) -> int:

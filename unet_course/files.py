@@ -219,8 +219,8 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         pixels = np.asarray(io.imread(str(path)))
     except Exception as err:  # noqa: BLE001 (each image library raises its own kind)
-        raise ValueError(f"{str(path)!r} is not a readable image "
-                         f"({type(err).__name__}: {' '.join(str(err).split())})") from None
+        reason = " ".join(str(err).split()).split(". ")[0][:100]  # first sentence only
+        raise ValueError(f"{str(path)!r} is not a readable image ({reason})") from None
     if pixels.dtype == bool:
         pixels = pixels.astype(np.uint8) * 255
     if pixels.dtype.byteorder not in ("=", "|"):

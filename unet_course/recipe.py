@@ -179,10 +179,11 @@ def train_recipe(model: keras.Model, splits, recipe: Recipe, out_dir: str | Path
     ``out_dir/history.csv``).
     """
     train_seq, val_seq = make_sequences(splits, recipe)
+    from unet_course.train import AtomicCheckpoint, AtomicCSVLogger, HonourInterrupt
+
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.epochs,
-                                               restore_best_weights=True)]
+                                               restore_best_weights=True), HonourInterrupt()]
     if out_dir is not None:  # both written atomically: complete files or the previous ones
-        from unet_course.train import AtomicCheckpoint, AtomicCSVLogger
 
         out = Path(out_dir)
         callbacks += [AtomicCheckpoint(out / "model.keras", monitor="val_loss", mode="min"),

@@ -292,7 +292,59 @@ def make_callbacks(out_dir: str | Path, config: TrainConfig) -> list[keras.callb
             min_lr=config.min_learning_rate,
         ),
         AtomicCSVLogger(out / "history.csv"),
+        HonourInterrupt(),
     ]
+
+
+class HonourInterrupt(keras.callbacks.Callback):
+    """Ctrl-C during ``fit`` stops training at the end of the current batch.
+
+    Without it, a ``KeyboardInterrupt`` raised inside the data pipeline is taken by Keras for
+    the end of the data ("Your input ran out of data; interrupting training") and training
+    goes on with the next epoch. Here SIGINT is only recorded while ``fit`` runs and raised as
+    ``KeyboardInterrupt`` from the next batch or epoch end, in the main thread, where nothing
+    swallows it; files being written are finished first (``files.atomic_path``). A second
+    Ctrl-C interrupts at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._caught: list[int] = []
+        self._previous = None
+
+    def on_train_begin(self, logs=None):
+        import signal
+        import threading
+
+        self._caught = []
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous not in (signal.SIG_IGN, None):
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._record)
+
+    def _record(self, signum, frame):
+        if self._caught:  # pressed twice: the user means it now
+            raise KeyboardInterrupt
+        self._caught.append(signum)
+
+    def _check(self, *args, **kwargs):
+        if self._caught:
+            self._restore()
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+
+    def on_train_end(self, logs=None):
+        self._restore()
+        self._check()
+
+    def _restore(self):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
