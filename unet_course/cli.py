@@ -480,6 +480,12 @@ def _evaluate_settings(args: argparse.Namespace) -> dict:
     from unet_course import files
     from unet_course.runtime import quick_mode
 
+    if not args.model.is_file():
+        raise UsageError(f"--model {str(args.model)!r}: no such file; expected a .keras file")
+    if args.out is not None:
+        _check_report_file(args, args.data or "synthetic")
+    if args.data is not None:
+        _check_data(args.data)
     files.check_keras_file(args.model, "--model")
     try:
         trained = files.read_run_record(args.model)

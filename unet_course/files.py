@@ -220,7 +220,8 @@ def read_image(path: str | Path) -> np.ndarray:
         pixels = np.asarray(io.imread(str(path)))
     except Exception as err:  # noqa: BLE001 (each image library raises its own kind)
         reason = " ".join(str(err).split()).split(". ")[0][:100]  # first sentence only
-        raise ValueError(f"{str(path)!r} is not a readable image ({reason})") from None
+        raise ValueError(f"cannot read image file {str(path)!r}: not a readable image "
+                         f"({reason})") from None
     if pixels.dtype == bool:
         pixels = pixels.astype(np.uint8) * 255
     if pixels.dtype.byteorder not in ("=", "|"):
@@ -240,8 +241,9 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """0-255 pixels: ``uint8`` unchanged; anything else mapped by its 1st and 99.8th
-    percentiles to 0 and 255, clipped and rounded. Same shape, ``uint8``."""
+    """0-255 pixels: ``uint8`` unchanged; anything else mapped by the 1st and 99.8th
+    percentiles of all its pixels and channels (as ``normalization.percentile_normalize``)
+    to 0 and 255, clipped and rounded. Same shape, ``uint8``."""
     pixels = np.asarray(pixels)
     if pixels.dtype == np.uint8:
         return pixels
