@@ -68,7 +68,8 @@ def test_evaluate_predicts_images_the_training_size_does_not_fit(tmp_path):
     net = model.build_unet((None, None, 3), base_filters=4, depth=2, rescale=1 / 255)
     net.save(tmp_path / "model.keras")
     args = cli.build_parser().parse_args(
-        ["evaluate", "--model", str(tmp_path / "model.keras"), "--img-size", "40", "--quick"])
+        ["evaluate", "--model", str(tmp_path / "model.keras"), "--img-size", "40", "--quick",
+         "--seed", "0"])
     split, probs, result = cli.evaluate_model(args, cli._evaluate_settings(args))
     assert [p.shape for p in probs] == [(40, 40)] * len(split)
     expected = datasets.load_splits("synthetic", 40, quick=True, seed=0).test

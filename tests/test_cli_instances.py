@@ -145,7 +145,7 @@ def test_predict_user_errors(models, slides, tmp_path, capsys):
 @pytest.mark.parametrize("method", ["components", "watershed"])
 def test_evaluate_reports_the_instance_score(models, tmp_path, method):
     args = cli.build_parser().parse_args(
-        ["evaluate", "--model", str(models["same"]), "--img-size", "48", "--quick",
+        ["evaluate", "--model", str(models["same"]), "--img-size", "48", "--quick", "--seed", "0",
          "--instances", method])
     split, probs, result = cli.evaluate_model(args, cli._evaluate_settings(args))
     found = [instances.label_instances(p, result["threshold"], method) for p in probs]

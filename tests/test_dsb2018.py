@@ -109,6 +109,9 @@ def test_missing_root_and_empty_root(tmp_path):
 
 
 def test_sixteen_bit_gray_image_is_scaled(tmp_path):
+    """16-bit images are mapped by their own 1st and 99.8th percentiles to 0 and 255 (the
+    course's one normalisation, unet_course.files; issue 13: dividing by 257 made 12-bit
+    data nearly black)."""
     root = tmp_path / "d"
     (root / "a" / "images").mkdir(parents=True)
     (root / "a" / "masks").mkdir()
@@ -116,7 +119,10 @@ def test_sixteen_bit_gray_image_is_scaled(tmp_path):
     Image.fromarray(gray).save(root / "a" / "images" / "a.png")
     Image.fromarray(np.full((3, 4), 255, np.uint8)).save(root / "a" / "masks" / "m.png")
     (image,), (labels,) = dsb2018.load_dsb2018(root)
-    np.testing.assert_array_equal(image[..., 1], np.rint(gray / 257).astype(np.uint8))
+    low, high = np.percentile(np.repeat(gray[..., None], 3, -1), [1, 99.8])  # all channels
+    expected = np.clip(np.rint((gray - low) / (high - low) * 255), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(image[..., 1], expected)
+    assert image.dtype == np.uint8 and image[..., 1].max() == 255
     assert labels.min() == labels.max() == 1
 
 

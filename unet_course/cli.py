@@ -56,6 +56,7 @@ def _number(cast, accept, expected: str):
 
 _positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 _nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+_seed = _number(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 _probability = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 _learning_rate = _probability  # Adam step sizes worth trying lie well inside (0, 1)
 
@@ -71,6 +72,8 @@ def _check_data(data: str) -> None:
     """``synthetic`` or an existing folder (in the DSB2018 layout); raises UsageError."""
     if data == "synthetic":
         return
+    if not data.strip():
+        raise UsageError("--data is empty; expected 'synthetic' or a DSB2018 folder")
     path = Path(data)
     if not path.exists():
         raise UsageError(
@@ -81,14 +84,42 @@ def _check_data(data: str) -> None:
         raise UsageError(f"--data {data!r} is a file; expected 'synthetic' or a DSB2018 folder")
 
 
-def _check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse an existing non-empty ``out`` unless ``overwrite``; refuse a file."""
+def _check_out_dir(out: Path, overwrite: bool, data: str = "synthetic") -> None:
+    """Refuse an existing non-empty ``out`` unless ``overwrite``; refuse a file, a folder
+    that cannot be written, and a folder inside the ``--data`` folder."""
+    from unet_course import files
+
+    if data != "synthetic" and files.inside(out, data):
+        raise UsageError(f"--out {str(out)!r} lies inside --data {data!r}: the dataset would "
+                         "no longer load; choose a folder outside it")
+    files.check_writable(out, "--out")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file; expected a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UsageError(
             f"--out {str(out)!r} exists and is not empty; choose another folder or pass --overwrite"
         )
+
+
+_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy",
+             "openvino": "openvino"}
+
+
+def _start_keras() -> None:
+    """Check that ``KERAS_BACKEND`` names an installed backend, then load it without
+    TensorFlow's C++ start-up lines. Call it after the arguments are checked."""
+    import importlib.util
+
+    from unet_course.runtime import quiet_startup
+
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend is not None:
+        if backend not in _BACKENDS:
+            raise UsageError(f"KERAS_BACKEND={backend!r}: expected one of {', '.join(_BACKENDS)}")
+        if importlib.util.find_spec(_BACKENDS[backend]) is None:
+            raise UsageError(f"KERAS_BACKEND={backend!r} but {_BACKENDS[backend]} is not "
+                             f"installed: install it, or unset KERAS_BACKEND")
+    quiet_startup()
 
 
 # --------------------------------------------------------------------------- doctor
@@ -142,6 +173,7 @@ def doctor_report() -> list[str]:
 
 
 def _run_doctor(args: argparse.Namespace) -> int:
+    _start_keras()
     print("\n".join(doctor_report()))
     return 0
 
@@ -176,7 +208,7 @@ def _add_train(subparsers) -> None:
                         help="Adam learning rate (recipe: 3e-3 peak of a cosine; seed/unet: 1e-3)")
     parser.add_argument("--loss", choices=("bce_dice", "bce", "dice"), default=None,
                         help="seed/unet only (default bce_dice)")
-    parser.add_argument("--seed", type=_nonnegative_int, default=42)
+    parser.add_argument("--seed", type=_seed, default=42)
     parser.add_argument("--quick", action="store_true",
                         help="a few dozen small images and a few steps (also UNET_COURSE_QUICK=1)")
     parser.add_argument("--precision", choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
@@ -215,7 +247,7 @@ def _train_settings(args: argparse.Namespace) -> dict:
 
     quick = args.quick or quick_mode()
     _check_data(args.data)
-    _check_out_dir(args.out, args.overwrite)
+    _check_out_dir(args.out, args.overwrite, args.data)
     recipe = args.model == "recipe"
     if args.model != "unet":
         given = [o for o in _UNET_OPTIONS if getattr(args, o) != _DEFAULTS[o]]
@@ -236,6 +268,9 @@ def _train_settings(args: argparse.Namespace) -> dict:
     if not 0 <= args.dropout < 1:
         raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
     img_size = args.img_size or (64 if quick else 128 if recipe else 256)
+    if img_size < MIN_IMG_SIZE:
+        raise UsageError(f"--img-size {img_size}: expected at least {MIN_IMG_SIZE} (the "
+                         "smallest image the data sets and the U-Net's pooling take)")
     try:
         from unet_course.model import check_input_size
 
@@ -249,6 +284,7 @@ def _train_settings(args: argparse.Namespace) -> dict:
     )
 
 
+MIN_IMG_SIZE = 32
 _DEFAULTS = dict(base_filters=16, depth=4, dropout=0.0, batch_norm=False,
                  upsampling="transpose", activation="elu")
 
@@ -267,11 +303,12 @@ def _run_train(args: argparse.Namespace) -> int:
     settings = _train_settings(args)
     if args.weight_map and settings["loss"] != "bce_dice":
         raise UsageError(f"--weight-map trains with its own weighted BCE; drop --loss {args.loss}")
+    _start_keras()
     if args.model == "recipe":
         return _run_train_recipe(args, settings)
     import keras
 
-    from unet_course import datasets, train
+    from unet_course import datasets, files, train
 
     keras.utils.set_random_seed(args.seed)
     splits = datasets.load_splits(args.data, settings["img_size"], quick=settings["quick"],
@@ -289,17 +326,35 @@ def _run_train(args: argparse.Namespace) -> int:
     )
     if args.weight_map:
         train_seq = weight_map_training(model, train_seq, config, accelerator)
+    steps = settings["steps"]
+    if steps is not None and steps > len(train_seq):
+        if args.steps_per_epoch is not None:
+            print(f"note: --steps-per-epoch {steps} is more than the {len(train_seq)} batches "
+                  f"of the training set; using {len(train_seq)}")
+        steps = len(train_seq)
+    if steps is not None:
+        train_seq = _first_batches(train_seq, steps)
     args.out.mkdir(parents=True, exist_ok=True)
-    history = train.fit(model, train_seq, val_seq, config, args.out,
-                        steps_per_epoch=settings["steps"])
+    history = train.fit(model, train_seq, val_seq, config, args.out)
     val_probs = train.predict_native(model, splits.val.images)
     scores = train.pixel_scores(splits.val.masks, val_probs, config.threshold)
     scores["best_threshold"], _ = train.choose_threshold(splits.val.masks, val_probs)
     report = _train_report(args, settings, splits, accelerator, history, scores)
-    (args.out / "metrics.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    files.write_run_record(args.out, report)  # atomic, with model.keras's SHA-256
     print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "best_epoch")}))
     print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
     return 0
+
+
+def _first_batches(seq, steps: int):
+    """``seq`` cut to its first ``steps`` batches of every epoch (each epoch draws a new order).
+
+    Passing ``steps_per_epoch`` to Keras instead makes it carry one iterator across epochs
+    and warn, misleadingly, "Your input ran out of data; interrupting training" whenever
+    ``steps`` does not divide the number of batches.
+    """
+    seq.__class__ = type("FirstBatches", (type(seq),), {"__len__": lambda self: steps})
+    return seq
 
 
 def _run_train_recipe(args: argparse.Namespace, settings: dict) -> int:
@@ -390,16 +445,20 @@ def _add_evaluate(subparsers) -> None:
         description="Predict each held-out image at its native resolution (reflect-pad to a "
         "size the model accepts, crop the answer back) and print pixel Dice and IoU as JSON. "
         "Data settings and the threshold (chosen on validation data) default to those in "
-        "metrics.json next to the model, so the held-out split is the one training never saw.",
+        "metrics.json next to the model, so the held-out split is the one training never saw; "
+        "a record that is missing or belongs to another model is refused unless you name the "
+        "split's --seed yourself.",
     )
     parser.add_argument("--model", required=True, type=Path, help="a .keras file (from train)")
     parser.add_argument("--data", default=None,
                         help="'synthetic' or a DSB2018 folder (default: as in training)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the JSON to this new file (never the model or its record)")
+    parser.add_argument("--overwrite", action="store_true", help="allow an existing --out file")
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--img-size", type=_positive_int, default=None,
                         help="synthetic image side (default: as in training)")
-    parser.add_argument("--seed", type=_nonnegative_int, default=None,
+    parser.add_argument("--seed", type=_seed, default=None,
                         help="split seed (default: as in training)")
     parser.add_argument("--threshold", type=_probability, default=None,
                         help="probability threshold (default: the one chosen on validation data "
@@ -412,52 +471,84 @@ def _add_evaluate(subparsers) -> None:
 
 
 def _evaluate_settings(args: argparse.Namespace) -> dict:
-    """Check the evaluate arguments; fill defaults from ``metrics.json`` beside the model."""
+    """Check the evaluate arguments; fill defaults from the model's own ``metrics.json``.
+
+    The held-out split is defined by the training run's seed and data: they come from the
+    record beside the model, which must belong to it (``files.read_run_record``); without
+    one the user must name the seed, or the "test" images could be training images.
+    """
+    from unet_course import files
     from unet_course.runtime import quick_mode
 
     if not args.model.is_file():
         raise UsageError(f"--model {str(args.model)!r}: no such file; expected a .keras file")
-    if args.model.suffix != ".keras":
-        raise UsageError(f"--model {str(args.model)!r}: expected a .keras file")
-    if args.out is not None and not args.out.parent.is_dir():
-        raise UsageError(f"--out {str(args.out)!r}: folder {str(args.out.parent)!r} does not exist")
-    trained = _read_json(args.model.parent / "metrics.json")
+    if args.out is not None:
+        _check_report_file(args, args.data or "synthetic")
+    if args.data is not None:
+        _check_data(args.data)
+    files.check_keras_file(args.model, "--model")
+    try:
+        trained = files.read_run_record(args.model)
+    except ValueError:
+        if args.seed is None:
+            raise
+        trained = None
+    if trained is None and args.seed is None:
+        raise UsageError(f"--model {str(args.model)!r} has no training record "
+                         f"({str(args.model.parent / files.RECORD)!r} is missing), so its "
+                         "test split is unknown; pass --seed (and --data) of its training run")
+    trained = trained or {}
     settings = dict(
         data=args.data or trained.get("data", "synthetic"),
         img_size=args.img_size or trained.get("img_size"),
-        seed=trained.get("seed", 0) if args.seed is None else args.seed,
+        seed=trained.get("seed") if args.seed is None else args.seed,
         threshold=args.threshold or trained.get("best_threshold", 0.5),
         quick=args.quick or quick_mode() or bool(trained.get("quick", False)),
         postprocessing=trained.get("postprocessing"),
     )
     _check_data(settings["data"])
+    if args.out is not None:
+        _check_report_file(args, settings["data"])
     return settings
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UsageError(f"{str(path)!r} is not readable JSON ({err})") from None
+def _check_report_file(args: argparse.Namespace, data: str) -> None:
+    """``evaluate --out``: a new file in an existing, writable folder, never the model, its
+    training record or a file inside the data; an existing file only with ``--overwrite``."""
+    from unet_course import files
+
+    out, flag = args.out, f"--out {str(args.out)!r}"
+    if out.is_dir():
+        raise UsageError(f"{flag} is a folder; expected a file name such as result.json")
+    if not out.parent.is_dir():
+        raise UsageError(f"{flag}: folder {str(out.parent)!r} does not exist")
+    run_files = [args.model, *(args.model.parent / n for n in (files.RECORD, "history.csv"))]
+    if out.resolve() in {f.resolve() for f in run_files}:
+        raise UsageError(f"{flag} would replace the model or its training record; choose "
+                         "another file")
+    if data != "synthetic" and files.inside(out, data):
+        raise UsageError(f"{flag} lies inside --data {data!r}; choose a file outside it")
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{flag} exists; choose another file or pass --overwrite")
+    files.check_writable(out, "--out")
 
 
 def evaluate_model(args: argparse.Namespace, settings: dict):
     """Load the model and the held-out split; return ``(split, probs, result dict)``."""
-    import keras
+    from unet_course import datasets, recipe, train
 
-    from unet_course import datasets, losses, metrics, normalization, train  # noqa: F401 (registers objects)
-
-    model = keras.saving.load_model(args.model)
+    model = recipe.load_model(args.model)
+    classes = model.output_shape[-1]
+    if classes not in (1, 3):
+        raise UsageError(f"--model {str(args.model)!r} outputs shape {tuple(model.output_shape)}: "
+                         "evaluate scores one foreground probability (1 channel) or the "
+                         "recipe's background / interior / boundary classes (3 channels)")
     splits = datasets.load_splits(settings["data"], settings["img_size"], quick=settings["quick"],
                                   seed=settings["seed"])
     split = getattr(splits, args.split)
     result = {"model": str(args.model), "data": str(settings["data"]), "split": args.split,
-              "source": splits.source, "images": len(split)}
-    if model.output_shape[-1] == 3:  # background / interior / boundary: the recipe's model
-        from unet_course import recipe
-
+              "source": splits.source, "images": len(split), "seed": settings["seed"]}
+    if classes == 3:  # background / interior / boundary: the recipe's model
         probs = recipe.predict_classes(model, split.images)
         post = dict(settings["postprocessing"] or recipe.DEFAULT_POSTPROCESSING)
         if args.threshold:
@@ -495,18 +586,18 @@ def instance_score(labels, probs, threshold: float, method: str) -> dict:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     settings = _evaluate_settings(args)
+    _start_keras()
     _, _, result = evaluate_model(args, settings)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out is not None:
-        args.out.write_text(text + "\n")
+        from unet_course.files import write_text
+
+        write_text(args.out, text + "\n")
     return 0
 
 
 # --------------------------------------------------------------------------- predict
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
 
 def _add_predict(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -515,8 +606,12 @@ def _add_predict(subparsers) -> None:
         description="Segment an image, or every image file of a folder, at its native size: "
         "predicted tile by tile with mirrored borders (overlap-tile), split into nuclei, and "
         "written as OUTPUT/<name>_labels.png (16-bit: 0 = background, 1..n = nuclei) and "
-        "OUTPUT/<name>_overlay.png. Pixels go in as stored (0-255): the models that `train` "
-        "writes rescale them. Existing output files are never replaced without --overwrite.",
+        "OUTPUT/<name>_overlay.png. Images are read one way (unet_course.files): the recipe's "
+        "models take the stored values (8-bit, 16-bit or float; they normalise each image by "
+        "its percentiles); older models take 0-255, 16-bit and float images mapped by their "
+        "1st and 99.8th percentiles. Every input is decoded before anything is written; "
+        "existing output files are never replaced without --overwrite, and --output may not "
+        "lie inside an --input folder.",
     )
     parser.add_argument("--model", required=True, type=Path, help="a .keras file (from train)")
     parser.add_argument("--input", required=True, type=Path, help="an image file or a folder")
@@ -537,135 +632,16 @@ def _add_predict(subparsers) -> None:
     parser.set_defaults(func=_run_predict)
 
 
-def _predict_plan(args: argparse.Namespace) -> list[tuple[Path, Path, Path]]:
-    """``(image, labels PNG, overlay PNG)`` per input; raises UsageError before any work."""
-    if not args.model.is_file() or args.model.suffix != ".keras":
-        raise UsageError(f"--model {str(args.model)!r}: no such .keras file")
-    if args.input.is_dir():
-        inputs = sorted(p for p in args.input.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not inputs:
-            raise UsageError(f"--input {str(args.input)!r} holds no {'/'.join(IMAGE_SUFFIXES)} files")
-    elif args.input.is_file() and args.input.suffix.lower() in IMAGE_SUFFIXES:
-        inputs = [args.input]
-    else:
-        raise UsageError(f"--input {str(args.input)!r}: expected an image file "
-                         f"({'/'.join(IMAGE_SUFFIXES)}) or a folder of them")
-    if args.output.exists() and not args.output.is_dir():
-        raise UsageError(f"--output {str(args.output)!r} is a file; expected a folder")
-    for path in inputs:  # PIL reads only the header here: a broken file stops us before any work
-        try:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                im.size  # noqa: B018
-        except (OSError, ValueError) as err:
-            raise UsageError(f"--input {str(path)!r} is not a readable image ({err})") from None
-    plan = [(p, args.output / f"{p.stem}_labels.png", args.output / f"{p.stem}_overlay.png")
-            for p in inputs]
-    stems = [p.stem for p in inputs]
-    if len(set(stems)) < len(stems):
-        raise UsageError("--input holds images with the same name and different suffixes; "
-                         "their outputs would collide")
-    existing = [str(out) for _, *outs in plan for out in outs if out.exists()]
-    if existing and not args.overwrite:
-        raise UsageError(f"{existing[0]!r} exists ({len(existing)} output files do); "
-                         "pass --overwrite to replace them")
-    return plan
-
-
-def _read_image(path: Path, channels: int):
-    """An image file as ``(H, W, channels) uint8`` (RGBA and grey converted)."""
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if im.mode in ("I;16", "I", "F"):  # 16-bit or float microscopy: scale to 0-255
-            raw = np.asarray(im, dtype=np.float64)
-            span = max(raw.max() - raw.min(), 1e-12)
-            im = Image.fromarray(np.round(255 * (raw - raw.min()) / span).astype(np.uint8))
-        pixels = np.asarray(im.convert("RGB" if channels == 3 else "L"))
-    return pixels if pixels.ndim == 3 else pixels[..., None]
-
-
 def _run_predict(args: argparse.Namespace) -> int:
-    plan = _predict_plan(args)
-    import keras
-    import numpy as np
-    from PIL import Image
+    from unet_course import predict
 
-    from unet_course import instances, losses, metrics, normalization  # noqa: F401 (registers objects)
-
-    model = keras.saving.load_model(args.model)
-    if model.input_shape[-1] not in (1, 3):
-        raise UsageError(f"--model takes {model.input_shape[-1]}-channel images; expected 1 or 3")
-    if any(isinstance(layer, normalization.PercentileNormalization) for layer in model.layers):
-        return _predict_recipe(args, plan, model)
-    args.threshold = args.threshold or 0.5
-    args.min_size = 10 if args.min_size is None else args.min_size
-    fixed = model.input_shape[1]
-    instances.tile_plan(model, args.tile or fixed, args.overlap)  # a bad tile fails here
-    args.output.mkdir(parents=True, exist_ok=True)
-    for source, labels_png, overlay_png in plan:
-        image = _read_image(source, model.input_shape[-1])
-        labels, _ = instances.predict_instances(
-            model, image, args.instances, args.threshold, tile=args.tile or fixed,
-            overlap=args.overlap, min_size=args.min_size)
-        if labels.max() > np.iinfo(np.uint16).max:
-            raise ValueError(f"{source}: {labels.max()} nuclei do not fit a 16-bit PNG")
-        Image.fromarray(labels.astype(np.uint16)).save(labels_png)
-        Image.fromarray(instances.overlay_instances(image[..., :3] if image.shape[-1] == 3
-                                                    else image[..., 0], labels)).save(overlay_png)
-        print(f"{source.name}: {labels.max()} nuclei, {image.shape[1]}x{image.shape[0]} -> "
-              f"{labels_png.name}, {overlay_png.name}")
-    print(f"Wrote {2 * len(plan)} files to {args.output}")
+    jobs = predict.plan(args.model, args.input, args.output, args.overwrite)
+    _start_keras()
+    written = predict.run(args.model, jobs, args.output, method=args.instances,
+                          threshold=args.threshold, min_size=args.min_size, tile=args.tile,
+                          overlap=args.overlap, log=print)
+    print(f"Wrote {written} files to {args.output}")
     return 0
-
-
-def _predict_recipe(args: argparse.Namespace, plan, model) -> int:
-    """A model that normalises its own input (the recipe's): pixels go in as stored, 8- or
-    16-bit, whole images at once; the post-processing chosen in training is reused."""
-    import numpy as np
-    from PIL import Image
-
-    from unet_course import instances, normalization, recipe
-
-    trained = _read_json(args.model.parent / "metrics.json")
-    post = dict(trained.get("postprocessing") or recipe.DEFAULT_POSTPROCESSING)
-    if args.threshold:
-        post["threshold"] = args.threshold
-    if args.min_size is not None:
-        post["min_size"] = args.min_size
-    args.output.mkdir(parents=True, exist_ok=True)
-    for source, labels_png, overlay_png in plan:
-        image = _read_raw(source)
-        probs = recipe.predict_classes(model, [image])[0]
-        labels = instances.label_instances(probs, method=args.instances, **post)
-        if labels.max() > np.iinfo(np.uint16).max:
-            raise ValueError(f"{source}: {labels.max()} nuclei do not fit a 16-bit PNG")
-        Image.fromarray(labels.astype(np.uint16)).save(labels_png)
-        shown = np.clip(normalization.percentile_normalize(image) * 255, 0, 255).astype(np.uint8)
-        Image.fromarray(instances.overlay_instances(shown, labels)).save(overlay_png)
-        print(f"{source.name}: {labels.max()} nuclei, {image.shape[1]}x{image.shape[0]} -> "
-              f"{labels_png.name}, {overlay_png.name}")
-    print(f"Wrote {2 * len(plan)} files to {args.output}")
-    return 0
-
-
-def _read_raw(path: Path):
-    """An image file as ``(H, W, 3)`` with its stored values (8-bit, 16-bit or float): grey is
-    repeated into three channels, alpha dropped. No rescaling: the model normalises."""
-    import numpy as np
-    from skimage import io
-
-    pixels = np.asarray(io.imread(path))
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., None], 3, axis=-1)
-    elif pixels.ndim == 3 and pixels.shape[-1] in (2, 4):  # grey + alpha, RGBA
-        pixels = np.repeat(pixels[..., :1], 3, -1) if pixels.shape[-1] == 2 else pixels[..., :3]
-    if pixels.ndim != 3 or pixels.shape[-1] != 3:
-        raise UsageError(f"--input {str(path)!r}: expected a grey or colour image, got an "
-                         f"array of shape {pixels.shape}")
-    return pixels
 
 
 # --------------------------------------------------------------------------- main
@@ -694,11 +670,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{PROG}: error: {_one_line(err)}", EXIT_USAGE)
     except KeyboardInterrupt:
         return _fail(f"{PROG}: interrupted", 130)
-    except Exception as err:  # a bug, not the user's fault: still one line, unless debugging
-        if os.environ.get("UNET_COURSE_DEBUG"):
-            raise
-        return _fail(f"{PROG}: internal error: {type(err).__name__}: {_one_line(err)} "
-                     "(set UNET_COURSE_DEBUG=1 for the traceback)", 1)
+    except OSError as err:  # a full disk, a read-only folder: the user's to fix
+        from unet_course.files import user_os_error
+
+        if user_os_error(err):
+            return _fail(f"{PROG}: error: {_one_line(err)}", EXIT_USAGE)
+        return _internal(err)
+    except Exception as err:
+        return _internal(err)
+
+
+def _internal(err: Exception) -> int:
+    """A bug, not the user's fault: still one line, unless UNET_COURSE_DEBUG is set."""
+    if os.environ.get("UNET_COURSE_DEBUG"):
+        raise err
+    return _fail(f"{PROG}: internal error: {type(err).__name__}: {_one_line(err)} "
+                 "(set UNET_COURSE_DEBUG=1 for the traceback)", 1)
 
 
 def _one_line(err: BaseException) -> str:

@@ -49,6 +49,7 @@ DSB2018_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
 DSB2018_IMAGES = 670  # images in stage1_train
 MARKER = ".dsb2018_complete"
 _CHUNK = 1 << 20
+_NOT_PNG = (".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 
 
 # ----------------------------------------------------------------------------- reading
@@ -82,13 +83,12 @@ def _open_png(path: Path) -> Image.Image:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8: alpha dropped, grayscale repeated, 16-bit scaled to 8-bit."""
-    image = _open_png(path)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        gray = np.asarray(image, dtype=np.float64)
-        gray = np.clip(np.rint(gray / (257.0 if gray.max() > 255 else 1.0)), 0, 255)
-        return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=-1)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)  # RGBA -> RGB drops alpha
+    """``(H, W, 3)`` uint8 by the course's one image reader (``files.read_image`` then
+    ``files.to_uint8``): alpha dropped, grey repeated, 16-bit and float mapped by their
+    1st and 99.8th percentiles (so 12-bit data stored in 16 bits is not darkened)."""
+    from unet_course.files import read_image, to_uint8
+
+    return to_uint8(read_image(path))
 
 
 def _read_mask(path: Path) -> np.ndarray:
@@ -122,6 +122,10 @@ def _load_sample(sample: Path, overlap: str) -> tuple[np.ndarray, np.ndarray]:
             "use the stage1_train folder)"
         )
     mask_paths = sorted(p for p in mask_dir.iterdir() if p.suffix.lower() == ".png")
+    other = sorted(p for p in mask_dir.iterdir() if p.suffix.lower() in _NOT_PNG)
+    if other:  # never ignored silently: a JPEG's compression blurs the mask's edges
+        raise ValueError(f"mask {str(other[0])!r} is not a PNG; DSB2018 masks are PNG files "
+                         "(convert it losslessly, or remove it)")
     if not mask_paths:
         raise FileNotFoundError(f"no mask PNG files in {str(mask_dir)!r}")
     image = _read_rgb(image_path)

@@ -200,13 +200,15 @@ def train_recipe(model: keras.Model, splits, recipe: Recipe, out_dir: str | Path
     ``out_dir/history.csv``).
     """
     train_seq, val_seq = make_sequences(splits, recipe)
+    from unet_course.train import AtomicCheckpoint, AtomicCSVLogger, HonourInterrupt
+
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.epochs,
-                                               restore_best_weights=True)]
-    if out_dir is not None:
+                                               restore_best_weights=True), HonourInterrupt()]
+    if out_dir is not None:  # both written atomically: complete files or the previous ones
+
         out = Path(out_dir)
-        callbacks += [keras.callbacks.ModelCheckpoint(out / "model.keras", monitor="val_loss",
-                                                      save_best_only=True),
-                      keras.callbacks.CSVLogger(str(out / "history.csv"))]
+        callbacks += [AtomicCheckpoint(out / "model.keras", monitor="val_loss", mode="min"),
+                      AtomicCSVLogger(out / "history.csv")]
     return model.fit(train_seq, validation_data=val_seq, epochs=recipe.epochs,
                      callbacks=callbacks, verbose=verbose)
 
@@ -359,21 +361,7 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
         "device": accelerator.describe(), "precision": accelerator.precision,
         "xla": accelerator.jit_compile, "keras_backend": keras.backend.backend(),
     }
-    _write_json(out / "metrics.json", report)
-    return report
+    from unet_course.files import write_run_record
 
+    return write_run_record(out, report)  # atomic; adds model.keras's SHA-256
 
-def _write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically: a temporary file in the same folder, then a rename."""
-    import json
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,261 @@
+"""Tests for unet_course.files (atomic writes, the run record, the one image reader) and the
+atomic training callbacks of unet_course.train that use it (issue 13)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unet_course import files
+
+
+def _leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_a_failed_write_keeps_the_previous_file_and_names_it(tmp_path):
+    target = tmp_path / "metrics.json"
+    files.write_json(target, {"run": 1})
+    with pytest.raises(OSError) as info, files.atomic_path(target) as tmp:
+        tmp.write_text('{"run": 2, "trunc')
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert info.value.errno == errno.ENOSPC and str(target) in str(info.value)
+    assert files.user_os_error(info.value)
+    assert json.loads(target.read_text()) == {"run": 1}
+    assert _leftovers(tmp_path) == []
+
+
+def test_ctrl_c_inside_a_write_is_honoured_after_it(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(KeyboardInterrupt), files.atomic_path(target) as tmp:
+        tmp.write_text("first half, ")
+        os.kill(os.getpid(), signal.SIGINT)
+        tmp.write_text("first half, second half")
+    assert target.read_text() == "first half, second half"  # complete, then interrupted
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _tiny_model():
+    import keras
+
+    from unet_course.model import build_unet
+
+    keras.utils.set_random_seed(0)
+    model = build_unet((None, None, 3), base_filters=2, depth=2, rescale=1 / 255)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    return model
+
+
+def _tiny_data():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (4, 16, 16, 3)).astype("float32")
+    return x, (x[..., :1] > 128).astype("float32")
+
+
+def test_ctrl_c_during_a_checkpoint_write_stops_training_after_the_write(tmp_path):
+    import keras
+
+    from unet_course.train import AtomicCheckpoint, AtomicCSVLogger
+
+    model, (x, y) = _tiny_model(), _tiny_data()
+    real_save, calls = model.save, []
+
+    def save_then_interrupted(path, *args, **kwargs):
+        calls.append(path)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while the file is being written
+        real_save(path, *args, **kwargs)
+
+    model.save = save_then_interrupted
+    callbacks = [AtomicCheckpoint(tmp_path / "model.keras", "loss", "min"),
+                 AtomicCSVLogger(tmp_path / "history.csv")]
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=4, batch_size=2, callbacks=callbacks, verbose=0)
+    assert len(calls) == 1  # not swallowed: no further epoch ran
+    assert keras.saving.load_model(tmp_path / "model.keras").count_params() == model.count_params()
+    assert _leftovers(tmp_path) == []
+
+
+def test_ctrl_c_while_batches_are_made_stops_training(tmp_path):
+    """Keras takes a KeyboardInterrupt inside the data pipeline for the end of the data and
+    goes on with the next epoch; HonourInterrupt stops at the next batch end instead."""
+    import keras
+
+    from unet_course.train import HonourInterrupt
+
+    x, y = _tiny_data()
+    made = []
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            made.append(i)
+            if len(made) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            return x[2 * i: 2 * i + 2], y[2 * i: 2 * i + 2]
+
+    model = _tiny_model()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(Batches(), epochs=5, callbacks=[HonourInterrupt()], verbose=0)
+    assert len(made) <= 4  # stopped in the second epoch, not after five
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_best(tmp_path):
+    from unet_course.train import AtomicCheckpoint
+
+    model, (x, y) = _tiny_model(), _tiny_data()
+    checkpoint = AtomicCheckpoint(tmp_path / "model.keras", "loss", "min")
+    model.fit(x, y, epochs=1, batch_size=2, callbacks=[checkpoint], verbose=0)
+    before = (tmp_path / "model.keras").read_bytes()
+
+    def full_disk(path, *args, **kwargs):
+        path.write_bytes(b"PK\x03\x04 truncated")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    model.save = full_disk
+    checkpoint.best = None  # the next epoch is the best so far: it is written
+    with pytest.raises(OSError, match="model.keras"):
+        model.fit(x, y, epochs=1, batch_size=2, callbacks=[checkpoint], verbose=0)
+    assert (tmp_path / "model.keras").read_bytes() == before
+    assert zipfile.is_zipfile(tmp_path / "model.keras") and _leftovers(tmp_path) == []
+
+
+def test_the_csv_history_has_keras_columns_and_is_rewritten_whole(tmp_path):
+    import csv
+
+    import keras
+
+    from unet_course.train import AtomicCSVLogger
+
+    model, (x, y) = _tiny_model(), _tiny_data()
+    ours = AtomicCSVLogger(tmp_path / "ours.csv")
+    theirs = keras.callbacks.CSVLogger(str(tmp_path / "theirs.csv"))
+    model.fit(x, y, epochs=2, batch_size=2, validation_data=(x, y), callbacks=[ours, theirs],
+              verbose=0)
+    read = [list(csv.DictReader(open(tmp_path / n))) for n in ("ours.csv", "theirs.csv")]
+    assert list(read[0][0]) == list(read[1][0]) and len(read[0]) == len(read[1]) == 2
+    for a, b in zip(*read, strict=True):
+        assert {k: float(v) for k, v in a.items()} == pytest.approx({k: float(v) for k, v in b.items()})
+
+
+def test_the_run_record_belongs_to_one_model(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"model one")
+    record = files.write_run_record(tmp_path, {"seed": 42})
+    assert files.read_run_record(tmp_path / "model.keras") == record
+    (tmp_path / "model.keras").write_bytes(b"model two, from a later run")
+    with pytest.raises(ValueError, match="metrics.json.*another model"):
+        files.read_run_record(tmp_path / "model.keras")
+    (tmp_path / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="metrics.json.*list"):
+        files.read_run_record(tmp_path / "model.keras")
+    (tmp_path / "metrics.json").unlink()
+    assert files.read_run_record(tmp_path / "model.keras") is None
+
+
+def test_a_truncated_or_corrupted_keras_file_is_named_as_such(tmp_path):
+    model = _tiny_model()
+    model.save(tmp_path / "good.keras")
+    data = (tmp_path / "good.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[len(data) // 3: len(data) // 3 + 64] = b"\0" * 64
+    (tmp_path / "bad.keras").write_bytes(bytes(flipped))
+    assert files.check_keras_file(tmp_path / "good.keras") == tmp_path / "good.keras"
+    for name in ("cut.keras", "bad.keras"):
+        with pytest.raises(ValueError, match=f"{name}.*not a complete .keras file"):
+            files.check_keras_file(tmp_path / name)
+
+
+def _twelve_bit(seed: int = 0) -> np.ndarray:
+    """A 12-bit slide stored in 16 bits: values 100..4095, a bright spot."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(100, 400, (40, 48)).astype(np.uint16)
+    image[10:20, 10:20] = rng.integers(3000, 4096, (10, 10))
+    return image
+
+
+def test_sixteen_bit_is_read_the_same_whatever_the_byte_order(tmp_path):
+    import tifffile
+
+    image = _twelve_bit()
+    Image.fromarray(image).save(tmp_path / "little.png")
+    tifffile.imwrite(tmp_path / "big.tif", image.astype(">u2"), byteorder=">")
+    little, big = files.read_image(tmp_path / "little.png"), files.read_image(tmp_path / "big.tif")
+    assert big.dtype == little.dtype == np.uint16 and big.dtype.byteorder in "=|"
+    np.testing.assert_array_equal(big, np.repeat(image[..., None], 3, -1))
+    np.testing.assert_array_equal(little, big)
+
+
+def test_to_uint8_maps_percentiles_and_keeps_8bit():
+    image = _twelve_bit()
+    low, high = np.percentile(image, [1, 99.8])
+    expected = np.clip(np.rint((image - low) * 255 / (high - low)), 0, 255)
+    np.testing.assert_array_equal(files.to_uint8(image), expected)
+    eight = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert files.to_uint8(eight) is eight
+    floats = image.astype(np.float32) / 4095
+    assert np.abs(files.to_uint8(floats).astype(int) - expected).max() <= 1
+
+
+def test_the_dsb_loader_reads_12bit_data_with_the_one_reader(tmp_path):
+    from unet_course.dsb2018 import load_dsb2018
+
+    sample = tmp_path / "dsb" / "a"
+    (sample / "images").mkdir(parents=True)
+    (sample / "masks").mkdir()
+    image = _twelve_bit()
+    Image.fromarray(image).save(sample / "images" / "a.png")
+    Image.fromarray(((image > 1000) * 255).astype(np.uint8)).save(sample / "masks" / "m.png")
+    images, _ = load_dsb2018(tmp_path / "dsb")
+    assert images[0].max() == 255  # dividing by 257 gave at most 16: nearly black
+    np.testing.assert_array_equal(images[0], files.to_uint8(files.read_image(
+        sample / "images" / "a.png")))
+
+
+def test_jpeg_masks_are_refused_not_ignored(tmp_path):
+    from unet_course.dsb2018 import load_dsb2018
+
+    sample = tmp_path / "dsb" / "a"
+    (sample / "images").mkdir(parents=True)
+    (sample / "masks").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(sample / "images" / "a.png")
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:5, 2:5] = 255
+    Image.fromarray(mask).save(sample / "masks" / "m1.png")
+    Image.fromarray(mask).save(sample / "masks" / "m2.jpg")
+    with pytest.raises(ValueError, match="m2.jpg.*not a PNG"):
+        load_dsb2018(tmp_path / "dsb")
+
+
+def test_grey_palette_rgba_and_one_pixel_images_read_as_three_channels(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (5, 6, 3)).astype(np.uint8)
+    Image.fromarray(rgb).convert("RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "grey.png")
+    Image.fromarray(rgb[:1, :1]).save(tmp_path / "one.png")
+    np.testing.assert_array_equal(files.read_image(tmp_path / "rgba.png"), rgb)
+    palette = np.asarray(Image.open(tmp_path / "palette.png").convert("RGB"))
+    np.testing.assert_array_equal(files.read_image(tmp_path / "palette.png"), palette)
+    np.testing.assert_array_equal(files.read_image(tmp_path / "grey.png"),
+                                  np.repeat(rgb[..., :1], 3, -1))
+    assert files.read_image(tmp_path / "one.png").shape == (1, 1, 3)
+
+
+def test_a_truncated_image_is_named(tmp_path):
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.png").write_text("not an image")
+    for name in ("cut.png", "text.png"):
+        with pytest.raises(ValueError, match=f"{name}.*not a readable image"):
+            files.read_image(tmp_path / name)
