@@ -172,7 +172,7 @@ def make_sequences(splits, recipe: Recipe) -> tuple[ThreeClassSequence, ThreeCla
     return train_seq, val_seq
 
 
-def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | str = "auto",
+def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | None = None,
                   metrics: list | None = None):
     """Adam with linear warm-up then cosine decay to 0; ``losses.ClassesDiceLoss`` for three
     classes, ``losses.BCEDiceLoss`` for binary targets; ``metrics`` (e.g. ``metrics.Dice()``)
@@ -185,6 +185,10 @@ def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | str = 
         initial_learning_rate=recipe.learning_rate / 10 if warmup else recipe.learning_rate,
         decay_steps=total - warmup, warmup_target=recipe.learning_rate if warmup else None,
         warmup_steps=warmup)
+    if jit_compile is None:  # XLA where it pays: on a GPU, and always on JAX
+        from unet_course.train import choose_accelerator
+
+        jit_compile = choose_accelerator().jit_compile
     loss = ClassesDiceLoss() if recipe.targets == "three_class" else BCEDiceLoss()
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics,
                   jit_compile=jit_compile)
@@ -207,6 +211,7 @@ def train_recipe(model: keras.Model, splits, recipe: Recipe, out_dir: str | Path
     if out_dir is not None:  # both written atomically: complete files or the previous ones
 
         out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
         callbacks += [AtomicCheckpoint(out / "model.keras", monitor="val_loss", mode="min"),
                       AtomicCSVLogger(out / "history.csv")]
     return model.fit(train_seq, validation_data=val_seq, epochs=recipe.epochs,
