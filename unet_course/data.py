@@ -403,7 +403,9 @@ def _render(rng, labels, depth, bright, ghosts, style, difficulty, out) -> None:
     """
     size = labels.shape[0]
     coarse = _unit_noise(rng, (size // 2 + 1, size // 2 + 1))
-    texture = np.abs(1 + 0.3 * np.repeat(np.repeat(coarse, 2, 0), 2, 1)[:size, :size])
+    coarse *= np.float32(0.3)
+    coarse += np.float32(1)  # 1 +- 0.52: a mottled stain, never negative
+    texture = np.repeat(np.repeat(coarse, 2, 0), 2, 1)[:size, :size]
     flatness = rng.uniform(0.05, 0.5)  # how much a nucleus darkens towards its outline
     # Dye or stain per pixel: a level per nucleus, densest at the centre, mottled inside.
     signal = bright * (1 - flatness * depth * depth) * texture
@@ -427,6 +429,9 @@ def _render(rng, labels, depth, bright, ghosts, style, difficulty, out) -> None:
         gain = rng.uniform(0.35, 0.6)  # the median nucleus; bright ones saturate
         value = (rng.uniform(0.01, 0.08) + gain * (signal + clutter)) * illumination
         value += rng.uniform(0.005, 0.03) * noise * np.sqrt(np.abs(value) + 0.05)
+        if np.all(tint == tint[0]):  # grey: one plane, three times
+            out[...] = (np.clip(value * np.float32(255), 0, 255) + 0.5)[..., None]
+            return
         planes = [value * np.float32(255 * t / tint.max()) for t in tint]
     else:  # bright-field: light through a stained sample (Beer-Lambert), haematoxylin-like
         stain = np.array([0.65, 0.70, 0.29]) * rng.uniform(0.8, 1.25, 3)
