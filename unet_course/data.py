@@ -427,8 +427,10 @@ def _render(rng, labels, depth, bright, ghosts, style, difficulty, out) -> None:
     if style == "fluorescence":
         tint = np.ones(3) if rng.random() < 0.6 else rng.uniform(0.2, 1.0, 3)
         gain = rng.uniform(0.35, 0.6)  # the median nucleus; bright ones saturate
-        value = (rng.uniform(0.01, 0.08) + gain * (signal + clutter)) * illumination
-        value += rng.uniform(0.005, 0.03) * noise * np.sqrt(np.abs(value) + 0.05)
+        # A dark offset (camera, out-of-focus haze) and shot + read noise as strong as in dim
+        # real slides, where the background is a quarter of a dim nucleus and grainy.
+        value = (rng.uniform(0.02, 0.15) + gain * (signal + clutter)) * illumination
+        value += rng.uniform(0.01, 0.07) * noise * np.sqrt(np.abs(value) + 0.05)
         if np.all(tint == tint[0]):  # grey: one plane, three times
             out[...] = (np.clip(value * np.float32(255), 0, 255) + 0.5)[..., None]
             return

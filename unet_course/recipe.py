@@ -70,7 +70,7 @@ class Recipe:
     slide_size: int = 256
     seed: int = 42
     targets: str = "three_class"
-    boundary_width: int = 1
+    boundary_width: int = 2
     gamma: float = 0.0
 
     def __post_init__(self) -> None:
