@@ -16,6 +16,15 @@ from PIL import Image
 from unet_course import files
 
 
+@pytest.fixture(autouse=True)
+def _python_handles_ctrl_c():
+    """Ctrl-C as in a terminal: Python's default handler. pytest-xdist workers ignore SIGINT
+    (their controller handles it), which would hide what these tests check."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _leftovers(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
