@@ -109,7 +109,8 @@ def main() -> None:
              f"- machine: {_machine()}; {report['device']}",
              f"- training wall time (data + fit + tuning): {wall:.0f} s; epochs run "
              f"{report['epochs_run']}, best {report['best_epoch']}; post-processing {post}",
-             f"- synthetic test: {n_test} fresh 256x256 slides (seed {TEST_SEED})", "",
+             f"- synthetic test: {n_test} fresh {chosen.slide_size}x{chosen.slide_size} slides "
+             f"(seed {TEST_SEED})", "",
              "| test set | pipeline | pixel Dice | pixel IoU | instance score |",
              "| --- | --- | --- | --- | --- |"]
     for name, rows in tables.items():
