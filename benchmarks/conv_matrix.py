@@ -16,20 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
-
-
-def _median_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Median seconds of ``repeats`` calls of ``fn`` and the last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def _fmt_bytes(n: float) -> str:
@@ -54,6 +41,7 @@ def measure(size: int, repeats: int, max_dense_bytes: int) -> dict:
     import numpy as np
 
     from unet_course import conv
+    from unet_course.conv_cost import median_time as _median_time
 
     rng = np.random.default_rng(0)
     kernel = rng.standard_normal((3, 3, 1, 1)).astype("float32")
