@@ -262,13 +262,16 @@ def _paint(labels, depth, coords, k, centre, shape, outline) -> None:
     NumPy scalars in this hot loop).
     """
     a, b, theta = shape
-    reach = a * 1.15 + 1
+    cos, sin = math.cos(theta), math.sin(theta)
+    # The box around the ellipse grown by the largest wobble: nothing outside it can be painted.
+    grow = 1 + abs(outline[0]) + abs(outline[1])
+    reach_y = grow * math.hypot(a * sin, b * cos) + 1
+    reach_x = grow * math.hypot(a * cos, b * sin) + 1
     size = labels.shape[0]
-    y0, y1 = max(int(centre[0] - reach), 0), min(int(centre[0] + reach) + 2, size)
-    x0, x1 = max(int(centre[1] - reach), 0), min(int(centre[1] + reach) + 2, size)
+    y0, y1 = max(int(centre[0] - reach_y), 0), min(int(centre[0] + reach_y) + 2, size)
+    x0, x1 = max(int(centre[1] - reach_x), 0), min(int(centre[1] + reach_x) + 2, size)
     if y0 >= y1 or x0 >= x1:
         return
-    cos, sin = math.cos(theta), math.sin(theta)
     dy = (coords[y0:y1] - centre[0])[:, None]
     dx = coords[x0:x1] - centre[1]
     u = dx * (cos / a) + dy * (sin / a)
