@@ -17,10 +17,11 @@ For each model and configuration it reports:
   concatenation and the optimizer are left out), times 3 for a training step (forward, and a
   backward pass that costs about twice the forward), against the device's peak for that
   precision (``--peak-tflops`` overrides the built-in table / CPU estimate);
-- the data pipeline's own images/s: ``SegmentationSequence`` with augmentation (flips,
-  rotations, random crops, brightness/contrast), and with the paper's elastic deformation
-  added, building batches in this process, one worker; the ratio to training images/s shows
-  whether a GPU would be starved (it needs more workers when the ratio is below 1).
+- the data pipeline's own images/s (best and median of 5 measurements):
+  ``SegmentationSequence`` with the default augmentation (flips, rotations, random crops,
+  brightness/contrast), and with the paper's elastic deformation added, building batches in
+  this process with no workers; the ratio to the best training images/s on this device shows
+  whether the device would be starved (below 1: it waits; add ``workers``).
 
 Configurations: ``float32``; ``mixed`` (``mixed_bfloat16`` on a CPU and on GPUs with compute
 capability >= 8, else ``mixed_float16``) without XLA; ``mixed_xla``. On JAX every step is
@@ -73,7 +74,7 @@ CONFIGS = ("float32", "mixed", "mixed_xla")
 def conv_flops(net: keras.Model) -> int:
     """Forward-pass FLOPs of one image through ``net``'s convolutions (fixed input size)."""
     total = 0
-    for layer in net._flatten_layers(include_self=False):
+    for layer in _layers(net):
         if not isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose):
             continue
         kh, kw = layer.kernel_size
@@ -195,19 +196,38 @@ def bench_model(name: str, config: str, batch: int, steps: int, warmup: int, pea
     return row
 
 
-def bench_pipeline(size: int, batch: int, batches: int, elastic: bool) -> float:
-    """Images/s of the augmented ``SegmentationSequence`` at ``size`` (one worker, in process)."""
-    images, labels = data.make_nuclei(max(2 * batch, 8), size=size, seed=0)
+def bench_pipeline(size: int, batch: int, batches: int, elastic: bool,
+                   repeats: int = 5) -> tuple[float, float]:
+    """Best and median images/s of the augmented ``SegmentationSequence`` at ``size``.
+
+    Batches are built in this process, one after another (no workers), from 64 synthetic
+    nuclei images of ``size``, as uint8 (what ``train.make_sequences`` serves); each of
+    ``repeats`` measurements times ``batches`` batches (a third as many with ``elastic``).
+    """
+    images, labels = data.make_nuclei(64, size=size, seed=0)
     seq = augment.SegmentationSequence(
         images, labels, batch_size=batch, size=size, augment=True, seed=0, image_dtype="uint8",
         augment_options={"elastic": True} if elastic else None,
     )
     seq[0]  # warm-up (first call allocates)
-    start = time.perf_counter()
-    served = 0
-    for i in range(batches):
-        served += len(seq[i % len(seq)][0])
-    return served / (time.perf_counter() - start)
+    count = max(1, batches // 3) if elastic else batches
+    rates = []
+    for _ in range(repeats):
+        start, served = time.perf_counter(), 0
+        for i in range(count):
+            served += len(seq[i % len(seq)][0])
+        rates.append(served / (time.perf_counter() - start))
+    return max(rates), float(np.median(rates))
+
+
+def _layers(net) -> list:
+    """Every layer of ``net``, nested models included (public Keras API only)."""
+    found = []
+    for layer in net.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found.extend(_layers(layer))
+    return found
 
 
 # --------------------------------------------------------------------------- report
@@ -261,11 +281,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="default: 4 (seed) / 1 (paper) on CPU, 32 / 4 on a GPU")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compile)")
-    parser.add_argument("--pipeline-batches", type=int, default=8)
+    parser.add_argument("--pipeline-batches", type=int, default=8,
+                        help="batches per pipeline measurement (a third of it with elastic)")
+    parser.add_argument("--pipeline-batch-size", type=int, default=32)
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--out", default=None, help="also write the Markdown report here")
     args = parser.parse_args(argv)
-    if min(args.steps, args.pipeline_batches) < 1 or args.warmup < 0:
+    if min(args.steps, args.pipeline_batches, args.pipeline_batch_size) < 1 or args.warmup < 0:
         parser.error("--steps and --pipeline-batches must be >= 1, --warmup >= 0")
     if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
@@ -286,14 +308,19 @@ def main(argv=None) -> int:
             print(table(rows[-1:])[-1], flush=True)
         best = max(r["train_ips"] for r in rows if r["model"] == name)
         for elastic in (False, True):
-            ips = bench_pipeline(shape[0], batch, args.pipeline_batches, elastic)
-            pipe.append(f"| {name} | {shape[0]}x{shape[1]} | {'+ elastic' if elastic else 'flips, rot90, crop, brightness/contrast'} "
-                        f"| {ips:.1f} | {ips / best:.1f}x |")
+            top, median = bench_pipeline(shape[0], args.pipeline_batch_size, args.pipeline_batches,
+                                         elastic)
+            kind = "+ elastic" if elastic else "flips, rot90, crop, brightness/contrast"
+            pipe.append(f"| {name} | {shape[0]}x{shape[1]} | {kind} | {top:.0f} | {median:.0f} "
+                        f"| {best:.1f} | {top / best:.1f}x |")
             print(pipe[-1], flush=True)
     report = ["## Train throughput", "", *header(), "", *table(rows), "",
               *sorted({f"- peak: {r['peak_note']}" for r in rows}), "",
-              "| model | size | augmentation (1 worker, in process) | pipeline img/s "
-              "| pipeline / best train img/s |", "| --- | --- | --- | ---: | ---: |", *pipe, ""]
+              f"Data pipeline: batches of {args.pipeline_batch_size}, built one after another in "
+              "this process (no workers), best and median of 5 measurements:", "",
+              "| model | size | augmentation | pipeline img/s (best) | (median) "
+              "| best train img/s | pipeline / train |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: |", *pipe, ""]
     text = "\n".join(report)
     print("\n" + text)
     if args.out:

@@ -274,3 +274,97 @@ def test_separable_field_matches_scipy_zoom():
         ref = ndimage.zoom(coarse[i], (40 / 3, 27 / 3), order=3, grid_mode=False,
                            mode="nearest")
         np.testing.assert_allclose(field[i], ref, atol=1e-4)
+
+
+# ---------------------------------------------------------------- the batch pipeline
+
+@pytest.mark.parametrize("image_dtype", ["uint8", "float32"])
+@pytest.mark.parametrize("options", [{}, {"rotate90": False}, {"brightness": 0, "contrast": 0},
+                                     {"flip": False, "brightness": 0.3}])
+def test_fast_batches_equal_augment_pair_image_by_image(image_dtype, options):
+    """The vectorised batches draw the same numbers as augment_pair and give the same pixels,
+    for images that fit the crop (fast path) and images that need padding (general path)."""
+    rng = np.random.default_rng(0)
+    sizes = [(40, 40), (48, 36), (30, 50), (64, 64), (20, 20), (33, 70)]
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+    labels = [rng.integers(0, 5, (h, w)).astype(np.int32) for h, w in sizes]
+    weights = [rng.random((h, w)) for h, w in sizes]
+    for binarize in (True, False):
+        seq = augment.SegmentationSequence(images, labels, batch_size=4, size=(24, 30), seed=5,
+                                           image_dtype=image_dtype, augment_options=options,
+                                           binarize=binarize, weights=weights)
+        assert sum(p is not None for p in seq._planes) == 6  # the fast path is in use
+        for _ in range(2):
+            for index in range(len(seq)):
+                x, y, w = seq[index]
+                ids = seq.order()[index * 4:(index + 1) * 4]
+                draws = np.random.default_rng([5, seq.epoch, index])
+                for b, i in enumerate(ids):
+                    im, lab, wts = augment.augment_pair(images[i], labels[i], draws,
+                                                        crop=(24, 30), weights=weights[i],
+                                                        **options)
+                    if image_dtype == "float32":
+                        im = im.astype(np.float32) * np.float32(1 / 255)
+                    np.testing.assert_array_equal(x[b], im)
+                    np.testing.assert_array_equal(y[b, ..., 0], (lab > 0) if binarize else lab)
+                    np.testing.assert_array_equal(w[b], wts.astype(np.float32))
+            seq.on_epoch_end()
+
+
+def test_bilinear_warp_matches_scipy():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    coords = np.stack(np.meshgrid(np.arange(37.0), np.arange(45.0), indexing="ij"))
+    coords = (coords + rng.normal(0, 6, coords.shape)).astype(np.float32)
+    got = augment._bilinear(image, coords)
+    for c in range(3):
+        want = ndimage.map_coordinates(image[..., c].astype(np.float32), coords, order=1,
+                                       mode="reflect")
+        np.testing.assert_allclose(got[..., c], want, atol=1e-3)
+
+
+def id_dataset(n=40, side=8):
+    """Images whose every pixel holds the image's index (geometry keeps it), empty masks."""
+    images = [np.full((side, side, 1), i, np.uint8) for i in range(n)]
+    return images, [np.zeros((side, side), np.int32) for _ in range(n)]
+
+
+def test_on_epoch_end_starts_a_new_pass_only_after_a_whole_pass():
+    images, labels = id_dataset(10)
+    seq = augment.SegmentationSequence(images, labels, batch_size=4, size=8, seed=1)
+    first = seq.order().copy()
+    seq.on_epoch_end()  # Keras calls it once before training
+    assert seq.epoch == 0 and np.array_equal(seq.order(), first)
+    seq[0], seq[1]
+    seq.on_epoch_end()  # mid-pass (steps_per_epoch=2): same pass continues
+    assert seq.epoch == 0
+    seq[2]
+    seq.on_epoch_end()
+    assert seq.epoch == 1 and not np.array_equal(seq.order(), first)
+
+
+def test_fit_with_steps_per_epoch_shows_each_image_once_per_pass():
+    """Bug 1 of issue 12: 40 images, batch 2, steps_per_epoch=3 (Keras keeps one iterator
+    across epochs and calls on_epoch_end before training and after every 3 steps)."""
+
+    class Recording(augment.SegmentationSequence):
+        log: list
+
+        def __getitem__(self, index):
+            batch = super().__getitem__(index)
+            self.log.append((self.epoch, index, tuple(np.rint(batch[0][:, 0, 0, 0] * 255))))
+            return batch
+
+    keras.utils.set_random_seed(0)
+    images, labels = id_dataset(40)
+    seq = Recording(images, labels, batch_size=2, size=8, seed=4,
+                    augment_options={"brightness": 0, "contrast": 0})
+    seq.log = []
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+    model.compile("sgd", loss="binary_crossentropy")
+    model.fit(seq, epochs=8, steps_per_epoch=3, verbose=0)  # 24 steps: one pass and 4 more
+    first_pass = {index: ids for epoch, index, ids in seq.log if epoch == 0}
+    assert sorted(first_pass) == list(range(20))
+    assert sorted(i for ids in first_pass.values() for i in ids) == list(range(40))
+    assert seq.epoch == 1 and {e for e, _, _ in seq.log} == {0, 1}

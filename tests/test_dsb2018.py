@@ -298,3 +298,29 @@ def test_arguments_checked_before_any_work(tmp_path):
     with pytest.raises(FileExistsError, match="full"):
         dsb2018.download_dsb2018(tmp_path / "full")
     assert leftovers(tmp_path) == ["full"]
+
+
+def test_ids_reads_only_those_samples(fixture_root):
+    root, truth = fixture_root
+    wanted = sorted(truth)[2:0:-1]  # two ids, in reverse order
+    break_fixture(root, "unreadable_image")  # the first sample, not asked for
+    images, labels = dsb2018.load_dsb2018(root, ids=wanted)
+    for sample_id, label in zip(wanted, labels, strict=True):
+        np.testing.assert_array_equal(label, truth[sample_id][1])
+    with pytest.raises(FileNotFoundError, match="no sample folder"):
+        dsb2018.load_dsb2018(root, ids=["nope"])
+
+
+def test_corrupt_member_is_refused_while_extracting(tmp_path):
+    make_dsb_fixture(tmp_path / "src", specs=[(20, 24, "RGB")])
+    data = bytearray(zip_folder(tmp_path / "src"))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.infolist()[0]
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0xFF  # damage the compressed bytes
+    archive_path = tmp_path / "bad.zip"
+    archive_path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt"):
+        dsb2018.download_dsb2018(tmp_path / "out", archive_path.as_uri(), expected_images=1,
+                                 progress=False)
+    assert not (tmp_path / "out").exists()

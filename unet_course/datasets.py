@@ -156,15 +156,17 @@ def _synthetic_splits(size: int, seed: int, counts: dict[str, int]) -> Splits:
 
 
 def _dsb_splits(root: Path, seed: int, quick: bool) -> Splits:
-    from unet_course.data import load_dsb2018
+    from unet_course.dsb2018 import dsb2018_ids, load_dsb2018
 
-    images, labels = _as_lists(load_dsb2018(root))
-    n = len(images)
+    ids = dsb2018_ids(root)
+    n = len(ids)
     if n < 3:
         raise ValueError(f"{str(root)!r} holds {n} image(s); at least 3 are needed to split")
     order = np.random.default_rng(seed).permutation(n)
-    if quick:
+    if quick:  # read only the images kept
         order = order[: sum(QUICK_COUNTS.values())]
+    images, labels = _as_lists(load_dsb2018(root, ids=[ids[i] for i in order]))
+    order = np.arange(len(order))  # positions in what was read, in the shuffled order
     n_val = max(1, round(len(order) * DSB_FRACTIONS[1]))
     n_test = max(1, round(len(order) * DSB_FRACTIONS[2]))
     n_train = len(order) - n_val - n_test

@@ -38,6 +38,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,7 @@ def _read_mask(path: Path) -> np.ndarray:
     return np.asarray(image) > 0
 
 
-def _paint(labels: np.ndarray, mask: np.ndarray, label: int, owners: dict, path: Path,
+def _paint_mask(labels: np.ndarray, mask: np.ndarray, label: int, owners: dict, path: Path,
            overlap: str) -> None:
     """Write ``label`` where ``mask`` is set, keeping earlier labels where they overlap."""
     clash = mask & (labels > 0)
@@ -137,17 +138,20 @@ def _load_sample(sample: Path, overlap: str) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"mask {str(path)!r} has size {mask.shape} but its image "
                              f"{str(image_path)!r} has size {labels.shape}")
         if mask.any():
-            _paint(labels, mask, len(owners) + 1, owners, path, overlap)
+            _paint_mask(labels, mask, len(owners) + 1, owners, path, overlap)
     return image, labels
 
 
-def load_dsb2018(root, limit: int | None = None, *, overlap: str = "first"):
+def load_dsb2018(root, limit: int | None = None, *, overlap: str = "first",
+                 ids: list[str] | None = None):
     """Images and instance label maps of a DSB2018 folder, at native resolution.
 
     Args:
         root: the folder holding ``<id>/images/<id>.png`` and ``<id>/masks/*.png``.
         limit: read only the first ``limit`` ids (sorted); ``None`` reads all.
         overlap: ``"first"`` (a pixel in two masks keeps the first label) or ``"error"``.
+        ids: read only these sample ids, in this order (see ``dsb2018_ids``); ``limit`` then
+            keeps the first ``limit`` of them.
 
     Returns:
         ``(images, labels)``: lists in sorted-id order (see ``dsb2018_ids``); each image
@@ -163,7 +167,13 @@ def load_dsb2018(root, limit: int | None = None, *, overlap: str = "first"):
     if overlap not in ("first", "error"):
         raise ValueError(f"overlap must be 'first' or 'error', got {overlap!r}")
     root = Path(root)
-    ids = dsb2018_ids(root)[:limit]
+    known = dsb2018_ids(root)
+    if ids is None:
+        ids = known
+    elif set(ids) - set(known):
+        raise FileNotFoundError(f"no sample folder {sorted(set(ids) - set(known))[0]!r} in "
+                                f"{str(root)!r}")
+    ids = list(ids)[:limit]
     images, labels = [], []
     for sample_id in ids:
         image, label = _load_sample(root / sample_id, overlap)
@@ -238,15 +248,17 @@ def _safe_members(archive: zipfile.ZipFile, dest: Path) -> list[zipfile.ZipInfo]
 
 
 def _extract(path: Path, dest: Path) -> None:
-    """Check every member's CRC and path, then extract ``path`` (a zip) into ``dest``."""
+    """Check every member's path, then extract ``path`` (a zip) into ``dest``, checking each
+    member's CRC as it is decompressed (once: no separate ``testzip`` pass)."""
     if not zipfile.is_zipfile(path):
         raise ValueError("the downloaded file is not a zip archive (an error page?)")
     with zipfile.ZipFile(path) as archive:
-        bad = archive.testzip()
-        if bad is not None:
-            raise ValueError(f"the downloaded archive is corrupt: member {bad!r} fails its CRC")
-        for info in _safe_members(archive, dest):
-            archive.extract(info, dest)
+        for info in _safe_members(archive, dest):  # every path checked before any is written
+            try:  # reading a member to its end checks its CRC: decompressed once, here
+                archive.extract(info, dest)
+            except (zipfile.BadZipFile, zlib.error) as err:
+                raise ValueError(f"the downloaded archive is corrupt: member "
+                                 f"{info.filename!r}: {err}") from err
 
 
 def _count_samples(root: Path) -> int:

@@ -1,0 +1,269 @@
+"""``SegmentationSequence``: the Keras ``PyDataset`` that serves augmented batches to ``fit``.
+
+What belongs here: building batches of (augmented) image/mask pairs on the fly, and the
+bookkeeping that makes them reproducible (a seed gives batch ``i`` of pass ``p`` exactly,
+whatever the workers) and fair (each pass over the data shows each image exactly once).
+The transforms themselves are in ``unet_course.augment``.
+
+Speed. The default augmentation of uint8 RGB images (flips, 90-degree rotations, a random
+crop, brightness and contrast) is done without per-pixel Python work and with one pass over
+each output pixel: the crop's window is found in the source image, the brightness/contrast
+change is a 256-entry lookup table per channel applied to that window, and the flip/rotation
+is a single ``numpy.take`` with a cached index that also interleaves the channels. It draws
+the same random numbers as ``augment.augment_pair`` and returns the same pixels (a test
+checks this); anything else (elastic deformation, float images, padding) goes through
+``augment_pair`` image by image.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import keras
+import numpy as np
+
+from unet_course.augment import (
+    _check_image_mask,
+    _draw_intensity,
+    _hw,
+    augment_pair,
+    intensity_lut,
+    random_crop_or_pad,
+)
+
+__all__ = ["SegmentationSequence"]
+
+_AUGMENT_OPTIONS = {"flip", "rotate90", "brightness", "contrast", "elastic", "elastic_alpha",
+                    "elastic_grid"}
+
+
+def _as_list(arrays, what: str) -> list[np.ndarray]:
+    if isinstance(arrays, np.ndarray):
+        return list(arrays)
+    if isinstance(arrays, (list, tuple)):
+        return [np.asarray(a) for a in arrays]
+    raise TypeError(f"{what} must be an array (N, H, W, ...) or a list of arrays, "
+                    f"got {type(arrays).__name__}")
+
+
+def _check_dataset(images: list, masks: list, weights, size, image_dtype: str) -> None:
+    if len(images) == 0 or len(images) != len(masks):
+        raise ValueError(f"need as many masks as images (at least one), got {len(images)} "
+                         f"images and {len(masks)} masks")
+    if weights is not None and len(weights) != len(images):
+        raise ValueError(f"got {len(weights)} weight maps for {len(images)} images")
+    if image_dtype not in ("float32", "uint8"):
+        raise ValueError(f"image_dtype must be 'float32' or 'uint8', got {image_dtype!r}")
+    channels = {1 if im.ndim == 2 else im.shape[-1] for im in images}
+    if len(channels) > 1:
+        raise ValueError(f"all images need the same number of channels, got {sorted(channels)}")
+    for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
+        _check_image_mask(image, mask, None if weights is None else weights[i])
+        if image_dtype == "uint8" and image.dtype != np.uint8:
+            raise ValueError(f"image_dtype='uint8' needs uint8 images; image {i} is {image.dtype}")
+    if size is None and len({im.shape[:2] for im in images}) > 1:
+        raise ValueError("images have different sizes; pass size=(h, w) to crop/pad them")
+
+
+def _dihedral_view(a: np.ndarray, k: int, flip_v: bool, flip_h: bool) -> np.ndarray:
+    """``augment._dihedral``'s transform of one array, as a view."""
+    a = np.rot90(a, k, axes=(0, 1))
+    a = a[::-1] if flip_v else a
+    return a[:, ::-1] if flip_h else a
+
+
+@functools.lru_cache(maxsize=64)
+def _gather_index(k: int, flip_v: bool, flip_h: bool, h: int, w: int, channels: int):
+    """Flat indices into a planar ``(C, h, w)`` window that give its transform interleaved,
+    ``(h', w', C)`` raveled."""
+    pixels = _dihedral_view(np.arange(h * w).reshape(h, w), k, flip_v, flip_h)
+    index = (pixels[..., None] + np.arange(channels) * (h * w)).ravel()
+    index.setflags(write=False)
+    return index
+
+
+class SegmentationSequence(keras.utils.PyDataset):
+    """Batches of (augmented) image/mask pairs built on the fly, for ``model.fit``.
+
+    Args:
+        images: ``(N, H, W, C)`` array or a list of ``(H, W, C)`` / ``(H, W)`` arrays, which
+            may differ in size (e.g. ``load_dsb2018(root)[0]``); uint8 or float.
+        masks: matching ``(H, W)`` arrays (binary or instance labels) or ``(H, W, C)``.
+        batch_size: images per batch (the last batch may be smaller).
+        size: training size ``int`` or ``(h, w)``: random crop, or mirrored pad, per image
+            (centre crop when ``augment=False``). ``None``: keep sizes (all must be equal).
+        augment: apply ``augment.augment_pair`` (flips, 90-degree rotations, brightness,
+            contrast; ``augment_options`` may change these and switch on ``elastic``).
+        shuffle: a new image order for every pass over the data.
+        seed: with it, batch ``i`` of pass ``p`` is the same every run, whatever the workers.
+        binarize: masks become ``labels > 0`` (float32 0/1). ``False`` keeps them as given.
+        weights: optional per-pixel ``(H, W)`` arrays (e.g. the U-Net border weight map),
+            moved with the mask and returned as Keras sample weights.
+        image_dtype: ``"float32"`` (uint8 scaled to [0, 1]) or ``"uint8"`` (as stored, for a
+            model that rescales inside).
+        workers, use_multiprocessing, max_queue_size: passed to ``keras.utils.PyDataset``
+            (``workers > 1`` builds batches ahead in threads, or processes).
+
+    Each item is ``(images (B, h, w, C), masks (B, h, w, 1) float32)``, plus
+    ``weights (B, h, w) float32`` when weights are given. Masks that have a channel axis keep it.
+
+    Passes: ``epoch`` counts finished passes over the data, and ``on_epoch_end`` (which Keras
+    calls after each of its epochs, and once before training) starts a new pass only when
+    every batch of the current one has been served. So ``fit(..., steps_per_epoch=s)``, which
+    carries one iterator across Keras epochs, still sees each image exactly once per pass.
+    With ``use_multiprocessing=True`` the batches are served in other processes, so every
+    ``on_epoch_end`` starts a new pass (use whole passes, no ``steps_per_epoch``, there).
+    """
+
+    def __init__(self, images, masks, batch_size: int = 8, *, size=None, augment: bool = True,
+                 shuffle: bool = True, seed: int = 0, binarize: bool = True, weights=None,
+                 image_dtype: str = "float32", augment_options: dict | None = None,
+                 workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10):
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
+                         max_queue_size=max_queue_size)
+        images, masks = _as_list(images, "images"), _as_list(masks, "masks")
+        weights = None if weights is None else _as_list(weights, "weights")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        size = None if size is None else _hw(size)
+        options = dict(augment_options or {})
+        if set(options) - _AUGMENT_OPTIONS:
+            raise ValueError(f"unknown augment_options {sorted(set(options) - _AUGMENT_OPTIONS)}; "
+                             f"expected some of {sorted(_AUGMENT_OPTIONS)}")
+        _check_dataset(images, masks, weights, size, image_dtype)
+        if augment and size is None and options.get("rotate90", True) and \
+                images[0].shape[0] != images[0].shape[1]:
+            raise ValueError("90-degree rotations of non-square images change their shape; "
+                             "pass size=(h, w) or augment_options={'rotate90': False}")
+        self.images = [im[..., None] if im.ndim == 2 else im for im in images]
+        self.masks, self.weights = masks, weights
+        self.batch_size, self.size, self.augment = int(batch_size), size, bool(augment)
+        self.shuffle, self.seed, self.binarize = bool(shuffle), int(seed), bool(binarize)
+        self.image_dtype, self.augment_options = image_dtype, options
+        self.epoch = 0
+        self._served: set[int] = set()
+        self._planes = self._planar_copies()
+        self._binary = [None if p is None or not self.binarize else (m > 0).view(np.uint8)
+                        for p, m in zip(self._planes, self.masks, strict=True)]
+
+    def _planar_copies(self) -> list:
+        """``(C, H, W)`` copies of the uint8 images the fast path can serve (else ``None``)."""
+        fast = (self.augment and self.size is not None and not self.augment_options.get("elastic")
+                and type(self)._sample is SegmentationSequence._sample)
+        return [np.ascontiguousarray(np.moveaxis(im, -1, 0))
+                if fast and im.dtype == np.uint8 and mask.ndim == 2 else None
+                for im, mask in zip(self.images, self.masks, strict=True)]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def on_epoch_end(self) -> None:
+        """Start a new pass (new order, new draws) once every batch of this one was served."""
+        if self.use_multiprocessing or len(self._served) >= len(self):
+            self.epoch += 1
+            self._served = set()
+
+    def order(self) -> np.ndarray:
+        """The image indices in this pass's order, ``(N,)`` int."""
+        n = len(self.images)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(n)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        epoch = self.epoch
+        ids = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, epoch, index])
+        self._served.add(int(index))
+        if any(p is not None for p in self._planes):
+            return self._fast_batch(ids, rng)
+        samples = [self._sample(int(i), rng) for i in ids]
+        return tuple(np.stack(parts) for parts in zip(*samples, strict=True))
+
+    def _sample(self, i: int, rng: np.random.Generator) -> tuple:
+        image, mask = self.images[i], self.masks[i]
+        weights = None if self.weights is None else self.weights[i]
+        if self.augment:
+            out = augment_pair(image, mask, rng, crop=self.size, weights=weights,
+                               **self.augment_options)
+            image, mask, weights = out if weights is not None else (*out, None)
+        elif self.size is not None:
+            image, mask, weights = random_crop_or_pad([image, mask, weights], self.size, None)
+        if self.image_dtype == "float32":
+            scale = np.float32(1 / 255) if image.dtype == np.uint8 else np.float32(1)
+            image = image.astype(np.float32) * scale
+        mask = (mask > 0).astype(np.float32) if self.binarize else mask.astype(np.float32)
+        mask = mask[..., None] if mask.ndim == 2 else mask
+        if weights is None:
+            return image, mask
+        return image, mask, np.asarray(weights, np.float32)
+
+    # ------------------------------------------------------------------ the fast path
+
+    def _fast_batch(self, ids: np.ndarray, rng: np.random.Generator) -> tuple:
+        """The batch written straight into its output arrays, image by image in ``ids``."""
+        (th, tw), n = self.size, len(ids)
+        channels = self.images[0].shape[-1]
+        dtype = np.uint8 if self.image_dtype == "uint8" else np.float32
+        out = [np.empty((n, th, tw, channels), dtype), np.empty((n, th, tw, 1), np.float32)]
+        if self.weights is not None:
+            out.append(np.empty((n, th, tw), np.float32))
+        for b, i in enumerate(int(i) for i in ids):
+            item = [a[b] for a in out]
+            if not self._fast_sample(i, rng, item):
+                for target, value in zip(item, self._sample(i, rng), strict=True):
+                    target[...] = value  # same draws, the general path (padding needed)
+        return tuple(out)
+
+    def _fast_sample(self, i: int, rng: np.random.Generator, out: list) -> bool:
+        """``augment_pair`` of image ``i`` without padding or elastic, written into ``out``.
+
+        Returns False, having drawn nothing, when the image needs the general path.
+        """
+        planes, (th, tw) = self._planes[i], self.size
+        options = self.augment_options
+        rotate90, flip = options.get("rotate90", True), options.get("flip", True)
+        h, w = (0, 0) if planes is None else planes.shape[1:]
+        if not (h >= th and w >= tw and (not rotate90 or (w >= th and h >= tw))):
+            return False  # no planar copy, or a crop of some orientation would need padding
+        k = int(rng.integers(4)) if rotate90 else 0
+        flip_v = bool(flip and rng.random() < 0.5)
+        flip_h = bool(flip and rng.random() < 0.5)
+        big_h, big_w = (w, h) if k % 2 else (h, w)
+        rng.integers(1), rng.integers(1)  # random_crop_or_pad's (empty) padding draws
+        y0, x0 = int(rng.integers(big_h - th + 1)), int(rng.integers(big_w - tw + 1))
+        rows, cols = self._source_window(h, w, (k, flip_v, flip_h), y0, x0)
+        window = planes[:, rows, cols]
+        brightness, contrast = options.get("brightness", 0.1), options.get("contrast", 0.2)
+        if brightness or contrast:
+            c, b = _draw_intensity(rng, brightness, contrast)
+            sums = window.sum(axis=(1, 2), dtype=np.uint64)
+            lut = intensity_lut((sums / window[0].size).astype(np.float32), c, b)
+        else:
+            lut = np.tile(np.arange(256, dtype=np.uint8), (len(planes), 1))
+        if self.image_dtype == "float32":
+            lut = lut.astype(np.float32) * np.float32(1 / 255)
+        mapped = np.empty(window.shape, lut.dtype)
+        for ch in range(len(planes)):
+            np.take(lut[ch], window[ch], out=mapped[ch])
+        wh, ww = window.shape[1:]
+        np.take(mapped.reshape(-1), _gather_index(k, flip_v, flip_h, wh, ww, len(planes)),
+                out=out[0].reshape(-1))  # moved and interleaved in one pass
+        mask = self._binary[i] if self.binarize else self.masks[i]
+        out[1][..., 0] = _dihedral_view(mask[rows, cols], k, flip_v, flip_h)
+        if self.weights is not None:
+            out[2][...] = _dihedral_view(self.weights[i][rows, cols], k, flip_v, flip_h)
+        return True
+
+    def _source_window(self, h: int, w: int, transform: tuple, y0: int, x0: int):
+        """Row and column slices of the source whose transform is the crop at ``(y0, x0)``."""
+        th, tw = self.size
+        ys = _dihedral_view(np.broadcast_to(np.arange(h)[:, None], (h, w)), *transform)
+        xs = _dihedral_view(np.broadcast_to(np.arange(w)[None, :], (h, w)), *transform)
+        corners = [(y0, x0), (y0 + th - 1, x0 + tw - 1)]
+        r = sorted(int(ys[c]) for c in corners)
+        c = sorted(int(xs[c]) for c in corners)
+        return slice(r[0], r[1] + 1), slice(c[0], c[1] + 1)
