@@ -16,9 +16,10 @@ On-disk layout (the ``stage1_train`` archive unzips to exactly this)::
 may. By default (``overlap="first"``) a pixel claimed twice keeps the label painted first;
 ``overlap="error"`` raises instead, naming both files.
 
-``download_dsb2018`` streams the archive to a temporary file next to the destination, checks
-the byte count (and SHA-256 when you pin one), checks every zip member's CRC, refuses any
-member that is absolute, climbs out with ``..`` or is a symbolic link, extracts into a
+``download_dsb2018`` fetches the archive with ``pooch`` (which writes a temporary file and
+moves it into place only when complete, and checks the SHA-256 when you pin one), checks every
+zip member's CRC, refuses any member that is absolute, climbs out with ``..`` or is a symbolic
+link (pooch's own ``Unzip`` would quietly rewrite such names instead), extracts into a
 temporary folder and renames it to the destination only when everything succeeded: an
 interrupted download leaves nothing behind. The Broad does not publish a checksum for
 ``stage1_train.zip``, so by default the archive is verified as a complete, valid zip that
@@ -27,14 +28,12 @@ holds the expected 670 images; its SHA-256 is recorded in ``DEST/.dsb2018_comple
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
 import shutil
 import stat
-import sys
 import tempfile
-import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
@@ -49,7 +48,6 @@ __all__ = ["DSB2018_URL", "DSB2018_IMAGES", "dsb2018_ids", "load_dsb2018", "down
 DSB2018_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
 DSB2018_IMAGES = 670  # images in stage1_train
 MARKER = ".dsb2018_complete"
-_CHUNK = 1 << 20
 _NOT_PNG = (".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 
 
@@ -203,32 +201,47 @@ def _offline_message(url: str, reason) -> str:
             "into a folder for load_dsb2018; or use the synthetic nuclei, which need no network.")
 
 
-def _fetch(url: str, out, timeout: float, progress: bool) -> tuple[int, str]:
-    """Stream ``url`` into the open binary file ``out``; return (bytes, SHA-256 hex)."""
-    import http.client
+def _copy_local(url: str, output_file: str, pooch_instance=None) -> None:
+    """A pooch downloader for ``file://`` URLs (pooch itself speaks HTTP(S), FTP, SFTP, DOI)."""
+    shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlsplit(url).path), output_file)
 
-    digest, received, total = hashlib.sha256(), 0, None
+
+def _fetch(url: str, folder: Path, sha256: str | None, timeout: float, progress: bool) -> Path:
+    """Download ``url`` into ``folder`` with ``pooch.retrieve`` and return the file's path.
+
+    pooch writes to a temporary file and moves it into place only when it is complete and,
+    when ``sha256`` is given, matches it; its errors become ``ConnectionError`` (network,
+    HTTP status, a body cut short of its Content-Length) or ``ValueError`` (checksum)."""
+    import pooch
+    import requests
+
+    if urllib.parse.urlsplit(url).scheme == "file":
+        downloader = _copy_local
+    else:  # progressbar=True draws a tqdm bar on stderr
+        downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
+    # pooch logs each download at INFO level; quiet means quiet. A filter, not setLevel: pooch's
+    # logger is not in logging's registry, so setLevel would leave its cached level behind.
+    def quiet(record: logging.LogRecord) -> bool:
+        return progress or record.levelno >= logging.WARNING
+
+    logger = pooch.get_logger()
+    logger.addFilter(quiet)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length else None
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if progress:
-                    done = f"{received / 1e6:.1f}" + (f" / {total / 1e6:.1f}" if total else "")
-                    print(f"\rdownloading {url.rsplit('/', 1)[-1]}: {done} MB", end="",
-                          file=sys.stderr, flush=True)
-    except urllib.error.HTTPError as err:
-        raise ConnectionError(f"download of {url} failed: HTTP {err.code} {err.reason}") from err
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-        raise ConnectionError(_offline_message(url, getattr(err, "reason", err))) from err
-    if progress:
-        print(file=sys.stderr)
-    if total is not None and received != total:
-        raise ConnectionError(f"download of {url} broke off after {received} of {total} bytes")
-    return received, digest.hexdigest()
+        return Path(pooch.retrieve(url, known_hash=sha256 and f"sha256:{sha256.lower()}",
+                                   fname=Path(urllib.parse.urlsplit(url).path).name or "archive",
+                                   path=folder, downloader=downloader))
+    except requests.HTTPError as err:
+        raise ConnectionError(f"download of {url} failed: HTTP {err.response.status_code} "
+                              f"{err.response.reason}") from err
+    except (requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError) as err:
+        raise ConnectionError(f"download of {url} broke off before the end ({err})") from err
+    except (requests.RequestException, OSError) as err:
+        raise ConnectionError(_offline_message(url, err)) from err
+    except ValueError as err:  # the only ValueError retrieve raises here: pooch's hash check
+        raise ValueError(f"SHA-256 of {url} does not match the one given: {err}") from err
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _safe_members(archive: zipfile.ZipFile, dest: Path) -> list[zipfile.ZipInfo]:
@@ -273,16 +286,21 @@ def _dataset_root(folder: Path) -> Path:
     return folder
 
 
-def _check_download_args(dest: Path, url: str, sha256, expected_images, timeout) -> None:
+def _check_download_args(dest: Path, url: str, sha256, expected_images, timeout,
+                         keep_archive, progress) -> None:
     _check_url(url)
+    for name, flag in (("keep_archive", keep_archive), ("progress", progress)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
     if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64
                                or any(c not in "0123456789abcdefABCDEF" for c in sha256)):
         raise ValueError(f"sha256 must be 64 hexadecimal digits or None, got {sha256!r}")
     if expected_images is not None and (not isinstance(expected_images, int)
+                                        or isinstance(expected_images, bool)
                                         or expected_images < 1):
         raise ValueError(f"expected_images must be a positive int or None, "
                          f"got {expected_images!r}")
-    if not isinstance(timeout, (int, float)) or timeout <= 0:
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if dest.exists() and not (dest / MARKER).is_file():
         if not dest.is_dir() or any(dest.iterdir()):
@@ -304,33 +322,31 @@ def download_dsb2018(dest, url: str = DSB2018_URL, *, sha256: str | None = None,
             stage1_train); ``None`` skips the check.
         timeout: seconds to wait for the server before giving up.
         keep_archive: also keep the zip next to ``dest`` (``dest.parent/<archive name>``).
-        progress: print the megabytes received.
+        progress: show pooch's progress bar (tqdm, on stderr) and its log lines.
 
     Raises ``ConnectionError`` (offline, HTTP error, download cut short) or ``ValueError``
     (checksum, not a zip, corrupt, unsafe member, wrong image count); in every case the
     temporary files are removed and ``dest`` is left as it was.
     """
     dest = Path(dest)
-    _check_download_args(dest, url, sha256, expected_images, timeout)
+    _check_download_args(dest, url, sha256, expected_images, timeout, keep_archive, progress)
     if (dest / MARKER).is_file():
         return dest
+    import pooch
+
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".part")
-    part, work = Path(name), None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            size, digest = _fetch(url, out, timeout, progress)
-        if sha256 is not None and digest != sha256.lower():
-            raise ValueError(f"SHA-256 of {url} is {digest}, expected {sha256.lower()}")
-        work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".tmp"))
-        _extract(part, work)
-        _finish(work, dest, {"url": url, "sha256": digest, "bytes": size}, expected_images)
+    work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".tmp"))
+    try:  # everything happens inside `work`, removed at the end whatever happened
+        archive = _fetch(url, work / "download", sha256, timeout, progress)
+        record = {"url": url, "sha256": pooch.file_hash(str(archive), alg="sha256"),
+                  "bytes": archive.stat().st_size}
+        (work / "unpacked").mkdir()
+        _extract(archive, work / "unpacked")
+        _finish(work / "unpacked", dest, record, expected_images)
         if keep_archive:
-            os.replace(part, dest.parent / Path(urllib.parse.urlsplit(url).path).name)
+            os.replace(archive, dest.parent / archive.name)
     finally:
-        part.unlink(missing_ok=True)
-        if work is not None and work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     return dest
 
 
