@@ -8,9 +8,10 @@
    full mode and the Keras backend: an unchanged notebook is not executed again. A notebook that
    fails to execute fails the build (the others still run, so their results are cached).
 2. The executed copies are staged, with the home page, in ``build/site/src``: navigation links
-   to the README point at the home page, the Colab badge image is the bundled one (the page
-   loads nothing from the network), and ipywidgets views are dropped, so the explorer shows its
-   static figure. A staged file is only rewritten when it changes, so Sphinx re-reads only what
+   to the README point at the home page, the Colab badge image is the bundled one and
+   matplotlib animations lose their Font Awesome link to a CDN (the theme bundles Font Awesome),
+   so a page loads nothing from the network; ipywidgets views are dropped, so the explorer
+   shows its static figure. A staged file is only rewritten when it changes, so Sphinx re-reads only what
    changed.
 3. Sphinx (MyST-NB with execution off, ``site/conf.py``) writes ``build/site/html``; any
    warning fails the build (``-W --keep-going``).
@@ -25,6 +26,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
@@ -38,16 +40,39 @@ BUILD = ROOT / "build" / "site"
 CACHE_VERSION = "1"  # bump to invalidate every cached notebook
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 BADGE_FILE = "colab-badge.svg"
+_FONT_AWESOME_CDN = re.compile(r"<link[^>]*font-awesome[^>]*>")
 
 
 def cache_key(notebook: Path, quick: bool) -> str:
     """Hash of what an executed notebook depends on: its file, the package, mode and backend."""
     h = hashlib.sha256(f"v{CACHE_VERSION} quick={quick} ".encode())
     h.update(os.environ.get("KERAS_BACKEND", "tensorflow").encode())
-    sources = [notebook, ROOT / "pyproject.toml", *sorted((ROOT / "unet_course").rglob("*.py"))]
+    sources = [notebook, *sorted((ROOT / "unet_course").rglob("*.py"))]
     for path in sources:
         h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def _sliced(get_msg, step: float = 1.0):
+    """``get_msg`` that never waits more than ``step`` seconds at a time for a ZeroMQ event.
+
+    Seen here with pyzmq 27 and nbclient 0.11: a kernel's reply whose wake-up is missed is
+    picked up only when the poll times out, that is after the whole cell timeout (600 s after
+    notebook 02's explorer cell, which sends many messages at once). Polling in short slices
+    bounds that delay to ``step``.
+    """
+
+    async def get_msg_in_slices(timeout: float | None = None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))
+            try:
+                return await get_msg(timeout=left)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    return get_msg_in_slices
 
 
 def execute(notebook: Path, target: Path, workdir: Path, timeout: int) -> tuple[str, float, str]:
@@ -62,7 +87,15 @@ def execute(notebook: Path, target: Path, workdir: Path, timeout: int) -> tuple[
     nb = nbformat.read(notebook, as_version=4)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    client = nbclient.NotebookClient(
+
+    class Client(nbclient.NotebookClient):
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            for channel in (kc.shell_channel, kc.iopub_channel):
+                channel.get_msg = _sliced(channel.get_msg)
+            return kc
+
+    client = Client(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
     )
     try:
@@ -118,6 +151,11 @@ def for_the_site(nb: dict) -> dict:
             text = text.replace("](../README.md)", "](../index.md)")
             cell["source"] = text.replace(course.BADGE_IMAGE, f"../{BADGE_FILE}")
         elif cell["cell_type"] == "code":
+            for output in cell.get("outputs", []):
+                html = output.get("data", {}).get("text/html")
+                if html:  # to_jshtml's icons: the theme bundles Font Awesome, no CDN needed
+                    html = html if isinstance(html, str) else "".join(html)
+                    output["data"]["text/html"] = _FONT_AWESOME_CDN.sub("", html)
             cell["outputs"] = [o for o in cell.get("outputs", []) if WIDGET_MIME not in o.get("data", {})]  # fmt: skip
     return nb
 
