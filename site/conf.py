@@ -19,6 +19,7 @@ myst_heading_anchors = 3
 nb_execution_mode = "off"
 nb_ipywidgets_js = {}  # the explorer's sliders need a kernel; the page shows its static figure
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # Markdown outputs (tables, math) as in JupyterLab
 
 html_theme = "sphinx_book_theme"
 html_title = "The U-Net course"
