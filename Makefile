@@ -12,13 +12,16 @@ LAB_ARGS ?=
 # Keep TensorFlow's C++ start-up messages out of the notebooks (errors still show).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup lab test lint strip sync check benchmarks clean
+.PHONY: help setup lab test lint strip sync check benchmarks site site-check clean
 
 help:
 	@echo "make lab    set up .venv and open the course in JupyterLab"
 	@echo "make test   set up .venv, lint, check notebooks, run unit tests and every notebook (quick mode)"
 	@echo "make sync   regenerate the README table and the notebooks' navigation and Colab cells"
 	@echo "make strip  strip outputs and execution counts from the notebooks (tags are kept)"
+	@echo "make site   build the course site in build/site/html (notebooks executed, cached; quick mode"
+	@echo "            unless UNET_COURSE_QUICK=0)"
+	@echo "make site-check  build the site, then check every page in headless Chromium"
 
 setup: $(STAMP)
 
@@ -30,12 +33,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m unet_course.real_slide
 	@touch $(STAMP)
 
+SITE_STAMP := $(VENV)/.site-installed
+
+$(SITE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,site]'
+	@touch $(SITE_STAMP)
+
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/notebooks \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check unet_course tests benchmarks notebooks
+	$(BIN)/ruff check unet_course tests benchmarks notebooks site
 
 check: $(STAMP)
 	$(BIN)/python -m unet_course.course check
@@ -48,6 +57,16 @@ sync: $(STAMP)
 
 strip: $(STAMP)
 	$(BIN)/nbstripout --keep-id notebooks/*.ipynb
+
+# The site executes the notebooks itself (JOBS at a time, cached in build/site/cache), then runs
+# Sphinx; a failing notebook or a Sphinx warning fails it. Quick mode unless UNET_COURSE_QUICK=0.
+site: $(SITE_STAMP)
+	UNET_COURSE_QUICK=$${UNET_COURSE_QUICK:-1} $(BIN)/python site/build_site.py \
+		--jobs $(JOBS) --timeout $(NB_CELL_TIMEOUT)
+
+# Needs Chromium (Debian: apt-get install -y chromium); screenshots go to build/site/screenshots.
+site-check: site
+	$(BIN)/python site/check_site.py
 
 benchmarks: $(STAMP)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done

@@ -19,22 +19,22 @@ def test_python_version_agrees_with_requires_python():
     assert f"python>={floor}" in _env_entries()
 
 
-def test_environment_installs_the_package_with_dev_extras():
+def test_environment_installs_the_package_with_dev_and_site_extras():
     entries = _env_entries()
-    assert "pip" in entries and "-e .[dev]" in entries
-    assert "dev" in PYPROJECT["project"]["optional-dependencies"]
+    assert "pip" in entries and "-e .[dev,site]" in entries
+    assert {"dev", "site"} <= set(PYPROJECT["project"]["optional-dependencies"])
 
 
 def test_environment_pins_no_package_of_its_own():
     # Anything besides python, pip and the package itself would be a second dependency list.
-    others = [e for e in _env_entries() if e not in ("pip", "pip:", "-e .[dev]", "conda-forge")]
+    ours = ("pip", "pip:", "-e .[dev,site]", "conda-forge")
+    others = [e for e in _env_entries() if e not in ours]
     assert [e for e in others if not e.startswith("python")] == []
 
 
 def test_pyproject_lists_the_course_dependencies_with_lower_bounds():
-    deps = (
-        PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["dev"]
-    )
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    deps = PYPROJECT["project"]["dependencies"] + [d for x in extras.values() for d in x]
     names = {re.split(r"[<>=!~ \[]", d)[0].lower() for d in deps}
     needed = {
         "tensorflow",
@@ -51,6 +51,10 @@ def test_pyproject_lists_the_course_dependencies_with_lower_bounds():
         "pytest-xdist",
         "ruff",
         "nbstripout",
+        "sphinx",
+        "myst-nb",
+        "sphinx-book-theme",
+        "sphinx-mathjax-offline",
     }
     assert needed <= names
     assert all(">=" in d for d in deps), "every dependency has a lower bound"
