@@ -44,7 +44,7 @@ lab: $(STAMP)
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check unet_course tests benchmarks notebooks site
+	$(BIN)/ruff check unet_course tests benchmarks notebooks site conftest.py
 
 check: $(STAMP)
 	$(BIN)/python -m unet_course.course check

@@ -26,7 +26,6 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import queue
 import re
 import shutil
 import subprocess
@@ -53,28 +52,6 @@ def cache_key(notebook: Path, quick: bool) -> str:
     return h.hexdigest()[:16]
 
 
-def _sliced(get_msg, step: float = 1.0):
-    """``get_msg`` that never waits more than ``step`` seconds at a time for a ZeroMQ event.
-
-    Seen here with pyzmq 27 and nbclient 0.11: a kernel's reply whose wake-up is missed is
-    picked up only when the poll times out, that is after the whole cell timeout (600 s after
-    notebook 02's explorer cell, which sends many messages at once). Polling in short slices
-    bounds that delay to ``step``.
-    """
-
-    async def get_msg_in_slices(timeout: float | None = None) -> dict:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))
-            try:
-                return await get_msg(timeout=left)
-            except queue.Empty:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-
-    return get_msg_in_slices
-
-
 def execute(notebook: Path, target: Path, workdir: Path, timeout: int) -> tuple[str, float, str]:
     """Run one notebook top to bottom in ``workdir``; write the executed copy to ``target``.
 
@@ -83,19 +60,15 @@ def execute(notebook: Path, target: Path, workdir: Path, timeout: int) -> tuple[
     import nbclient
     import nbformat
 
+    from unet_course.kernel_polling import poll_in_slices
+
     start = time.perf_counter()
     nb = nbformat.read(notebook, as_version=4)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
 
-    class Client(nbclient.NotebookClient):
-        async def async_start_new_kernel_client(self):
-            kc = await super().async_start_new_kernel_client()
-            for channel in (kc.shell_channel, kc.iopub_channel):
-                channel.get_msg = _sliced(channel.get_msg)
-            return kc
-
-    client = Client(
+    poll_in_slices()  # unet_course.kernel_polling: no whole-timeout stalls on a missed message
+    client = nbclient.NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
     )
     try:
