@@ -62,7 +62,8 @@ def test_evaluate_predicts_images_the_training_size_does_not_fit(tmp_path):
     """A model trained at 32x32 evaluated on 40x40 images: padded to 48 and cropped back."""
     import keras
 
-    from unet_course import datasets, model, train
+    from unet_course import datasets, evaluate, model
+    from unet_course.commands import evaluate as evaluate_command
 
     keras.utils.set_random_seed(0)
     net = model.build_unet((None, None, 3), base_filters=4, depth=2, rescale=1 / 255)
@@ -70,11 +71,12 @@ def test_evaluate_predicts_images_the_training_size_does_not_fit(tmp_path):
     args = cli.build_parser().parse_args(
         ["evaluate", "--model", str(tmp_path / "model.keras"), "--img-size", "40", "--quick",
          "--seed", "0"])
-    split, probs, result = cli.evaluate_model(args, cli._evaluate_settings(args))
+    split, probs, result = evaluate.evaluate_model(
+        args.model, evaluate_command.settings(args), args.split, args.instances, args.threshold)
     assert [p.shape for p in probs] == [(40, 40)] * len(split)
     expected = datasets.load_splits("synthetic", 40, quick=True, seed=0).test
     np.testing.assert_array_equal(split.images, expected.images)
-    assert result["dice"] == pytest.approx(train.pixel_scores(expected.masks, probs)["dice"])
+    assert result["dice"] == pytest.approx(evaluate.pixel_scores(expected.masks, probs)["dice"])
 
 
 def test_doctor_on_the_jax_backend_reports_xla():
