@@ -23,6 +23,13 @@ def tile_plan(model: Any, tile: int | None = None, overlap: int | None = None) -
     network itself trims from each side (0 for ``same`` padding), the output pixels dropped at
     each side, and the side of the part kept from each tile. Raises ValueError when the model
     cannot take ``tile`` (naming the nearest sizes that work) or nothing would be kept.
+
+    The default ``overlap`` is 0 for an unpadded (``valid``) model, whose every output pixel
+    saw its full context. For a ``same`` model it is half the receptive field
+    (``receptive_field.receptive_field``), rounded up to the pooling grid ``2**depth``, so that
+    each kept pixel saw only image, never the zero padding at a tile edge; it is capped so
+    that at least one grid cell of each tile is kept (then the tile is too small for its
+    field: pass a larger ``tile``).
     """
     from unet_course.geometry import (
         check_input_size,
@@ -48,7 +55,7 @@ def tile_plan(model: Any, tile: int | None = None, overlap: int | None = None) -
         out = int(model.compute_output_shape((1, tile, tile, model.input_shape[-1]))[1])
     crop, step = (tile - out) // 2, 2**depth
     if overlap is None:  # same padding needs context discarded around each tile
-        overlap = 0 if crop else -(-(tile // 8) // step) * step
+        overlap = 0 if crop else _default_overlap(model, out, step)
     if isinstance(overlap, bool) or not isinstance(overlap, int | np.integer) or overlap < 0:
         raise ValueError(f"overlap must be an integer >= 0, got {overlap!r}")
     core = (out - 2 * overlap) // step * step
@@ -59,6 +66,19 @@ def tile_plan(model: Any, tile: int | None = None, overlap: int | None = None) -
             "smaller overlap"
         )
     return {"tile": int(tile), "crop": crop, "overlap": int(overlap), "core": core}
+
+
+def _default_overlap(model: Any, out: int, step: int) -> int:
+    """Half the receptive field rounded up to a multiple of ``step``, at most what leaves
+    ``step`` pixels of an ``out``-pixel output (that much too for a layer it cannot trace)."""
+    from unet_course.receptive_field import receptive_field
+
+    most = (out - step) // 2 // step * step
+    try:
+        half = receptive_field(model) // 2  # ceil((field - 1) / 2): context on each side
+    except TypeError:  # a layer the tracing does not know: drop as much as possible
+        return most
+    return min(-(-half // step) * step, most)
 
 
 def _check_image(image: Any, model: Any) -> np.ndarray:
@@ -107,20 +127,19 @@ def predict_tiled(
         tile: input side of each tile; a size the model accepts (default: the model's fixed
             input size, else the nearest size >= 512 that it accepts).
         overlap: output pixels dropped at each side of each tile (default: 0 for a valid
-            model, ``tile // 8`` rounded up to a multiple of ``2**depth`` for a same model).
-        batch_size: tiles per forward pass.
+            model; for a same model half its receptive field, rounded up to a multiple of
+            ``2**depth``; see ``tile_plan``).
+        batch_size: tiles per forward pass (one ``predict_on_batch`` call each).
 
     Returns:
         (H, W, k) float32 predictions.
     """
-    import keras
-
     image = _check_image(image, model)
     plan = tile_plan(model, tile, overlap)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    t, core, keep = plan["tile"], plan["core"], plan["overlap"]
-    (h, w), before = image.shape[:2], plan["crop"] + plan["overlap"]
+    t, core, dropped = plan["tile"], plan["core"], plan["overlap"]
+    (h, w), before = image.shape[:2], plan["crop"] + dropped
     ny, nx = -(-h // core), -(-w // core)
     pads = ((before, (ny - 1) * core + t - h - before), (before, (nx - 1) * core + t - w - before))
     padded = np.pad(image.astype(np.float32), (*pads, (0, 0)), mode="reflect")
@@ -129,11 +148,11 @@ def predict_tiled(
     for start in range(0, len(corners), batch_size):
         batch = corners[start : start + batch_size]
         tiles = np.stack([padded[y : y + t, x : x + t] for y, x in batch])
-        pred = keras.ops.convert_to_numpy(model(tiles, training=False)).astype(np.float32)
+        pred = np.asarray(model.predict_on_batch(tiles), dtype=np.float32)
         if result is None:
             result = np.zeros((ny * core, nx * core, pred.shape[-1]), dtype=np.float32)
         for (y, x0), p in zip(batch, pred, strict=True):
-            result[y : y + core, x0 : x0 + core] = p[keep : keep + core, keep : keep + core]
+            result[y : y + core, x0 : x0 + core] = p[dropped : dropped + core, dropped : dropped + core]
     return result[:h, :w]
 
 
@@ -196,49 +215,47 @@ def predict_native(model: Any, images, batch_size: int = 4) -> list[np.ndarray]:
     """Foreground probabilities for images of any size, at their native resolution.
 
     Each image is reflect-padded to the smallest size the model accepts whose output covers
-    it, predicted, and the answer cropped back: nothing is resized. A model with a fixed input
-    size is slid over the mirrored image in overlapping tiles, keeping each tile's centre
-    (the paper's overlap-tile strategy, ``predict_tiled``).
+    it, predicted, and the answer cropped back: nothing is resized. Images of the same size
+    are predicted together, ``batch_size`` per ``predict_on_batch`` call. A model with a fixed
+    input size is slid over the mirrored image in overlapping tiles, keeping each tile's
+    centre (the paper's overlap-tile strategy, ``predict_tiled``, ``batch_size`` tiles a call).
 
     Args:
         model: a U-Net (``same`` or ``valid`` padding) with a sigmoid (1 channel) or softmax
             (2 channels, foreground = channel 1) output.
         images: ``(n, H, W, C)`` array or a list of ``(H_i, W_i, C)`` arrays, in the value range
             the model was trained on (the seed U-Net rescales uint8 itself).
-        batch_size: images per ``predict`` call (same-size images only are batched).
+        batch_size: images (or tiles) per forward pass.
 
     Returns:
         a list of ``(H_i, W_i)`` float32 arrays in [0, 1].
     """
     from unet_course.geometry import unet_geometry
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     depth, padding = unet_geometry(model)
-    fixed = model.input_shape[1:3]
     channels = model.input_shape[-1]
-    out = []
-    for image in images:
-        image = np.asarray(image)
+    images = [np.asarray(image) for image in images]
+    for image in images:  # every image checked before any prediction
         if image.ndim != 3 or image.shape[-1] != channels:
             raise ValueError(f"expected images (H, W, {channels}), got shape {image.shape}")
-        if None in fixed:
-            out.append(_predict_padded(model, image, depth, padding))
-        else:
-            out.append(_predict_fixed(model, image, batch_size))
+    if None not in model.input_shape[1:3]:
+        return [foreground(predict_tiled(model, image, batch_size=batch_size)) for image in images]
+    out: list[np.ndarray] = [np.empty(0)] * len(images)
+    by_shape: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(i)
+    for shape, ids in by_shape.items():
+        (h, w), plans = shape[:2], []
+        for side in shape[:2]:
+            size, margin = _fit_size(side, depth, padding)
+            plans.append((margin, size - side - margin))
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start : start + batch_size]
+            batch = np.stack([np.pad(images[i], [*plans, (0, 0)], mode="reflect") for i in chunk])
+            probs = foreground(model.predict_on_batch(batch))
+            for i, p in zip(chunk, probs, strict=True):
+                out[i] = p[:h, :w]
     return out
-
-
-def _predict_padded(model, image: np.ndarray, depth: int, padding: str) -> np.ndarray:
-    (h, w), plans = image.shape[:2], []
-    for side in image.shape[:2]:
-        size, margin = _fit_size(side, depth, padding)
-        plans.append((margin, size - side - margin))
-    padded = np.pad(image, [*plans, (0, 0)], mode="reflect")
-    probs = foreground(model.predict_on_batch(padded[None]))[0]
-    return probs[:h, :w]
-
-
-def _predict_fixed(model, image: np.ndarray, batch_size: int) -> np.ndarray:
-    """A fixed-input-size model: overlap-tile prediction (``predict_tiled``), so
-    tile edges, whose context was padding, are dropped and no seams appear."""
-    return foreground(predict_tiled(model, image, batch_size=batch_size))
 

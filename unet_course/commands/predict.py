@@ -53,7 +53,9 @@ def add(subparsers) -> None:
     parser.add_argument("--tile", type=positive_int, default=None,
                         help="tile side (default: the model's input size, else 512)")
     parser.add_argument("--overlap", type=nonnegative_int, default=None,
-                        help="output pixels dropped at each tile edge (default: tile // 8)")
+                        help="output pixels dropped at each tile edge (default: half the model's "
+                        "receptive field, rounded up to its pooling grid; 0 for an unpadded "
+                        "model)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
 
