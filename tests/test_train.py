@@ -305,3 +305,30 @@ def test_dsb_splits_partition_the_folder_and_are_seeded(tmp_path):
     other = datasets.load_splits(root, seed=5)
     assert [im.tobytes() for im in other.train.images] != [im.tobytes() for im in a.train.images]
     assert all(set(np.unique(m)) <= {0, 1} for m in a.train.masks)
+
+
+def test_the_config_seed_makes_two_fits_give_the_same_weights(tmp_path):
+    """Issue 12, bug 2: ``TrainConfig.seed`` is used by ``build_model`` and ``fit``, so two
+    runs with the same config agree whatever the random state before them."""
+    splits = datasets.load_splits("synthetic", 32, quick=True, seed=1,
+                                  counts={"train": 8, "val": 4, "test": 1})
+    accel = train.Accelerator(keras.backend.backend(), (), "float32", False)
+
+    def run(config, disturb: int):
+        keras.utils.set_random_seed(disturb)  # a different global random state each time
+        net = train.build_model(
+            lambda: model.build_unet((None, None, 3), base_filters=4, depth=2, dropout=0.2,
+                                     rescale=1 / 255), accel, seed=config.seed)
+        train.compile_model(net, config, accel)
+        seqs = train.make_sequences(splits, 32, config.batch_size, seed=config.seed)
+        out = tmp_path / f"run{disturb}-{config.seed}"
+        out.mkdir()
+        train.fit(net, *seqs, config, out, verbose=0)
+        return net.get_weights()
+
+    config = train.TrainConfig(epochs=1, batch_size=4, seed=11)
+    first, second = run(config, 1), run(config, 2)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    other = run(train.TrainConfig(epochs=1, batch_size=4, seed=12), 1)
+    assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(first, other, strict=True))

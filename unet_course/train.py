@@ -50,7 +50,8 @@ class TrainConfig:
         reduce_lr_patience: epochs without improvement before the learning rate is cut.
         reduce_lr_factor: the factor the learning rate is multiplied by when it is cut.
         min_learning_rate: the learning rate is never cut below this.
-        seed: seeds Python, NumPy and the backend before the model is built.
+        seed: seeds Python, NumPy and the backend before the model is built
+            (``build_model(..., seed=config.seed)``) and again before training (``fit``).
     """
 
     epochs: int = 40
@@ -191,8 +192,14 @@ def dtype_policy(name: str) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def build_model(builder: Callable[[], keras.Model], accelerator: Accelerator) -> keras.Model:
+def build_model(
+    builder: Callable[[], keras.Model], accelerator: Accelerator, seed: int | None = None
+) -> keras.Model:
     """Call ``builder()`` under the accelerator's dtype policy; make sure the output is float32.
+
+    ``seed`` (e.g. ``TrainConfig.seed``): seed Python, NumPy and the backend first
+    (``keras.utils.set_random_seed``), so the same seed builds the same initial weights and
+    dropout streams whatever ran before.
 
     Under mixed precision the layers compute in float16/bfloat16 but the probabilities that
     the loss and the metrics see must be float32: a sigmoid in float16 rounds 0.9996 up to 1,
@@ -205,6 +212,9 @@ def build_model(builder: Callable[[], keras.Model], accelerator: Accelerator) ->
     """
     import keras
 
+    if seed is not None:
+        _check_int("seed", seed, low=0)
+        keras.utils.set_random_seed(seed)
     with dtype_policy(accelerator.precision):
         model = builder()
         if not isinstance(model, keras.Model):
@@ -339,6 +349,10 @@ def fit(
 ) -> keras.callbacks.History:
     """Train a compiled ``model``; write ``out_dir/model.keras`` and ``out_dir/history.csv``.
 
+    Python, NumPy and the backend are seeded with ``config.seed`` first, so a model built by
+    ``build_model(..., seed=config.seed)`` and trained here gives the same weights every time
+    on a CPU (the data order and augmentation follow the sequences' own seeds).
+
     Args:
         train_data, val_data: ``keras.utils.PyDataset`` objects (or anything ``model.fit``
             takes) yielding ``(images (B, H, W, 3) uint8 or float32, masks (B, H, W, 1) float32)``.
@@ -351,11 +365,14 @@ def fit(
         the ``History``; ``history.history`` maps ``"loss"``, ``"dice"``, ``"val_dice"``, ...
         to one value per epoch.
     """
+    import keras
+
     from unet_course.callbacks import make_callbacks
 
     out = Path(out_dir)
     if not out.is_dir():
         raise FileNotFoundError(f"out_dir {str(out)!r} is not an existing folder")
+    keras.utils.set_random_seed(config.seed)
     return model.fit(
         train_data,
         validation_data=val_data,

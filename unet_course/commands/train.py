@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                                learning_rate=settings["lr"], loss=settings["loss"], seed=args.seed)
     accelerator = train.choose_accelerator(args.precision, args.xla)
     print(f"Training on {accelerator.describe()}")
-    model = train.build_model(_model_builder(args), accelerator)
+    model = train.build_model(_model_builder(args), accelerator, seed=config.seed)
     train.compile_model(model, config, accelerator)
     train_seq, val_seq = train.make_sequences(
         splits, settings["img_size"], config.batch_size, seed=args.seed,
