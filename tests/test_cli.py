@@ -200,3 +200,46 @@ def test_the_default_recipe_trains_records_and_evaluates_beside_the_baseline(tmp
     for name in baseline.PIPELINES:
         assert result["baseline"][name]["dsb_map"] == pytest.approx(expected[name]["dsb_map"])
     assert isinstance(result["baseline"]["model_beats_baseline"], bool)
+
+
+def test_metrics_json_records_every_setting_and_two_runs_with_one_seed_agree(tmp_path, capsys):
+    """Issue 12, bugs 2 and 4: the record holds the config, the options, the precision and XLA,
+    the build_unet options and the data split; two runs with one --seed give the same record."""
+    from unet_course import datasets, model, train
+
+    tiny = ["--model", "unet", "--base-filters", "4", "--depth", "2", "--dropout", "0.1",
+            "--quick", "--img-size", "32", "--batch-size", "4", "--steps-per-epoch", "2",
+            "--seed", "5", "--precision", "float32", "--xla", "off"]
+    reports = []
+    for name in ("a", "b"):
+        assert cli.main(["train", "--out", str(tmp_path / name), *tiny]) == 0
+        reports.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+    capsys.readouterr()
+    report = reports[0]
+    config = train.TrainConfig(**report["config"])  # the config round-trips
+    assert (config.seed, config.batch_size, config.epochs) == (5, 4, 1)
+    assert report["options"]["steps_per_epoch"] == 2 and report["options"]["augment"] is True
+    assert (report["precision"], report["xla"]) == ("float32", False)
+    assert report["keras_backend"] == "tensorflow"
+    options = dict(report["unet_options"])
+    assert options.pop("builder") == "build_unet"
+    options["input_shape"] = tuple(options["input_shape"])
+    rebuilt = model.build_unet(**options)
+    assert (rebuilt.count_params(), options["depth"], options["dropout"]) == (
+        keras_params(tmp_path / "a" / "model.keras"), 2, 0.1)
+    splits = datasets.load_splits("synthetic", 32, quick=True, seed=5)
+    assert report["split"] == {"seed": 5, "train": len(splits.train), "val": len(splits.val),
+                               "test": len(splits.test)}
+    first, second = reports
+    assert first.keys() == second.keys()
+    for key, value in first.items():
+        if key == "model_sha256":  # the .keras zip stores its save time
+            continue
+        assert second[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float)
+                               else value), key
+
+
+def keras_params(path: Path) -> int:
+    import keras
+
+    return keras.saving.load_model(path).count_params()

@@ -117,6 +117,10 @@ def test_a_quick_binary_run_writes_a_complete_record(tmp_path):
     report = recipe.run("synthetic", chosen, tmp_path, quick=True, log=lambda *a: None)
     assert {p.name for p in tmp_path.iterdir()} == {"model.keras", "history.csv", "metrics.json"}
     assert report["recipe"]["targets"] == "binary"
+    assert report["split"] == {"seed": chosen.seed, "train": chosen.train_images,
+                               "val": chosen.val_images, "test": report["split"]["test"]}
+    assert report["options"] == {"precision": "auto", "xla": "auto"}
+    assert {"precision", "xla", "keras_backend"} <= set(report)
     assert report["postprocessing"]["seed_threshold"] is None  # no interior channel to seed
     model = keras.saving.load_model(tmp_path / "model.keras")
     assert model.output_shape[-1] == 1

@@ -367,6 +367,9 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
         "img_size": recipe.slide_size,
         "device": accelerator.describe(), "precision": accelerator.precision,
         "xla": accelerator.jit_compile, "keras_backend": keras.backend.backend(),
+        "options": {"precision": precision, "xla": xla},
+        "split": {"seed": recipe.seed, "train": len(splits.train), "val": len(splits.val),
+                  "test": len(splits.test)},
     }
     from unet_course.files import write_run_record
 

@@ -133,14 +133,23 @@ def _train_settings(args: argparse.Namespace) -> dict:
     )
 
 
-def _model_builder(args: argparse.Namespace):
-    """A zero-argument function that builds the chosen U-Net for images of any size."""
+def _model_options(args: argparse.Namespace) -> dict:
+    """How the chosen U-Net is built (recorded in ``metrics.json``): the builder's name and
+    its arguments, for images of any size."""
+    if args.model == "seed":
+        return {"builder": "seed_unet", "input_shape": [None, None, 3]}
+    options = {o: getattr(args, o) for o in _UNET_OPTIONS}
+    return {"builder": "build_unet", "input_shape": [None, None, 3], "rescale": 1 / 255,
+            **options}
+
+
+def _model_builder(options: dict):
+    """A zero-argument function that builds the U-Net ``options`` (``_model_options``) name."""
     from unet_course import model
 
-    if args.model == "seed":
-        return lambda: model.seed_unet(input_shape=(None, None, 3))
-    options = {o: getattr(args, o) for o in _UNET_OPTIONS}
-    return lambda: model.build_unet((None, None, 3), rescale=1 / 255, **options)
+    kwargs = {k: v for k, v in options.items() if k != "builder"}
+    kwargs["input_shape"] = tuple(kwargs["input_shape"])
+    return lambda: getattr(model, options["builder"])(**kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
                                learning_rate=settings["lr"], loss=settings["loss"], seed=args.seed)
     accelerator = train.choose_accelerator(args.precision, args.xla)
     print(f"Training on {accelerator.describe()}")
-    model = train.build_model(_model_builder(args), accelerator, seed=config.seed)
+    model = train.build_model(_model_builder(_model_options(args)), accelerator,
+                              seed=config.seed)
     train.compile_model(model, config, accelerator)
     train_seq, val_seq = train.make_sequences(
         splits, settings["img_size"], config.batch_size, seed=args.seed,
@@ -184,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     scores = evaluate.pixel_scores(splits.val.masks, val_probs, config.threshold)
     scores["best_threshold"], _ = evaluate.choose_threshold(splits.val.masks, val_probs)
     report = _train_report(args, settings, splits, accelerator, history, scores)
+    report.update(_run_settings(args, config, accelerator, splits, steps))
     files.write_run_record(args.out, report)  # atomic, with model.keras's SHA-256
     print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "best_epoch")}))
     print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
@@ -218,6 +229,28 @@ def _run_train_recipe(args: argparse.Namespace, settings: dict) -> int:
     print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "val_dsb_map", "best_epoch")}))
     print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
     return 0
+
+
+def _run_settings(args, config, accelerator, splits, steps) -> dict:
+    """Every setting needed to repeat the run: the training config, the command's options,
+    the precision and XLA, the U-Net's build options and the data split."""
+    import dataclasses
+
+    import keras
+
+    return {
+        "config": dataclasses.asdict(config),
+        "options": {"batch_size": args.batch_size, "steps_per_epoch": steps,
+                    "augment": not args.no_augment, "weight_map": args.weight_map,
+                    "workers": args.workers, "precision": args.precision,
+                    "xla": args.xla},
+        "precision": accelerator.precision,
+        "xla": accelerator.jit_compile,
+        "keras_backend": keras.backend.backend(),
+        "unet_options": _model_options(args),
+        "split": {"seed": args.seed, "train": len(splits.train), "val": len(splits.val),
+                  "test": len(splits.test)},
+    }
 
 
 def _train_report(args, settings, splits, accelerator, history, scores) -> dict:
