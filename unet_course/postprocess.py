@@ -126,7 +126,7 @@ def label_instances(
         min_distance: smallest distance between two distance-transform seeds, in pixels (>= 1).
         smooth: standard deviation in pixels of the Gaussian applied to the distance transform
             before its maxima are found (0 = none).
-        seed_threshold: interior probability above which a pixel is a seed ((H, W, 3) maps
+        seed_threshold: interior probability from which on (``>=``) a pixel is a seed ((H, W, 3) maps
             only; default ``threshold``).
 
     Returns:

@@ -43,7 +43,8 @@ class TrainConfig:
         batch_size: images per gradient step.
         learning_rate: Adam's initial step size.
         loss: ``"bce_dice"`` (binary cross-entropy + soft Dice), ``"bce"`` or ``"dice"``.
-        threshold: probability above which a pixel counts as nucleus, for the metrics.
+        threshold: probability from which on (``p >= threshold``) a pixel counts as nucleus,
+            for the metrics and the instances (one rule everywhere).
         monitor: the quantity early stopping, checkpointing and the LR schedule watch.
         early_stopping_patience: epochs without improvement before training stops (the best
             weights are restored).
@@ -134,44 +135,19 @@ def choose_accelerator(precision: str = "auto", xla: bool | str = "auto") -> Acc
         raise ValueError(f"xla must be 'auto', True or False, got {xla!r}")
     import keras
 
-    from unet_course.runtime import gpu_devices
+    from unet_course.runtime import gpu_devices, gpu_has_fast_bfloat16
 
     backend = keras.backend.backend()
     gpus = tuple(gpu_devices())
     if precision == "auto":
         precision = "float32"
         if gpus:
-            precision = "mixed_bfloat16" if _gpu_has_fast_bfloat16() else "mixed_float16"
+            precision = "mixed_bfloat16" if gpu_has_fast_bfloat16() else "mixed_float16"
     if xla == "auto":
         xla = bool(gpus) or backend == "jax"
     if backend == "torch":
         xla = False  # Keras's torch backend has no XLA path
     return Accelerator(backend=backend, gpus=gpus, precision=precision, jit_compile=bool(xla))
-
-
-def _gpu_has_fast_bfloat16() -> bool:
-    """True when the first GPU has compute capability 8.0 or newer (Ampere, Hopper, ...)."""
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            gpu = tf.config.list_physical_devices("GPU")[0]
-            major = tf.config.experimental.get_device_details(gpu)["compute_capability"][0]
-        elif backend == "jax":
-            import jax
-
-            gpu = next(d for d in jax.devices() if d.platform == "gpu")
-            major = int(str(gpu.compute_capability).split(".")[0])
-        else:
-            import torch
-
-            major = torch.cuda.get_device_capability(0)[0]
-    except Exception:  # an unknown GPU: float16 with loss scaling works everywhere
-        return False
-    return major >= 8
 
 
 @contextlib.contextmanager
