@@ -243,3 +243,24 @@ def keras_params(path: Path) -> int:
     import keras
 
     return keras.saving.load_model(path).count_params()
+
+
+def test_train_and_evaluate_choices_come_from_the_package_tables():
+    import inspect
+
+    from unet_course import model, postprocess, train
+
+    parser = cli.build_parser()
+    for loss in train.LOSSES:
+        assert parser.parse_args(["train", "--out", "o", "--loss", loss]).loss == loss
+    for precision in train.PRECISIONS:
+        assert parser.parse_args(["train", "--out", "o", "--precision", precision]).precision == precision
+    for upsampling in model.UPSAMPLINGS:
+        assert parser.parse_args(["train", "--out", "o", "--upsampling", upsampling]).upsampling == upsampling
+    for method in postprocess.METHODS:
+        assert parser.parse_args(["evaluate", "--model", "m", "--instances", method]).instances == method
+    args = parser.parse_args(["train", "--out", "o"])
+    defaults = inspect.signature(model.build_unet).parameters
+    for option in ("base_filters", "depth", "dropout", "batch_norm", "upsampling", "activation"):
+        assert getattr(args, option) == defaults[option].default, option
+    assert args.batch_size == train.TrainConfig().batch_size
