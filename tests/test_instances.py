@@ -501,3 +501,18 @@ def test_overlay_tints_objects_and_whitens_outlines():
     assert not np.array_equal(over[5, 5], over[14, 15])  # two objects, two tints
     with pytest.raises(ValueError, match="differ"):
         overlay.overlay_instances(image[:10], labels)
+
+
+def test_relabel_is_relabel_sequential_and_skips_maps_already_numbered_1_to_n():
+    from skimage.segmentation import relabel_sequential
+
+    from unet_course.label_maps import relabel
+
+    gaps = np.array([[0, 7, 7], [2**40, 0, 3]], dtype=np.int64)  # huge values: no counting
+    got, ids = relabel(gaps)
+    np.testing.assert_array_equal(got, relabel_sequential(gaps)[0])
+    assert ids.tolist() == [3, 7, 2**40]
+    ordered = np.array([[0, 2, 2], [1, 0, 3]], dtype=np.int32)
+    same, ids = relabel(ordered)
+    assert same is ordered and ids.tolist() == [1, 2, 3]
+    assert relabel(np.array([[0, 5], [0, 0]]))[0].tolist() == [[0, 1], [0, 0]]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from unet_course.label_maps import check_labels
+from unet_course.label_maps import check_labels, relabel
 
 METHODS = ("components", "watershed")
 
@@ -46,7 +46,7 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     """Drop objects of fewer than ``min_size`` pixels and renumber the rest 1..n.
 
     ``skimage.morphology.remove_small_objects`` on the label values as they are (an object is
-    one label value, connected or not), then ``skimage.segmentation.relabel_sequential``.
+    one label value, connected or not), then ``label_maps.relabel``.
 
     Args:
         labels: (H, W) integer label map.
@@ -58,7 +58,6 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     import warnings
 
     from skimage.morphology import remove_small_objects
-    from skimage.segmentation import relabel_sequential
 
     labels = check_labels(labels, "labels")
     if labels.size == 0:
@@ -66,7 +65,7 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     with warnings.catch_warnings():  # "only one label was provided": one object is fine here
         warnings.simplefilter("ignore", UserWarning)
         kept = remove_small_objects(labels, max_size=min_size - 1)
-    return relabel_sequential(kept)[0].astype(np.int32)
+    return relabel(kept)[0].astype(np.int32)
 
 
 def _seeds_from_distance(

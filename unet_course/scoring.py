@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from unet_course.label_maps import check_labels
+from unet_course.label_maps import check_labels, relabel
 
 DSB_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
 """The IoU thresholds of the Data Science Bowl 2018 score: 0.50, 0.55, ..., 0.95."""
@@ -52,17 +52,12 @@ def _check_thresholds(thresholds: Sequence[float]) -> tuple[Fraction, ...]:
 
 # --------------------------------------------------------------------------- overlaps
 def _consecutive(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Relabel to 0, 1, ..., n (0 stays background) with ``relabel_sequential``.
+    """Relabel to 0, 1, ..., n (``label_maps.relabel``; 0 stays background).
 
     Returns (relabelled flat int64 (H*W,), old ids (n,) ascending, areas (n,) in pixels).
     """
-    from skimage.segmentation import relabel_sequential
-
-    if labels.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, labels.dtype), np.zeros(0, np.int64)
-    relabelled, _, inverse = relabel_sequential(labels)
+    relabelled, ids = relabel(labels)
     flat = relabelled.ravel().astype(np.int64)
-    ids = inverse.out_values[inverse.in_values > 0]
     return flat, ids, np.bincount(flat, minlength=ids.size + 1)[1:]
 
 
