@@ -33,7 +33,7 @@ import scipy  # noqa: E402
 import skimage  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
-from unet_course import instances  # noqa: E402
+from unet_course import postprocess, scoring, targets  # noqa: E402
 from unet_course.data import make_nuclei  # noqa: E402
 
 CASES = (  # (name, size, nuclei per 256x256)
@@ -52,7 +52,7 @@ def _probability(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _three_class(labels: np.ndarray) -> np.ndarray:
     """A (H, W, 3) probability map from the three-class targets, blurred a little."""
-    onehot = np.eye(3, dtype=np.float32)[instances.three_class_targets(labels)]
+    onehot = np.eye(3, dtype=np.float32)[targets.three_class_targets(labels)]
     onehot = ndi.gaussian_filter(onehot, (1.0, 1.0, 0))
     return onehot / onehot.sum(-1, keepdims=True)
 
@@ -75,20 +75,20 @@ def bench_case(size: int, nuclei: tuple[int, int], n: int, repeats: int) -> dict
     rng = np.random.default_rng(0)
     probs = [_probability(t, rng) for t in truth]
     threes = [_three_class(t) for t in truth]
-    preds = [instances.label_instances(p, method="watershed") for p in probs]
-    li = instances.label_instances
+    preds = [postprocess.label_instances(p, method="watershed") for p in probs]
+    li = postprocess.label_instances
     return {
         "objects": float(np.mean([t.max() for t in truth])),
         "components": _per_image(lambda i: li(probs[i], method="components"), n, repeats),
         "watershed": _per_image(lambda i: li(probs[i], method="watershed"), n, repeats),
         "watershed, 3 classes": _per_image(lambda i: li(threes[i], method="watershed"), n, repeats),
         "dsb_score vs prediction": _per_image(
-            lambda i: instances.dsb_score(truth[i], preds[i]), n, repeats
+            lambda i: scoring.dsb_score(truth[i], preds[i]), n, repeats
         ),
         "dsb_score vs other slide": _per_image(
-            lambda i: instances.dsb_score(truth[i], others[i]), n, repeats
+            lambda i: scoring.dsb_score(truth[i], others[i]), n, repeats
         ),
-        "unet_weight_map": _per_image(lambda i: instances.unet_weight_map(truth[i]), n, repeats),
+        "unet_weight_map": _per_image(lambda i: targets.unet_weight_map(truth[i]), n, repeats),
     }
 
 

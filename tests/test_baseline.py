@@ -6,7 +6,7 @@ from scipy import ndimage
 from skimage.color import rgb2gray
 from skimage.filters import threshold_otsu
 
-from unet_course import baseline, instances
+from unet_course import baseline, postprocess, scoring
 from unet_course.data import make_nuclei
 
 
@@ -70,9 +70,9 @@ def test_scores_match_a_hand_count(slides):
     fn = sum(np.sum(~m & (t > 0)) for m, t in zip(masks, labels, strict=False))
     assert scores["otsu_watershed"]["dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
     assert scores["otsu_watershed"]["iou"] == pytest.approx(tp / (tp + fp + fn))
-    found = [instances.label_instances(m.astype(np.float32), 0.5, "components") for m in masks]
+    found = [postprocess.label_instances(m.astype(np.float32), 0.5, "components") for m in masks]
     assert scores["otsu_components"]["dsb_map"] == pytest.approx(
-        np.mean([instances.dsb_score(t, f) for t, f in zip(labels, found, strict=False)]))
+        np.mean([scoring.dsb_score(t, f) for t, f in zip(labels, found, strict=False)]))
 
 
 def test_bad_input_is_refused_with_what_was_given():

@@ -62,7 +62,8 @@ def test_evaluate_predicts_images_the_training_size_does_not_fit(tmp_path):
     """A model trained at 32x32 evaluated on 40x40 images: padded to 48 and cropped back."""
     import keras
 
-    from unet_course import datasets, model, train
+    from unet_course import datasets, evaluate, model
+    from unet_course.commands import evaluate as evaluate_command
 
     keras.utils.set_random_seed(0)
     net = model.build_unet((None, None, 3), base_filters=4, depth=2, rescale=1 / 255)
@@ -70,11 +71,12 @@ def test_evaluate_predicts_images_the_training_size_does_not_fit(tmp_path):
     args = cli.build_parser().parse_args(
         ["evaluate", "--model", str(tmp_path / "model.keras"), "--img-size", "40", "--quick",
          "--seed", "0"])
-    split, probs, result = cli.evaluate_model(args, cli._evaluate_settings(args))
+    split, probs, result = evaluate.evaluate_model(
+        args.model, evaluate_command.settings(args), args.split, args.instances, args.threshold)
     assert [p.shape for p in probs] == [(40, 40)] * len(split)
     expected = datasets.load_splits("synthetic", 40, quick=True, seed=0).test
     np.testing.assert_array_equal(split.images, expected.images)
-    assert result["dice"] == pytest.approx(train.pixel_scores(expected.masks, probs)["dice"])
+    assert result["dice"] == pytest.approx(evaluate.pixel_scores(expected.masks, probs)["dice"])
 
 
 def test_doctor_on_the_jax_backend_reports_xla():
@@ -198,3 +200,67 @@ def test_the_default_recipe_trains_records_and_evaluates_beside_the_baseline(tmp
     for name in baseline.PIPELINES:
         assert result["baseline"][name]["dsb_map"] == pytest.approx(expected[name]["dsb_map"])
     assert isinstance(result["baseline"]["model_beats_baseline"], bool)
+
+
+def test_metrics_json_records_every_setting_and_two_runs_with_one_seed_agree(tmp_path, capsys):
+    """Issue 12, bugs 2 and 4: the record holds the config, the options, the precision and XLA,
+    the build_unet options and the data split; two runs with one --seed give the same record."""
+    from unet_course import datasets, model, train
+
+    tiny = ["--model", "unet", "--base-filters", "4", "--depth", "2", "--dropout", "0.1",
+            "--quick", "--img-size", "32", "--batch-size", "4", "--steps-per-epoch", "2",
+            "--seed", "5", "--precision", "float32", "--xla", "off"]
+    reports = []
+    for name in ("a", "b"):
+        assert cli.main(["train", "--out", str(tmp_path / name), *tiny]) == 0
+        reports.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+    capsys.readouterr()
+    report = reports[0]
+    config = train.TrainConfig(**report["config"])  # the config round-trips
+    assert (config.seed, config.batch_size, config.epochs) == (5, 4, 1)
+    assert report["options"]["steps_per_epoch"] == 2 and report["options"]["augment"] is True
+    assert (report["precision"], report["xla"]) == ("float32", False)
+    assert report["keras_backend"] == "tensorflow"
+    options = dict(report["unet_options"])
+    assert options.pop("builder") == "build_unet"
+    options["input_shape"] = tuple(options["input_shape"])
+    rebuilt = model.build_unet(**options)
+    assert (rebuilt.count_params(), options["depth"], options["dropout"]) == (
+        keras_params(tmp_path / "a" / "model.keras"), 2, 0.1)
+    splits = datasets.load_splits("synthetic", 32, quick=True, seed=5)
+    assert report["split"] == {"seed": 5, "train": len(splits.train), "val": len(splits.val),
+                               "test": len(splits.test)}
+    first, second = reports
+    assert first.keys() == second.keys()
+    for key, value in first.items():
+        if key == "model_sha256":  # the .keras zip stores its save time
+            continue
+        assert second[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float)
+                               else value), key
+
+
+def keras_params(path: Path) -> int:
+    import keras
+
+    return keras.saving.load_model(path).count_params()
+
+
+def test_train_and_evaluate_choices_come_from_the_package_tables():
+    import inspect
+
+    from unet_course import model, postprocess, train
+
+    parser = cli.build_parser()
+    for loss in train.LOSSES:
+        assert parser.parse_args(["train", "--out", "o", "--loss", loss]).loss == loss
+    for precision in train.PRECISIONS:
+        assert parser.parse_args(["train", "--out", "o", "--precision", precision]).precision == precision
+    for upsampling in model.UPSAMPLINGS:
+        assert parser.parse_args(["train", "--out", "o", "--upsampling", upsampling]).upsampling == upsampling
+    for method in postprocess.METHODS:
+        assert parser.parse_args(["evaluate", "--model", "m", "--instances", method]).instances == method
+    args = parser.parse_args(["train", "--out", "o"])
+    defaults = inspect.signature(model.build_unet).parameters
+    for option in ("base_filters", "depth", "dropout", "batch_norm", "upsampling", "activation"):
+        assert getattr(args, option) == defaults[option].default, option
+    assert args.batch_size == train.TrainConfig().batch_size

@@ -188,7 +188,7 @@ def test_predict_and_training_read_16bit_images_the_same_way(run, tmp_path, caps
     the DSB loader gives them to training (percentiles to 0-255, not /257, not min-max)."""
     import tifffile
 
-    from unet_course import instances
+    from unet_course import predict
     from unet_course.dsb2018 import load_dsb2018
 
     rng = np.random.default_rng(0)
@@ -203,13 +203,13 @@ def test_predict_and_training_read_16bit_images_the_same_way(run, tmp_path, caps
     Image.fromarray(image).save(tmp_path / "in" / "little.png")
     tifffile.imwrite(tmp_path / "in" / "big.tif", image.astype(">u2"), byteorder=">")
     seen = {}
-    real = instances.predict_instances
+    real = predict.predict_instances
 
     def spy(model, pixels, *args, **kwargs):
         seen[len(seen)] = np.array(pixels)
         return real(model, pixels, *args, **kwargs)
 
-    monkeypatch.setattr(instances, "predict_instances", spy)
+    monkeypatch.setattr(predict, "predict_instances", spy)
     assert cli.main(["predict", "--model", str(run / "model.keras"), "--input",
                      str(tmp_path / "in"), "--output", str(tmp_path / "out")]) == 0
     training_view = load_dsb2018(tmp_path / "dsb")[0][0]

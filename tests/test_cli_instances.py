@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet_course import cli, instances
+from unet_course import cli, evaluate, postprocess, predict, scoring, targets
+from unet_course.commands import evaluate as evaluate_command
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_predict_writes_16bit_labels_and_overlays_equal_to_the_package(models, s
             assert im.mode == "I;16"
             written = np.asarray(im).astype(np.int64)
         image = np.asarray(Image.open(slides / f"{stem}.png").convert("RGB"))
-        expected, _ = instances.predict_instances(model, image, "components", tile=64)
+        expected, _ = predict.predict_instances(model, image, "components", tile=64)
         assert written.shape == shape and np.array_equal(written, expected)
         overlay = np.asarray(Image.open(out / f"{stem}_overlay.png"))
         assert overlay.shape == (*shape, 3) and overlay.dtype == np.uint8
@@ -80,7 +81,7 @@ def test_predict_one_file_with_a_three_class_unpadded_model(models, slides, tmp_
     assert code == 0
     labels = np.asarray(Image.open(out / "c_labels.png")).astype(np.int64)
     image = np.asarray(Image.open(slides / "c.png").convert("RGB"))
-    expected, prob = instances.predict_instances(_load(models["three"]), image, "watershed", tile=60)
+    expected, prob = predict.predict_instances(_load(models["three"]), image, "watershed", tile=60)
     assert prob.shape == (70, 96, 3) and np.array_equal(labels, expected)
 
 
@@ -147,10 +148,11 @@ def test_evaluate_reports_the_instance_score(models, tmp_path, method):
     args = cli.build_parser().parse_args(
         ["evaluate", "--model", str(models["same"]), "--img-size", "48", "--quick", "--seed", "0",
          "--instances", method])
-    split, probs, result = cli.evaluate_model(args, cli._evaluate_settings(args))
-    found = [instances.label_instances(p, result["threshold"], method) for p in probs]
+    split, probs, result = evaluate.evaluate_model(
+        args.model, evaluate_command.settings(args), args.split, args.instances, args.threshold)
+    found = [postprocess.label_instances(p, result["threshold"], method) for p in probs]
     assert result["instances"] == method
-    assert result["dsb_map"] == pytest.approx(instances.dsb_score_dataset(split.labels, found))
+    assert result["dsb_map"] == pytest.approx(scoring.dsb_score_dataset(split.labels, found))
     assert 0 <= result["dsb_map"] <= 1
     assert result["objects"] == sum(f.max() for f in found)
     json.dumps(result)  # the report stays JSON
@@ -177,13 +179,13 @@ def test_weight_map_training_swaps_targets_weights_and_loss():
     config = train.TrainConfig()
     accelerator = train.choose_accelerator("float32", xla=False)
     train.compile_model(model, config, accelerator)
-    weighted = cli.weight_map_training(model, plain, config, accelerator)
+    weighted = train.weight_map_training(model, plain, config, accelerator)
     x, y, w = weighted[0]
-    separated = np.stack([instances.separate_touching(lab) for lab in labels])
+    separated = np.stack([targets.separate_touching(lab) for lab in labels])
     assert np.array_equal(x, plain[0][0])
     assert np.array_equal(y[..., 0], (separated > 0).astype(np.float32))
     assert (y[..., 0] < plain[0][1][..., 0]).any()  # borders between touching nuclei are cut
-    np.testing.assert_allclose(w, instances.unet_weight_map(separated), rtol=1e-6)
+    np.testing.assert_allclose(w, targets.unet_weight_map(separated), rtol=1e-6)
     assert isinstance(model.loss, losses.WeightedBCELoss)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unet_course import instances
+from unet_course import postprocess, scoring
 from unet_course.exercises import nb06
 
 
@@ -14,26 +14,26 @@ def _stub(*args, **kwargs):
 
 
 def score_at(true_labels, pred_labels, t):
-    tp = int((instances.iou_matrix(true_labels, pred_labels)[0] > t).sum())
+    tp = int((scoring.iou_matrix(true_labels, pred_labels)[0] > t).sum())
     fp, fn = len(np.unique(pred_labels)) - 1 - tp, len(np.unique(true_labels)) - 1 - tp
     return tp / (tp + fp + fn)
 
 
 def score_at_or_equal(true_labels, pred_labels, t):  # IoU >= t instead of > t
-    tp = int((instances.iou_matrix(true_labels, pred_labels)[0] >= t).sum())
+    tp = int((scoring.iou_matrix(true_labels, pred_labels)[0] >= t).sum())
     fp, fn = len(np.unique(pred_labels)) - 1 - tp, len(np.unique(true_labels)) - 1 - tp
     return tp / (tp + fp + fn)
 
 
 def precision_at(true_labels, pred_labels, t):  # TP / (TP + FP): misses not counted
-    tp = int((instances.iou_matrix(true_labels, pred_labels)[0] > t).sum())
+    tp = int((scoring.iou_matrix(true_labels, pred_labels)[0] > t).sum())
     return tp / (len(np.unique(pred_labels)) - 1)
 
 
 def _best(labels, probs, candidates):
     scores = {
-        d: instances.dsb_score_dataset(
-            labels, [instances.label_instances(p, method="watershed", min_distance=d) for p in probs])
+        d: scoring.dsb_score_dataset(
+            labels, [postprocess.label_instances(p, method="watershed", min_distance=d) for p in probs])
         for d in candidates
     }
     return max(scores, key=scores.get)
@@ -106,6 +106,6 @@ def test_the_independent_watershed_equals_the_packaged_one():
     labels, probs = nb06.validation_set()
     for d in nb06.CANDIDATES:
         ours = nb06._watershed(probs[0], d)
-        theirs = instances.label_instances(probs[0], method="watershed", min_distance=d)
+        theirs = postprocess.label_instances(probs[0], method="watershed", min_distance=d)
         assert np.array_equal(ours > 0, theirs > 0)
         assert ours.max() > 0 and len(np.unique(ours)) - 1 == theirs.max()

@@ -1,5 +1,5 @@
 """Tests for unet_course.files (atomic writes, the run record, the one image reader) and the
-atomic training callbacks of unet_course.train that use it (issue 13)."""
+atomic training callbacks of unet_course.callbacks that use it (issue 13)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def _tiny_data():
 def test_ctrl_c_during_a_checkpoint_write_stops_training_after_the_write(tmp_path):
     import keras
 
-    from unet_course.train import AtomicCheckpoint, AtomicCSVLogger
+    from unet_course.callbacks import AtomicCheckpoint, AtomicCSVLogger
 
     model, (x, y) = _tiny_model(), _tiny_data()
     real_save, calls = model.save, []
@@ -96,7 +96,7 @@ def test_ctrl_c_while_batches_are_made_stops_training(tmp_path):
     goes on with the next epoch; HonourInterrupt stops at the next batch end instead."""
     import keras
 
-    from unet_course.train import HonourInterrupt
+    from unet_course.callbacks import HonourInterrupt
 
     x, y = _tiny_data()
     made = []
@@ -119,7 +119,7 @@ def test_ctrl_c_while_batches_are_made_stops_training(tmp_path):
 
 
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_best(tmp_path):
-    from unet_course.train import AtomicCheckpoint
+    from unet_course.callbacks import AtomicCheckpoint
 
     model, (x, y) = _tiny_model(), _tiny_data()
     checkpoint = AtomicCheckpoint(tmp_path / "model.keras", "loss", "min")
@@ -143,7 +143,7 @@ def test_the_csv_history_has_keras_columns_and_is_rewritten_whole(tmp_path):
 
     import keras
 
-    from unet_course.train import AtomicCSVLogger
+    from unet_course.callbacks import AtomicCSVLogger
 
     model, (x, y) = _tiny_model(), _tiny_data()
     ours = AtomicCSVLogger(tmp_path / "ours.csv")

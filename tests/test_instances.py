@@ -1,4 +1,5 @@
-"""Tests for unet_course.instances: hand-worked scores, brute-force references, tiling."""
+"""Tests for the instance modules (scoring, postprocess, targets, overlay) and tiled prediction
+(predict): hand-worked scores, brute-force references, tiling."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 
-from unet_course import instances as I
+from unet_course import geometry, overlay, postprocess, predict, scoring, targets
 
 THRESHOLDS = np.round(np.arange(0.5, 1.0, 0.05), 2)
 
@@ -58,23 +59,23 @@ def reference_counts(true, pred, thresholds):
 
 # --------------------------------------------------------------------------- hand-worked scores
 def test_thresholds_are_the_dsb_ones():
-    assert I.DSB_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+    assert scoring.DSB_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
 def test_perfect_prediction_scores_one_whatever_the_label_values():
     true = squares((20, 20), [(0, 5, 0, 5), (10, 15, 10, 18)])
     pred = np.where(true == 1, 7, np.where(true == 2, 3, 0))
-    tp, fp, fn = I.match_counts(true, pred)
+    tp, fp, fn = scoring.match_counts(true, pred)
     assert tp.tolist() == [2] * 10 and fp.tolist() == [0] * 10 and fn.tolist() == [0] * 10
-    assert I.dsb_score(true, pred) == 1.0
+    assert scoring.dsb_score(true, pred) == 1.0
 
 
 def test_empty_images():
     empty = np.zeros((8, 8), dtype=np.int32)
     one = squares((8, 8), [(1, 4, 1, 4)])
-    assert I.dsb_score(empty, empty) == 1.0  # nothing to find, nothing found
-    assert I.dsb_score(empty, one) == 0.0  # one false positive at every threshold
-    assert I.dsb_score(one, empty) == 0.0  # one false negative at every threshold
+    assert scoring.dsb_score(empty, empty) == 1.0  # nothing to find, nothing found
+    assert scoring.dsb_score(empty, one) == 0.0  # one false positive at every threshold
+    assert scoring.dsb_score(one, empty) == 0.0  # one false negative at every threshold
 
 
 def test_one_missed_nucleus():
@@ -82,9 +83,9 @@ def test_one_missed_nucleus():
     # every threshold: TP = 1, FP = 0, FN = 1 -> 1 / 2; mean 0.5
     true = squares((20, 20), [(0, 5, 0, 5), (10, 15, 10, 15)])
     pred = squares((20, 20), [(0, 5, 0, 5)])
-    tp, fp, fn = I.match_counts(true, pred)
+    tp, fp, fn = scoring.match_counts(true, pred)
     assert (tp.tolist(), fp.tolist(), fn.tolist()) == ([1] * 10, [0] * 10, [1] * 10)
-    assert I.dsb_score(true, pred) == pytest.approx(0.5)
+    assert scoring.dsb_score(true, pred) == pytest.approx(0.5)
 
 
 def test_one_split_nucleus():
@@ -95,14 +96,14 @@ def test_one_split_nucleus():
     # score = (4 * 2/3 + 6 * 1/4) / 10 = 25/60 = 5/12
     true = squares((30, 30), [(0, 10, 0, 10), (20, 25, 20, 25)])
     pred = squares((30, 30), [(0, 7, 0, 10), (7, 10, 0, 10), (20, 25, 20, 25)])
-    iou, true_ids, pred_ids = I.iou_matrix(true, pred)
+    iou, true_ids, pred_ids = scoring.iou_matrix(true, pred)
     np.testing.assert_allclose(iou, [[0.7, 0.3, 0.0], [0.0, 0.0, 1.0]])
     assert true_ids.tolist() == [1, 2] and pred_ids.tolist() == [1, 2, 3]
-    tp, fp, fn = I.match_counts(true, pred)
+    tp, fp, fn = scoring.match_counts(true, pred)
     assert tp.tolist() == [2, 2, 2, 2, 1, 1, 1, 1, 1, 1]
     assert fp.tolist() == [1, 1, 1, 1, 2, 2, 2, 2, 2, 2]
     assert fn.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
-    assert I.dsb_score(true, pred) == pytest.approx(5 / 12)
+    assert scoring.dsb_score(true, pred) == pytest.approx(5 / 12)
 
 
 def test_one_merged_pair():
@@ -113,18 +114,18 @@ def test_one_merged_pair():
     # score = 2 * 1/2 / 10 = 0.1
     true = squares((12, 12), [(0, 6, 0, 10), (6, 10, 0, 10)])
     pred = (true > 0).astype(np.int32)
-    tp, fp, fn = I.match_counts(true, pred)
+    tp, fp, fn = scoring.match_counts(true, pred)
     assert tp.tolist() == [1, 1] + [0] * 8
     assert fp.tolist() == [0, 0] + [1] * 8
     assert fn.tolist() == [1, 1] + [2] * 8
-    assert I.dsb_score(true, pred) == pytest.approx(0.1)
+    assert scoring.dsb_score(true, pred) == pytest.approx(0.1)
 
 
 def test_below_half_one_object_matches_at_most_one():
     # At IoU threshold 0.2 the merged prediction overlaps A (0.6) and B (0.4) but is matched once.
     true = squares((12, 12), [(0, 6, 0, 10), (6, 10, 0, 10)])
     pred = (true > 0).astype(np.int32)
-    tp, fp, fn = I.match_counts(true, pred, thresholds=[0.2, 0.5])
+    tp, fp, fn = scoring.match_counts(true, pred, thresholds=[0.2, 0.5])
     assert tp.tolist() == [1, 1] and fp.tolist() == [0, 0] and fn.tolist() == [1, 1]
 
 
@@ -139,57 +140,57 @@ def test_counts_match_brute_force(seed):
     pred = np.where(random_labels(rng, count=3) > 0, 1000 + seed, pred)
     thresholds = [0.1, 0.3, 0.45, *THRESHOLDS]
     iou, ref_tp, ref_fp, ref_fn = reference_counts(true, pred, thresholds)
-    np.testing.assert_allclose(I.iou_matrix(true, pred)[0], iou)
-    tp, fp, fn = I.match_counts(true, pred, thresholds)
+    np.testing.assert_allclose(scoring.iou_matrix(true, pred)[0], iou)
+    tp, fp, fn = scoring.match_counts(true, pred, thresholds)
     assert tp.tolist() == ref_tp.tolist()
     assert fp.tolist() == ref_fp.tolist() and fn.tolist() == ref_fn.tolist()
     expected = np.mean(ref_tp[3:] / (ref_tp[3:] + ref_fp[3:] + ref_fn[3:]))
-    assert I.dsb_score(true, pred) == pytest.approx(expected)
-    assert I.dsb_score(pred, true) == pytest.approx(expected)  # TP same, FP and FN swap
+    assert scoring.dsb_score(true, pred) == pytest.approx(expected)
+    assert scoring.dsb_score(pred, true) == pytest.approx(expected)  # TP same, FP and FN swap
 
 
 def test_sparse_and_huge_labels_agree_with_dense(monkeypatch):
     rng = np.random.default_rng(5)
     true = random_labels(rng, size=64, count=12)
     pred = ndi.grey_dilation(true, size=3)
-    expected = I.match_counts(true, pred)
+    expected = scoring.match_counts(true, pred)
     huge = np.where(true > 0, true + 2**40, 0)  # ids far above the pixel count: sorted path
-    assert np.array_equal(np.stack(I.match_counts(huge, pred)), np.stack(expected))
-    monkeypatch.setattr(I, "_DENSE_LIMIT", 0)  # force the pair-sorting path
-    assert np.array_equal(np.stack(I.match_counts(true, pred)), np.stack(expected))
+    assert np.array_equal(np.stack(scoring.match_counts(huge, pred)), np.stack(expected))
+    monkeypatch.setattr(scoring, "_DENSE_LIMIT", 0)  # force the pair-sorting path
+    assert np.array_equal(np.stack(scoring.match_counts(true, pred)), np.stack(expected))
 
 
 def test_dataset_score_is_the_mean_of_image_scores():
     rng = np.random.default_rng(0)
     trues = np.stack([random_labels(rng) for _ in range(4)])
     preds = np.stack([np.roll(t, 1, axis=0) for t in trues])
-    per = I.dsb_score_dataset(trues, preds, per_image=True)
+    per = scoring.dsb_score_dataset(trues, preds, per_image=True)
     assert per.shape == (4,)
-    assert per.tolist() == [I.dsb_score(t, p) for t, p in zip(trues, preds, strict=True)]
-    assert I.dsb_score_dataset(list(trues), list(preds)) == pytest.approx(per.mean())
+    assert per.tolist() == [scoring.dsb_score(t, p) for t, p in zip(trues, preds, strict=True)]
+    assert scoring.dsb_score_dataset(list(trues), list(preds)) == pytest.approx(per.mean())
 
 
 # --------------------------------------------------------------------------- bad input
 def test_score_errors():
     a = np.zeros((8, 8), dtype=np.int32)
     with pytest.raises(ValueError, match="same shape"):
-        I.dsb_score(a, np.zeros((8, 9), dtype=np.int32))
+        scoring.dsb_score(a, np.zeros((8, 9), dtype=np.int32))
     with pytest.raises(TypeError, match="float"):
-        I.dsb_score(a, a.astype(np.float32))
+        scoring.dsb_score(a, a.astype(np.float32))
     with pytest.raises(TypeError, match="bool"):
-        I.dsb_score(a > 0, a)
+        scoring.dsb_score(a > 0, a)
     with pytest.raises(ValueError, match=">= 0"):
-        I.dsb_score(a - 1, a)
+        scoring.dsb_score(a - 1, a)
     with pytest.raises(ValueError, match="2-D"):
-        I.dsb_score(a[None], a[None])
+        scoring.dsb_score(a[None], a[None])
     with pytest.raises(TypeError, match="NumPy"):
-        I.dsb_score(a.tolist(), a)
+        scoring.dsb_score(a.tolist(), a)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        I.dsb_score(a, a, thresholds=[0.5, 1.0])
+        scoring.dsb_score(a, a, thresholds=[0.5, 1.0])
     with pytest.raises(ValueError, match="as many images"):
-        I.dsb_score_dataset([a, a], [a])
+        scoring.dsb_score_dataset([a, a], [a])
     with pytest.raises(ValueError, match="same shape"):  # checked before any image is scored
-        I.dsb_score_dataset([a, a], [a, a[:4]])
+        scoring.dsb_score_dataset([a, a], [a, a[:4]])
 
 
 # --------------------------------------------------------------------------- post-processing
@@ -205,13 +206,13 @@ def two_touching_discs(size=40, r=8.0, gap=13.0):
 def test_components_merge_touching_nuclei_and_watershed_splits_them():
     true = two_touching_discs()
     prob = (true > 0).astype(np.float32)
-    comp = I.label_instances(prob, method="components")
+    comp = postprocess.label_instances(prob, method="components")
     ref, n = ndi.label(prob > 0.5)
     assert comp.max() == n == 1 and np.array_equal(comp, ref)
-    shed = I.label_instances(prob, method="watershed")
+    shed = postprocess.label_instances(prob, method="watershed")
     assert shed.max() == 2 and shed.dtype == np.int32
-    assert I.dsb_score(true, shed) > I.dsb_score(true, comp)
-    tp, _, _ = I.match_counts(true, shed, thresholds=[0.8])
+    assert scoring.dsb_score(true, shed) > scoring.dsb_score(true, comp)
+    tp, _, _ = scoring.match_counts(true, shed, thresholds=[0.8])
     assert tp[0] == 2
 
 
@@ -219,50 +220,50 @@ def test_components_match_scipy_on_random_maps():
     rng = np.random.default_rng(1)
     prob = ndi.gaussian_filter(rng.random((64, 64)), 2).astype(np.float32)
     prob = (prob - prob.min()) / (prob.max() - prob.min())
-    got = I.label_instances(prob, threshold=0.6, method="components", min_size=0)
+    got = postprocess.label_instances(prob, threshold=0.6, method="components", min_size=0)
     ref, n = ndi.label(prob > 0.6)
     assert got.max() == n and np.array_equal(got, ref)
 
 
 def test_min_size_drops_small_objects_and_renumbers():
     labels = squares((20, 20), [(0, 2, 0, 1), (5, 10, 5, 10), (15, 16, 15, 20)])
-    got = I.remove_small(labels, 5)
+    got = postprocess.remove_small(labels, 5)
     assert sorted(np.unique(got).tolist()) == [0, 1, 2]
     assert np.array_equal(got > 0, (labels == 2) | (labels == 3))
     prob = (labels > 0).astype(np.float32)
-    assert I.label_instances(prob, min_size=6).max() == 1
+    assert postprocess.label_instances(prob, min_size=6).max() == 1
 
 
 def test_three_class_prediction_seeds_the_watershed():
     true = two_touching_discs()
-    classes = I.three_class_targets(true)
+    classes = targets.three_class_targets(true)
     prob = np.eye(3, dtype=np.float32)[classes]  # a perfect (H, W, 3) prediction
-    assert I.label_instances(prob, method="components").max() == 1  # foreground only: merged
-    got = I.label_instances(prob, method="watershed")
-    tp, _, _ = I.match_counts(true, got, thresholds=[0.9])
+    assert postprocess.label_instances(prob, method="components").max() == 1  # foreground only: merged
+    got = postprocess.label_instances(prob, method="watershed")
+    tp, _, _ = scoring.match_counts(true, got, thresholds=[0.9])
     assert got.max() == 2 and tp[0] == 2
 
 
 def test_channel_axis_of_one_is_accepted():
     prob = (two_touching_discs() > 0).astype(np.float32)
     assert np.array_equal(
-        I.label_instances(prob[..., None], method="watershed"),
-        I.label_instances(prob, method="watershed"),
+        postprocess.label_instances(prob[..., None], method="watershed"),
+        postprocess.label_instances(prob, method="watershed"),
     )
 
 
 def test_label_instances_errors():
     prob = np.zeros((8, 8), dtype=np.float32)
     with pytest.raises(TypeError, match="float"):
-        I.label_instances(np.zeros((8, 8), dtype=np.int32))
+        postprocess.label_instances(np.zeros((8, 8), dtype=np.int32))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        I.label_instances(prob + 2)
+        postprocess.label_instances(prob + 2)
     with pytest.raises(ValueError, match="shape"):
-        I.label_instances(np.zeros((8, 8, 2), dtype=np.float32))
+        postprocess.label_instances(np.zeros((8, 8, 2), dtype=np.float32))
     with pytest.raises(ValueError, match="method"):
-        I.label_instances(prob, method="kmeans")
+        postprocess.label_instances(prob, method="kmeans")
     with pytest.raises(ValueError, match="min_distance"):
-        I.label_instances(prob, method="watershed", min_distance=0)
+        postprocess.label_instances(prob, method="watershed", min_distance=0)
 
 
 # --------------------------------------------------------------------------- targets
@@ -281,19 +282,19 @@ def brute_touching(labels):
 @pytest.mark.parametrize("seed", range(3))
 def test_separate_touching_matches_brute_force(seed):
     labels = random_labels(np.random.default_rng(seed), size=32, count=6)
-    got = I.separate_touching(labels)
+    got = targets.separate_touching(labels)
     assert np.array_equal(got, brute_touching(labels))
 
 
 def test_separate_touching_splits_the_mask_of_touching_nuclei():
     true = two_touching_discs()
     assert ndi.label(true > 0)[1] == 1
-    assert ndi.label(I.separate_touching(true) > 0)[1] == 2
+    assert ndi.label(targets.separate_touching(true) > 0)[1] == 2
 
 
 def test_three_class_targets_match_brute_force():
     labels = random_labels(np.random.default_rng(3), size=32, count=6)
-    got = I.three_class_targets(labels)
+    got = targets.three_class_targets(labels)
     padded = np.pad(labels, 1, mode="edge")
     expected = (labels > 0).astype(np.uint8)
     for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
@@ -306,12 +307,12 @@ def test_class_balance_matches_scikit_learn():
     from sklearn.utils.class_weight import compute_class_weight
 
     mask = random_labels(np.random.default_rng(4)) > 0
-    w = I.class_balance_weights(mask)
+    w = targets.class_balance_weights(mask)
     ref = compute_class_weight("balanced", classes=np.array([False, True]), y=mask.ravel())
     np.testing.assert_allclose(w[~mask], ref[0], rtol=1e-6)
     np.testing.assert_allclose(w[mask], ref[1], rtol=1e-6)
     assert w.mean() == pytest.approx(1.0)
-    assert np.all(I.class_balance_weights(np.zeros((4, 4), bool)) == 1)
+    assert np.all(targets.class_balance_weights(np.zeros((4, 4), bool)) == 1)
 
 
 def brute_weight(labels, y, x, w0, sigma, wc):
@@ -331,9 +332,9 @@ def brute_weight(labels, y, x, w0, sigma, wc):
 @pytest.mark.parametrize(("w0", "sigma"), [(10.0, 5.0), (5.0, 2.0), (20.0, 12.0)])
 def test_weight_map_matches_direct_computation(w0, sigma):
     rng = np.random.default_rng(int(w0))
-    labels = I.separate_touching(random_labels(rng, size=48, count=7))
-    w = I.unet_weight_map(labels, w0=w0, sigma=sigma)
-    wc = I.class_balance_weights(labels > 0)
+    labels = targets.separate_touching(random_labels(rng, size=48, count=7))
+    w = targets.unet_weight_map(labels, w0=w0, sigma=sigma)
+    wc = targets.class_balance_weights(labels > 0)
     gap = np.argwhere((labels == 0) & (ndi.label(labels == 0)[0] > 0))
     chosen = [*gap[rng.choice(len(gap), 40)], (0, 0), (47, 47), (24, 24)]
     for y, x in chosen:
@@ -342,31 +343,31 @@ def test_weight_map_matches_direct_computation(w0, sigma):
 
 
 def test_weight_map_is_highest_in_the_gap_between_touching_nuclei():
-    labels = I.separate_touching(two_touching_discs())
-    w = I.unet_weight_map(labels)
+    labels = targets.separate_touching(two_touching_discs())
+    w = targets.unet_weight_map(labels)
     gap = (labels == 0) & (two_touching_discs() > 0)
     assert gap.any() and w[gap].min() > 8 > w[~gap].max() - 1  # d1 + d2 ~ 2 px in the gap
 
 
 def test_weight_map_with_one_nucleus_is_class_balance_only():
     labels = squares((16, 16), [(4, 9, 4, 9)])
-    np.testing.assert_array_equal(I.unet_weight_map(labels), I.class_balance_weights(labels > 0))
+    np.testing.assert_array_equal(targets.unet_weight_map(labels), targets.class_balance_weights(labels > 0))
 
 
 def test_weight_map_of_a_batch_is_the_stack_of_maps():
     rng = np.random.default_rng(0)
     batch = np.stack([random_labels(rng, size=32) for _ in range(3)])
-    got = I.unet_weight_map(batch)
+    got = targets.unet_weight_map(batch)
     assert got.shape == batch.shape
     for g, labels in zip(got, batch, strict=True):
-        np.testing.assert_array_equal(g, I.unet_weight_map(labels))
+        np.testing.assert_array_equal(g, targets.unet_weight_map(labels))
 
 
 def test_weight_map_errors():
     with pytest.raises(ValueError, match="sigma"):
-        I.unet_weight_map(np.zeros((4, 4), np.int32), sigma=0)
+        targets.unet_weight_map(np.zeros((4, 4), np.int32), sigma=0)
     with pytest.raises(TypeError, match="integer"):
-        I.unet_weight_map(np.zeros((4, 4), np.float32))
+        targets.unet_weight_map(np.zeros((4, 4), np.float32))
 
 
 # --------------------------------------------------------------------------- tiling
@@ -392,19 +393,19 @@ def test_tiled_same_model_equals_whole_image_in_the_interior(small_models):
     same, _ = small_models
     image = np.random.default_rng(0).random((150, 133, 3)).astype(np.float32)
     whole = _np(same(np.pad(image, ((0, 2), (0, 3), (0, 0)))[None]))[0, :150, :133]
-    tiled = I.predict_tiled(same, image, tile=64, overlap=24)
+    tiled = predict.predict_tiled(same, image, tile=64, overlap=24)
     assert tiled.shape == (150, 133, 1) and tiled.dtype == np.float32
     r = 24  # beyond this the whole-image pass sees zero padding, the tiles see a mirror
     np.testing.assert_allclose(tiled[r:-r, r:-r], whole[r:-r, r:-r], atol=1e-5)
     assert np.abs(tiled - whole).max() > 1e-3  # the borders do differ: the check has teeth
-    short = I.predict_tiled(same, image, tile=64, overlap=4)  # too little context
+    short = predict.predict_tiled(same, image, tile=64, overlap=4)  # too little context
     assert np.abs(short[r:-r, r:-r] - whole[r:-r, r:-r]).max() > 1e-3
 
 
 def test_tiled_valid_model_equals_one_pass_over_the_mirrored_image(small_models):
     _, valid = small_models
     image = np.random.default_rng(1).random((70, 91, 3)).astype(np.float32)
-    tiled = I.predict_tiled(valid, image, tile=60)  # 60 -> 20: 20 pixels of context a side
+    tiled = predict.predict_tiled(valid, image, tile=60)  # 60 -> 20: 20 pixels of context a side
     big = np.pad(image, ((20, 180 - 70 - 20), (20, 180 - 91 - 20), (0, 0)), mode="reflect")
     whole = _np(valid(big[None]))[0]  # 180 -> 140 output, covering the image at (0, 0)
     assert tiled.shape == (70, 91, 3)
@@ -420,44 +421,44 @@ def test_tiled_prediction_of_a_fixed_size_model_and_a_grey_image():
     keras.utils.set_random_seed(1)
     model = build_unet((32, 32, 1), num_classes=1, base_filters=2, depth=1)
     image = np.random.default_rng(2).random((45, 50)).astype(np.float32)
-    got = I.predict_tiled(model, image, overlap=4)  # tile defaults to the model's 32
+    got = predict.predict_tiled(model, image, overlap=4)  # tile defaults to the model's 32
     assert got.shape == (45, 50, 1)
     with pytest.raises(ValueError, match="32"):
-        I.predict_tiled(model, image, tile=64)
+        predict.predict_tiled(model, image, tile=64)
 
 
 def test_tiling_errors(small_models):
     same, valid = small_models
     image = np.zeros((40, 40, 3), np.float32)
     with pytest.raises(ValueError, match="Nearest sizes"):  # smaller than the network minimum
-        I.predict_tiled(valid, image, tile=20)
+        predict.predict_tiled(valid, image, tile=20)
     with pytest.raises(ValueError, match="divisible"):
-        I.predict_tiled(same, image, tile=30)
+        predict.predict_tiled(same, image, tile=30)
     with pytest.raises(ValueError, match="overlap"):
-        I.predict_tiled(same, image, tile=32, overlap=16)
+        predict.predict_tiled(same, image, tile=32, overlap=16)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        I.predict_tiled(same, np.zeros((40, 40, 1), np.float32), tile=32)
+        predict.predict_tiled(same, np.zeros((40, 40, 1), np.float32), tile=32)
     with pytest.raises(TypeError, match="NumPy"):
-        I.predict_tiled(same, image.tolist(), tile=32)
+        predict.predict_tiled(same, image.tolist(), tile=32)
 
 
 def test_unet_geometry(small_models):
     same, valid = small_models
-    assert I.unet_geometry(same) == (2, "same")
-    assert I.unet_geometry(valid) == (2, "valid")
+    assert geometry.unet_geometry(same) == (2, "same")
+    assert geometry.unet_geometry(valid) == (2, "valid")
 
 
 def test_tiling_on_the_jax_backend():
     code = textwrap.dedent(
         """
         import numpy as np, keras
-        from unet_course import instances as I
+        from unet_course import predict
         from unet_course.model import build_unet
         assert keras.backend.backend() == "jax"
         keras.utils.set_random_seed(0)
         m = build_unet((None, None, 3), num_classes=1, base_filters=2, depth=1, padding="valid")
         image = np.random.default_rng(1).random((20, 17, 3)).astype(np.float32)
-        tiled = I.predict_tiled(m, image, tile=28, batch_size=8)  # 28 -> 12, 4 tiles
+        tiled = predict.predict_tiled(m, image, tile=28, batch_size=8)  # 28 -> 12, 4 tiles
         big = np.pad(image, ((8, 44 - 20 - 8), (8, 44 - 17 - 8), (0, 0)), mode="reflect")
         whole = np.asarray(m(big[None]))[0]  # 44 -> 28
         assert tiled.shape == (20, 17, 1)
@@ -472,31 +473,46 @@ def test_tiling_on_the_jax_backend():
 
 def test_tile_plan_reports_the_cut(small_models):
     same, valid = small_models
-    assert I.tile_plan(valid, 60, 0) == {"tile": 60, "crop": 20, "overlap": 0, "core": 20}
-    assert I.tile_plan(same, 64, 8) == {"tile": 64, "crop": 0, "overlap": 8, "core": 48}
-    assert I.tile_plan(same)["tile"] == 512  # free-size model: the nearest size >= 512
+    assert predict.tile_plan(valid, 60, 0) == {"tile": 60, "crop": 20, "overlap": 0, "core": 20}
+    assert predict.tile_plan(same, 64, 8) == {"tile": 64, "crop": 0, "overlap": 8, "core": 48}
+    assert predict.tile_plan(same)["tile"] == 512  # free-size model: the nearest size >= 512
 
 
 def test_predict_instances_picks_the_post_processing_from_the_output(small_models):
     same, valid = small_models
     image = np.random.default_rng(3).random((40, 52, 3)).astype(np.float32)
-    labels, prob = I.predict_instances(same, image, "components", tile=32, overlap=4)
+    labels, prob = predict.predict_instances(same, image, "components", tile=32, overlap=4)
     assert prob.shape == (40, 52, 1)
-    assert np.array_equal(labels, I.label_instances(prob, 0.5, "components"))
-    labels, prob = I.predict_instances(valid, image, "watershed", tile=60)
+    assert np.array_equal(labels, postprocess.label_instances(prob, 0.5, "components"))
+    labels, prob = predict.predict_instances(valid, image, "watershed", tile=60)
     assert prob.shape == (40, 52, 3)  # three classes: interior-seeded watershed
-    assert np.array_equal(labels, I.label_instances(prob, 0.5, "watershed"))
+    assert np.array_equal(labels, postprocess.label_instances(prob, 0.5, "watershed"))
     with pytest.raises(ValueError, match="method"):
-        I.predict_instances(same, image, "kmeans")
+        predict.predict_instances(same, image, "kmeans")
 
 
 def test_overlay_tints_objects_and_whitens_outlines():
     labels = squares((20, 24), [(2, 10, 2, 10), (12, 18, 12, 20)])
     image = np.full((20, 24, 3), 40, np.uint8)
-    over = I.overlay_instances(image, labels)
+    over = overlay.overlay_instances(image, labels)
     assert over.shape == (20, 24, 3) and over.dtype == np.uint8
     assert np.array_equal(over[labels == 0], image[labels == 0])  # background untouched
     assert np.all(over[2, 2] == 255) and not np.all(over[5, 5] == 255)  # outline vs interior
     assert not np.array_equal(over[5, 5], over[14, 15])  # two objects, two tints
     with pytest.raises(ValueError, match="differ"):
-        I.overlay_instances(image[:10], labels)
+        overlay.overlay_instances(image[:10], labels)
+
+
+def test_relabel_is_relabel_sequential_and_skips_maps_already_numbered_1_to_n():
+    from skimage.segmentation import relabel_sequential
+
+    from unet_course.label_maps import relabel
+
+    gaps = np.array([[0, 7, 7], [2**40, 0, 3]], dtype=np.int64)  # huge values: no counting
+    got, ids = relabel(gaps)
+    np.testing.assert_array_equal(got, relabel_sequential(gaps)[0])
+    assert ids.tolist() == [3, 7, 2**40]
+    ordered = np.array([[0, 2, 2], [1, 0, 3]], dtype=np.int32)
+    same, ids = relabel(ordered)
+    assert same is ordered and ids.tolist() == [1, 2, 3]
+    assert relabel(np.array([[0, 5], [0, 0]]))[0].tolist() == [[0, 1], [0, 0]]

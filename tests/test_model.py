@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from unet_course import geometry, receptive_field
 from unet_course import model as M
 
 
@@ -124,8 +125,8 @@ def test_paper_unet_shapes(paper):
 
 # ---------------------------------------------------------------- crop and size arithmetic
 def test_crop_arithmetic_matches_the_paper(paper):
-    assert M.skip_crops(4, "valid") == [88, 40, 16, 4]
-    assert M.skip_crops(3, "same") == [0, 0, 0]
+    assert geometry.skip_crops(4, "valid") == [88, 40, 16, 4]
+    assert geometry.skip_crops(3, "same") == [0, 0, 0]
     # the paper's figure: 568 -> 392, 280 -> 200, 136 -> 104, 64 -> 56
     for skip, up, (before, after) in zip(
         ("c1", "c2", "c3", "c4"),
@@ -139,22 +140,22 @@ def test_crop_arithmetic_matches_the_paper(paper):
 
 
 def test_valid_input_sizes_closed_form():
-    assert M.valid_input_sizes(4, "valid", max_size=700) == [16 * k + 60 for k in range(8, 41)]
-    assert M.valid_input_sizes(3, "same", max_size=100) == list(range(8, 101, 8))
-    assert M.unet_output_size(572, 4, "valid") == 388 and M.unet_output_size(256) == 256
+    assert geometry.valid_input_sizes(4, "valid", max_size=700) == [16 * k + 60 for k in range(8, 41)]
+    assert geometry.valid_input_sizes(3, "same", max_size=100) == list(range(8, 101, 8))
+    assert geometry.unet_output_size(572, 4, "valid") == 388 and geometry.unet_output_size(256) == 256
     for depth in (1, 2, 3, 4, 5):
         # closed form: each block loses 4 pixels at its own resolution, i.e. 4 * 2**k input pixels
         loss = 4 * (2 * sum(2**k for k in range(depth)) + 2**depth)
-        for s in M.valid_input_sizes(depth, "valid", max_size=2000)[::7]:
-            assert M.unet_output_size(int(s), depth, "valid") == s - loss
+        for s in geometry.valid_input_sizes(depth, "valid", max_size=2000)[::7]:
+            assert geometry.unet_output_size(int(s), depth, "valid") == s - loss
 
 
 @pytest.mark.parametrize("depth", [2, 3])
 def test_valid_models_really_produce_the_predicted_sizes(depth):
     m = M.build_unet((None, None, 1), base_filters=2, depth=depth, padding="valid")
-    for s in M.valid_input_sizes(depth, "valid", max_size=120)[:3]:
+    for s in geometry.valid_input_sizes(depth, "valid", max_size=120)[:3]:
         y = m.predict(np.zeros((1, s, s, 1), "float32"), verbose=0)
-        assert y.shape == (1, *(2 * [M.unet_output_size(s, depth, "valid")]), 1)
+        assert y.shape == (1, *(2 * [geometry.unet_output_size(s, depth, "valid")]), 1)
 
 
 def test_same_size_errors_name_the_nearest_multiples():
@@ -165,30 +166,30 @@ def test_same_size_errors_name_the_nearest_multiples():
             continue
         below, above = s // 16 * 16, -(-s // 16) * 16
         with pytest.raises(ValueError, match=f"{below} or {above}"):
-            M.check_input_size(s, 4, "same")
-        assert M.nearest_valid_sizes(s, 4, "same") == (below, above)
+            geometry.check_input_size(s, 4, "same")
+        assert geometry.nearest_valid_sizes(s, 4, "same") == (below, above)
     with pytest.raises(ValueError, match=r"\b16 \(none smaller"):
-        M.check_input_size(5, 4, "same")
-    M.check_input_size((256, 512), 4, "same")  # fits: no error
-    M.check_input_size(np.int64(256), 4, "same")
-    M.check_input_size((None, 64), 4, "same")  # a free side is not checked
+        geometry.check_input_size(5, 4, "same")
+    geometry.check_input_size((256, 512), 4, "same")  # fits: no error
+    geometry.check_input_size(np.int64(256), 4, "same")
+    geometry.check_input_size((None, 64), 4, "same")  # a free side is not checked
     with pytest.raises(TypeError, match="integers"):
-        M.check_input_size("256", 4, "same")
+        geometry.check_input_size("256", 4, "same")
     with pytest.raises(ValueError, match="positive"):
-        M.check_input_size(0, 4, "same")
+        geometry.check_input_size(0, 4, "same")
     with pytest.raises(ValueError, match="250"):
-        M.check_input_size((256, 250), 4, "same")
+        geometry.check_input_size((256, 250), 4, "same")
 
 
 def test_valid_size_errors_name_the_nearest_tiling_sizes():
-    sizes = M.valid_input_sizes(4, "valid", max_size=800)
+    sizes = geometry.valid_input_sizes(4, "valid", max_size=800)
     for s in range(190, 790, 37):
         if s in sizes:
             continue
         below = max(v for v in sizes if v < s)
         above = min(v for v in sizes if v > s)
         with pytest.raises(ValueError, match=f"{below} or {above}"):
-            M.check_input_size(s, 4, "valid")
+            geometry.check_input_size(s, 4, "valid")
 
 
 def test_builders_raise_before_building():
@@ -210,7 +211,7 @@ def test_unchecked_none_model_really_fails_where_the_check_says():
     m = M.build_unet((None, None, 1), base_filters=2, depth=2)
     with pytest.raises(Exception):  # noqa: B017 - the raw backend error the check replaces
         m.predict(np.zeros((1, 30, 30, 1), "float32"), verbose=0)
-    for s in M.nearest_valid_sizes(30, 2, "same"):
+    for s in geometry.nearest_valid_sizes(30, 2, "same"):
         assert m.predict(np.zeros((1, s, s, 1), "float32"), verbose=0).shape == (1, s, s, 1)
 
 
@@ -339,15 +340,15 @@ def test_unet_blocks_describe_the_u(paper):
 def test_receptive_field_textbook_formula(seed, paper):
     # by hand: each 3x3 conv adds 2 * jump, each pooling adds jump and doubles it
     down = sum(4 * 2**k for k in range(5)) + sum(2**k for k in range(4))
-    assert M.receptive_field(seed, "c5") == 1 + down == 140
-    assert M.receptive_field(seed) == 1 + down + sum(4 * 2**k for k in range(4)) == 200
-    assert M.receptive_field(paper) == 200 and M.receptive_field(seed, "c1") == 5
+    assert receptive_field.receptive_field(seed, "c5") == 1 + down == 140
+    assert receptive_field.receptive_field(seed) == 1 + down + sum(4 * 2**k for k in range(4)) == 200
+    assert receptive_field.receptive_field(paper) == 200 and receptive_field.receptive_field(seed, "c1") == 5
     with pytest.raises(ValueError, match="nope"):
-        M.receptive_field(seed, "nope")
+        receptive_field.receptive_field(seed, "nope")
 
 
 def test_exact_spans_of_the_bottleneck_are_uniform(seed):
-    spans = M.receptive_field_spans(seed, "c5")
+    spans = receptive_field.receptive_field_spans(seed, "c5")
     widths = spans[:, 1] - spans[:, 0] + 1
     inside = (spans[:, 0] > 0) & (spans[:, 1] < 255)
     assert set(widths[inside]) == {140}
@@ -367,7 +368,7 @@ def test_exact_spans_match_the_gradient_support(padding, upsampling, size):
     keras.utils.set_random_seed(7)
     m = M.build_unet((size, size, 1), base_filters=2, depth=3, padding=padding,
                      upsampling=upsampling)  # fmt: skip
-    spans = M.receptive_field_spans(m)
+    spans = receptive_field.receptive_field_spans(m)
     x = tf.Variable(np.random.default_rng(7).random((8, size, size, 1), "float32"))
     h = m.output_shape[1]
     for r, c in np.random.default_rng(8).integers(0, h, (4, 2)):
@@ -381,8 +382,8 @@ def test_exact_spans_match_the_gradient_support(padding, upsampling, size):
 
 def test_exact_spans_vary_around_the_textbook_value():
     m = M.build_unet((380, 380, 1), base_filters=2, padding="valid")
-    widths = np.diff(M.receptive_field_spans(m), axis=1)[:, 0] + 1
-    assert set(widths) == {188, 204} and abs(widths.mean() - M.receptive_field(m)) < 1
+    widths = np.diff(receptive_field.receptive_field_spans(m), axis=1)[:, 0] + 1
+    assert set(widths) == {188, 204} and abs(widths.mean() - receptive_field.receptive_field(m)) < 1
 
 
 def test_draw_unet_draws_the_model(paper):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unet_course import instances, recipe
+from unet_course import postprocess, recipe, scoring, targets
 from unet_course.data import Difficulty, make_nuclei
 from unet_course.losses import ClassesDiceLoss
 
@@ -63,8 +63,8 @@ def test_elongated_nuclei_are_not_cut_by_the_interior_seeded_watershed():
     _, labels = make_nuclei(8, size=128, seed=2, difficulty=long)
     elongated = 0
     for truth in labels:
-        probs = _soft(instances.three_class_targets(truth))
-        found = instances.label_instances(probs, 0.5, "watershed", min_size=5)
+        probs = _soft(targets.three_class_targets(truth))
+        found = postprocess.label_instances(probs, 0.5, "watershed", min_size=5)
         # Each true nucleus is mostly (> 20 %) covered by exactly one found object: not cut.
         for k in range(1, truth.max() + 1):
             covers = np.bincount(found[truth == k], minlength=found.max() + 1)[1:]
@@ -93,12 +93,12 @@ def test_predict_classes_equals_padding_by_hand_and_batches_same_sizes():
 
 def test_tuning_picks_the_best_setting_on_the_images_it_is_given():
     _, labels = make_nuclei(4, size=96, seed=4)
-    probs = [_soft(instances.three_class_targets(t)) * 0.9 + 0.1 / 3 for t in labels]
+    probs = [_soft(targets.three_class_targets(t)) * 0.9 + 0.1 / 3 for t in labels]
     grid = {"threshold": (0.5, 0.95), "seed_threshold": (0.5,), "min_size": (0,)}
     best, score = recipe.tune_postprocessing(labels, probs, grid)
     # With a foreground threshold of 0.95 nothing is foreground (probabilities <= 0.93).
     assert best["threshold"] == 0.5 and score > 0.8
-    by_hand = np.mean([instances.dsb_score(t, instances.label_instances(p, method="watershed", **best))
+    by_hand = np.mean([scoring.dsb_score(t, postprocess.label_instances(p, method="watershed", **best))
                        for t, p in zip(labels, probs, strict=False)])
     assert score == pytest.approx(by_hand)
 
@@ -117,6 +117,10 @@ def test_a_quick_binary_run_writes_a_complete_record(tmp_path):
     report = recipe.run("synthetic", chosen, tmp_path, quick=True, log=lambda *a: None)
     assert {p.name for p in tmp_path.iterdir()} == {"model.keras", "history.csv", "metrics.json"}
     assert report["recipe"]["targets"] == "binary"
+    assert report["split"] == {"seed": chosen.seed, "train": chosen.train_images,
+                               "val": chosen.val_images, "test": report["split"]["test"]}
+    assert report["options"] == {"precision": "auto", "xla": "auto"}
+    assert {"precision", "xla", "keras_backend"} <= set(report)
     assert report["postprocessing"]["seed_threshold"] is None  # no interior channel to seed
     model = keras.saving.load_model(tmp_path / "model.keras")
     assert model.output_shape[-1] == 1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, jaccard_score
 
-from unet_course import datasets, model, train
+from unet_course import datasets, evaluate, geometry, model, predict, train
 
 
 def tiny_unet(input_shape=(None, None, 3), padding="same", depth=2, name="tiny"):
@@ -97,8 +97,8 @@ def test_build_model_rejects_a_builder_that_returns_no_model():
 
 
 def test_model_geometry_reads_depth_and_padding():
-    assert model.unet_geometry(tiny_unet(depth=3)) == (3, "same")
-    assert model.unet_geometry(tiny_unet(padding="valid", depth=1)) == (1, "valid")
+    assert geometry.unet_geometry(tiny_unet(depth=3)) == (3, "same")
+    assert geometry.unet_geometry(tiny_unet(padding="valid", depth=1)) == (1, "valid")
 
 
 def test_predict_native_pads_and_crops_back_without_resizing():
@@ -107,7 +107,7 @@ def test_predict_native_pads_and_crops_back_without_resizing():
     net = tiny_unet()
     fits = rng.integers(0, 256, (32, 24, 3)).astype(np.uint8)  # divisible by 2**2: no padding
     odd = rng.integers(0, 256, (30, 21, 3)).astype(np.uint8)  # padded to 32 x 24
-    probs = train.predict_native(net, [fits, odd])
+    probs = predict.predict_native(net, [fits, odd])
     assert [p.shape for p in probs] == [(32, 24), (30, 21)]
     direct = net.predict_on_batch(fits[None].astype(np.float32))[0, ..., 0]
     np.testing.assert_allclose(probs[0], direct, atol=1e-6)
@@ -120,14 +120,13 @@ def test_predict_native_valid_padding_output_covers_the_image():
     rng = np.random.default_rng(1)
     net = tiny_unet(padding="valid", depth=1)  # loses 8 pixels a side
     image = rng.integers(0, 256, (20, 25, 3)).astype(np.uint8)
-    (prob,) = train.predict_native(net, [image])
+    (prob,) = predict.predict_native(net, [image])
     assert prob.shape == (20, 25) and np.all((prob >= 0) & (prob <= 1))
-    size_h, margin = train._fit_size(20, 1, "valid")
-    assert model.unet_output_size(size_h, 1, "valid") >= 20 and margin == 8
+    size_h, margin = predict._fit_size(20, 1, "valid")
+    assert geometry.unet_output_size(size_h, 1, "valid") >= 20 and margin == 8
 
 
 def test_predict_native_tiles_a_fixed_size_model_without_seams():
-    from unet_course import instances
 
     rng = np.random.default_rng(2)
     keras.utils.set_random_seed(2)
@@ -135,8 +134,8 @@ def test_predict_native_tiles_a_fixed_size_model_without_seams():
     twin = tiny_unet()  # the same network for any input size, given the same weights
     twin.set_weights(net.get_weights())
     image = rng.integers(0, 256, (64, 72, 3)).astype(np.uint8)
-    (prob,) = train.predict_native(net, [image])
-    np.testing.assert_allclose(prob, instances.predict_tiled(net, image)[..., 0], atol=1e-6)
+    (prob,) = predict.predict_native(net, [image])
+    np.testing.assert_allclose(prob, predict.predict_tiled(net, image)[..., 0], atol=1e-6)
     whole = twin.predict_on_batch(image[None].astype(np.float32))[0, ..., 0]
     # Tiles that merely abut (no overlap) disagree with the whole-image pass at their edges;
     # overlap-tile drops those edges, so it is closer to the whole-image answer.
@@ -151,7 +150,7 @@ def test_predict_native_tiles_a_fixed_size_model_without_seams():
 
 def test_predict_native_rejects_wrong_channels():
     with pytest.raises(ValueError, match="expected images"):
-        train.predict_native(tiny_unet(), [np.zeros((16, 16), np.uint8)])
+        predict.predict_native(tiny_unet(), [np.zeros((16, 16), np.uint8)])
 
 
 # --------------------------------------------------------------------------- scores
@@ -164,7 +163,7 @@ def test_pixel_scores_match_sklearn_over_images_of_mixed_sizes(seed):
     masks = [rng.random(s) < rng.uniform(0.05, 0.6) for s in shapes]
     probs = [rng.random(s).astype(np.float32) for s in shapes]
     threshold = float(rng.uniform(0.2, 0.8))
-    got = train.pixel_scores(masks, probs, threshold)
+    got = evaluate.pixel_scores(masks, probs, threshold)
     truth = np.concatenate([m.ravel() for m in masks])
     pred = np.concatenate([p.ravel() >= threshold for p in probs])
     assert got["dice"] == pytest.approx(f1_score(truth, pred))
@@ -174,25 +173,25 @@ def test_pixel_scores_match_sklearn_over_images_of_mixed_sizes(seed):
 
 def test_pixel_scores_empty_and_mismatched():
     empty = [np.zeros((4, 4))]
-    assert train.pixel_scores(empty, [np.zeros((4, 4))])["dice"] == 1.0
-    assert train.pixel_scores(empty, [np.ones((4, 4))])["iou"] == 0.0
+    assert evaluate.pixel_scores(empty, [np.zeros((4, 4))])["dice"] == 1.0
+    assert evaluate.pixel_scores(empty, [np.ones((4, 4))])["iou"] == 0.0
     with pytest.raises(ValueError, match="shape"):
-        train.pixel_scores(empty, [np.zeros((4, 5))])
+        evaluate.pixel_scores(empty, [np.zeros((4, 5))])
     with pytest.raises(ValueError, match="masks"):
-        train.pixel_scores(empty, [])
+        evaluate.pixel_scores(empty, [])
 
 
 def test_choose_threshold_matches_a_brute_force_sklearn_search():
     rng = np.random.default_rng(5)
     truth = rng.random((2, 20, 20)) < 0.3
     probs = np.clip(truth * 0.35 + rng.random(truth.shape) * 0.6, 0, 1)  # best cut near 0.4-0.6
-    best, dice = train.choose_threshold(list(truth), list(probs))
+    best, dice = evaluate.choose_threshold(list(truth), list(probs))
     grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
     brute = [f1_score(truth.ravel(), probs.ravel() >= t) for t in grid]
     np.testing.assert_allclose(dice, brute)
     assert f1_score(truth.ravel(), probs.ravel() >= best) == pytest.approx(max(brute))
     with pytest.raises(ValueError, match="thresholds"):
-        train.choose_threshold(list(truth), list(probs), thresholds=[0.0, 0.5])
+        evaluate.choose_threshold(list(truth), list(probs), thresholds=[0.0, 0.5])
 
 
 # --------------------------------------------------------------------------- datasets
@@ -306,3 +305,30 @@ def test_dsb_splits_partition_the_folder_and_are_seeded(tmp_path):
     other = datasets.load_splits(root, seed=5)
     assert [im.tobytes() for im in other.train.images] != [im.tobytes() for im in a.train.images]
     assert all(set(np.unique(m)) <= {0, 1} for m in a.train.masks)
+
+
+def test_the_config_seed_makes_two_fits_give_the_same_weights(tmp_path):
+    """Issue 12, bug 2: ``TrainConfig.seed`` is used by ``build_model`` and ``fit``, so two
+    runs with the same config agree whatever the random state before them."""
+    splits = datasets.load_splits("synthetic", 32, quick=True, seed=1,
+                                  counts={"train": 8, "val": 4, "test": 1})
+    accel = train.Accelerator(keras.backend.backend(), (), "float32", False)
+
+    def run(config, disturb: int):
+        keras.utils.set_random_seed(disturb)  # a different global random state each time
+        net = train.build_model(
+            lambda: model.build_unet((None, None, 3), base_filters=4, depth=2, dropout=0.2,
+                                     rescale=1 / 255), accel, seed=config.seed)
+        train.compile_model(net, config, accel)
+        seqs = train.make_sequences(splits, 32, config.batch_size, seed=config.seed)
+        out = tmp_path / f"run{disturb}-{config.seed}"
+        out.mkdir()
+        train.fit(net, *seqs, config, out, verbose=0)
+        return net.get_weights()
+
+    config = train.TrainConfig(epochs=1, batch_size=4, seed=11)
+    first, second = run(config, 1), run(config, 2)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    other = run(train.TrainConfig(epochs=1, batch_size=4, seed=12), 1)
+    assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(first, other, strict=True))

@@ -12,16 +12,25 @@ the submodules that need them, not here. The submodules, by topic:
 - ``conv``: convolution and transposed convolution written as matrices; ``conv_cost``: what
   the matrix costs (notebook 02's timing harness); ``conv_explorer``: the kernel / stride /
   padding explorer; ``autodiff``: input gradients on any Keras backend (notebook 03).
-- ``model``: the U-Net builders and shape tools.
+- ``model``: the U-Net builders and the tracing of a built one (shapes, parameters, blocks);
+  ``geometry``: which input sizes fit a U-Net and what comes out, read from a model too;
+  ``receptive_field``: textbook and exact receptive fields, traced through the layer graph.
 - ``metrics`` / ``losses``: Dice, IoU and the training losses (``keras.ops`` only).
-- ``augment`` / ``train``: augmentation, data feeding and the training loop defaults.
+- ``augment`` / ``train``: augmentation, data feeding, the device policy and the training
+  loop; ``callbacks``: checkpoint and history written atomically, Ctrl-C honoured.
+- ``predict``: a trained model on images of any size (native-size and overlap-tile
+  prediction, image in, nuclei out).
+- From probabilities to scored nuclei: ``postprocess`` (components or a seeded watershed),
+  ``scoring`` (the Data Science Bowl 2018 score), ``targets`` (separated masks, three classes,
+  the paper's weight map), ``overlay`` (a label map drawn over an image), ``label_maps`` (the
+  one label-map check); ``evaluate``: pixel scores, the threshold choice and the instance
+  score of a trained model.
 - ``recipe``: the course's default recipe (what ``train`` runs), with ``normalization``, the
   per-image percentile normalisation layer it starts with.
-- ``instances``: from probability maps to separate objects, and the instance score.
 - ``plotting``: the course's figures.
 - ``runtime``: quick mode, backend and device reports.
-- ``cli``: the command line, ``python -m unet_course train | evaluate | predict | doctor``
-  (``predict``: the work of its ``predict`` command).
+- ``cli``: the command line, ``python -m unet_course train | evaluate | predict | doctor``,
+  one module of ``commands`` per subcommand.
 - ``exercises``: the open exercises' right / wrong / not-yet checks, one module per notebook.
 - ``course``: the README table, notebook navigation and Colab links (maintainers' tool).
 """

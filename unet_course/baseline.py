@@ -7,7 +7,7 @@ the network on the same images.
 - ``to_grey``: one grey plane per image, nuclei bright (bright-field images are flipped).
 - ``otsu_mask``: the global Otsu threshold of that plane (Otsu 1979).
 - ``otsu_instances``: the mask split into nuclei by connected components or by a
-  distance-transform watershed (``instances.label_instances``).
+  distance-transform watershed (``postprocess.label_instances``).
 - ``baseline_scores``: pixel Dice / IoU and the Data Science Bowl 2018 instance score of both
   pipelines over a set of images.
 """
@@ -74,7 +74,7 @@ def otsu_instances(image: Any, method: str = "watershed", polarity: str = "auto"
 
     Returns ``(H, W)`` int32 labels, 0 = background.
     """
-    from unet_course.instances import label_instances
+    from unet_course.postprocess import label_instances
 
     return label_instances(otsu_mask(image, polarity).astype(np.float32), 0.5, method)
 
@@ -84,13 +84,14 @@ def baseline_scores(images: Sequence[Any], labels: Sequence[np.ndarray],
     """Score both Otsu pipelines on a set of images with true instance labels.
 
     Pixel Dice and IoU add the counts of all images up before dividing (as
-    ``train.pixel_scores``); the instance score is the mean of the per-image Data Science Bowl
-    2018 scores (``instances.dsb_score_dataset``).
+    ``evaluate.pixel_scores``); the instance score is the mean of the per-image Data Science Bowl
+    2018 scores (``scoring.dsb_score_dataset``).
 
     Returns:
         ``{"otsu_components": {"dice", "iou", "dsb_map"}, "otsu_watershed": {...}}``.
     """
-    from unet_course.instances import dsb_score_dataset, label_instances
+    from unet_course.postprocess import label_instances
+    from unet_course.scoring import dsb_score_dataset
 
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"expected as many images as label maps (>= 1), got {len(images)} "

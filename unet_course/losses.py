@@ -187,7 +187,7 @@ class ClassesDiceLoss(keras.losses.Loss):
     """Categorical cross-entropy + soft Dice of the non-background classes, for a softmax output.
 
     For the course's default model, whose three channels are background, interior and
-    boundary (``instances.three_class_targets``). ``y_true`` is one-hot ``(B, H, W, K)``;
+    boundary (``targets.three_class_targets``). ``y_true`` is one-hot ``(B, H, W, K)``;
     ``y_pred`` the softmax ``(B, H, W, K)``. Per image::
 
         loss = mean_pixels( -sum_k t_k log p_k ) + mean_{k >= 1} softDice(t_k, p_k)

@@ -1,4 +1,4 @@
-"""The U-Net builders and the tools that explain them: sizes, shapes, parameters, receptive fields.
+"""The U-Net builders, and the tracing that explains a built one: shapes and parameters.
 
 What belongs here:
 
@@ -9,11 +9,11 @@ What belongs here:
   ``c1``...``c9``, ``p1``...``p4``, ``u6``...``u9`` as in the popular write-ups.
 - ``paper_unet``: Ronneberger et al. (2015) as published, 572x572x1 -> 388x388x2
   (31,030,658 parameters).
-- Size arithmetic: ``unet_output_size``, ``valid_input_sizes``, ``nearest_valid_sizes`` and
-  ``check_input_size`` (the error that names the sizes that work).
 - Tracing: ``trace_shapes`` / ``format_trace`` (level, layer, output shape, parameters),
-  ``params_per_level``, ``unet_blocks`` (what ``plotting.draw_unet`` draws) and
-  ``receptive_field``, computed from the layer list.
+  ``params_per_level`` and ``unet_blocks`` (what ``plotting.draw_unet`` draws).
+
+The size arithmetic (which input sizes fit) is ``geometry``; the receptive field is
+``receptive_field``.
 
 Layer names follow one scheme: block ``l`` (1 to ``2 * depth + 1``) has the convolutions
 ``c{l}_conv1`` and ``c{l}``, the dropout ``c{l}_dropout``, the pooling ``p{l}`` on the way
@@ -25,152 +25,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import Any
 
-import numpy as np
+from unet_course.geometry import check_arch, check_input_size, skip_crops
 
 #: Dropout rates of the popular Keras U-Net, contracting path and bottleneck; mirrored on the
 #: way up (0.2, 0.2, 0.1, 0.1).
 SEED_DROPOUT = (0.1, 0.1, 0.2, 0.2, 0.3)
 SEED_PARAMS = 1_941_105
 PAPER_PARAMS = 31_030_658
-_PADDINGS = ("same", "valid")
-_UPSAMPLINGS = ("transpose", "bilinear")
+UPSAMPLINGS = ("transpose", "bilinear")
 _NAME = re.compile(r"^([cpu])(\d+)(?:_|$)")
-
-
-# --------------------------------------------------------------------------------------------
-# Size arithmetic (pure Python, no Keras)
-# --------------------------------------------------------------------------------------------
-def _check_arch(depth: int, padding: str) -> None:
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
-        raise ValueError(f"depth must be an int >= 1 (number of poolings), got {depth!r}")
-    if padding not in _PADDINGS:
-        raise ValueError(f"padding must be one of {_PADDINGS}, got {padding!r}")
-
-
-def _output_size_or_none(
-    size: int, depth: int, padding: str, convs: int = 2, kernel_size: int = 3
-) -> int | None:
-    """Follow one side length through the U; the output side, or None where it does not fit."""
-    loss = convs * (kernel_size - 1) if padding == "valid" else 0
-    for _ in range(depth):  # contracting path: convolutions, then a 2x2 pooling
-        size -= loss
-        if size < 2 or size % 2:
-            return None
-        size //= 2
-    size -= loss  # bottleneck
-    if size < 1:
-        return None
-    for _ in range(depth):  # expanding path: up-sampling by 2, then convolutions
-        size = 2 * size - loss
-        if size < 1:
-            return None
-    return size
-
-
-def unet_output_size(input_size: int, depth: int = 4, padding: str = "same") -> int:
-    """Side length of the output map of a U-Net (two 3x3 convolutions per block).
-
-    ``same`` keeps the size; ``valid`` loses 4 pixels per block, e.g. 572 -> 388 for the
-    paper's depth 4. Raises ValueError (naming the nearest sizes that work) when
-    ``input_size`` does not fit.
-    """
-    check_input_size(input_size, depth, padding)
-    return _output_size_or_none(int(input_size), depth, padding)
-
-
-def valid_input_sizes(
-    depth: int = 4, padding: str = "valid", max_size: int = 1024, min_size: int = 1
-) -> list[int]:
-    """Every input side length in ``[min_size, max_size]`` that fits the U exactly.
-
-    For ``same`` these are the multiples of ``2**depth``; for ``valid`` (the paper's unpadded
-    model) they are ``16 k + 60`` for ``k >= 8`` at depth 4 (188, 204, ..., 572, ...).
-    """
-    _check_arch(depth, padding)
-    if min_size < 1 or max_size < min_size:
-        raise ValueError(f"need 1 <= min_size <= max_size, got {min_size} and {max_size}")
-    return [s for s in range(min_size, max_size + 1) if _output_size_or_none(s, depth, padding)]
-
-
-def nearest_valid_sizes(size: int, depth: int = 4, padding: str = "same") -> tuple[int | None, int]:
-    """The largest size that fits and is ``<= size`` (None if there is none) and the smallest
-    one that fits and is ``>= size``."""
-    _check_arch(depth, padding)
-    below = next(
-        (s for s in range(int(size), 0, -1) if _output_size_or_none(s, depth, padding)), None
-    )
-    above = next(
-        s for s in range(max(int(size), 1), 10**7) if _output_size_or_none(s, depth, padding)
-    )
-    return below, above
-
-
-def unet_geometry(model: Any) -> tuple[int, str]:
-    """``(depth, padding)`` of a U-Net-like Keras model, read from its layers.
-
-    ``depth`` is the number of 2x2 pooling layers (so an input side must be a multiple of
-    ``2**depth`` and tiles must sit on that grid); ``padding`` is ``"valid"`` when some
-    convolution larger than 1x1 is unpadded (the paper's model, whose output is smaller than
-    its input) and ``"same"`` otherwise. Raises ValueError for a model without pooling.
-    """
-    import keras
-
-    layers_ = list(model._flatten_layers())
-    pools = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
-    depth = sum(isinstance(layer, pools) for layer in layers_)
-    valid = any(
-        isinstance(layer, keras.layers.Conv2D)
-        and max(layer.kernel_size) > 1
-        and layer.padding == "valid"
-        for layer in layers_
-    )
-    if depth < 1:
-        raise ValueError(f"model {model.name!r} has no pooling layer; expected a U-Net")
-    return depth, "valid" if valid else "same"
-
-
-def check_input_size(size: int | Sequence[int], depth: int = 4, padding: str = "same") -> None:
-    """Raise ValueError, naming the nearest sizes that work, if ``size`` does not fit the U.
-
-    ``size``: one side length or ``(H, W)``. A ``same`` model needs each side divisible by
-    ``2**depth`` (every pooling halves it and every up-sampling doubles it back); a ``valid``
-    model also loses 4 pixels per block, so only some sizes tile (see ``valid_input_sizes``).
-    """
-    _check_arch(depth, padding)
-    sides = [size] if np.ndim(size) == 0 else list(size)
-    if len(sides) not in (1, 2):
-        raise ValueError(f"size must be an int or (H, W), got {size!r}")
-    for side in sides:
-        if side is None:
-            continue
-        if isinstance(side, bool) or not isinstance(side, int | float | np.integer):
-            raise TypeError(f"image sides must be integers, got {size!r}")
-        if int(side) != side or side < 1:
-            raise ValueError(f"image sides must be positive integers, got {size!r}")
-        if _output_size_or_none(int(side), depth, padding) is None:
-            raise ValueError(_size_message(int(side), depth, padding))
-
-
-def _size_message(side: int, depth: int, padding: str) -> str:
-    below, above = nearest_valid_sizes(side, depth, padding)
-    if padding == "same":
-        why = (
-            f"each of the {depth} poolings halves it, so it must be divisible by "
-            f"2**{depth} = {2**depth}"
-        )
-    else:
-        why = (
-            "unpadded 3x3 convolutions trim 4 pixels per block and each pooling needs an "
-            "even size, so only some sizes tile"
-        )
-    near = f"{below} or {above}" if below else f"{above} (none smaller fits)"
-    return (
-        f"input size {side} does not fit a U-Net with depth={depth} and padding={padding!r}: "
-        f"{why}. Nearest sizes that work: {near}."
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,29 +96,6 @@ def _up_block(x: Any, skip: Any, filters: int, level: int, crop: int, cfg: dict)
     return layers.Concatenate(name=f"u{level}_concat")([x, skip])
 
 
-def skip_crops(depth: int = 4, padding: str = "valid") -> list[int]:
-    """Pixels cropped from each side of the skip tensor of blocks 1 .. depth (crop-and-copy).
-
-    Zero for ``same`` padding. For ``valid`` they do not depend on the input size; at depth 4
-    they are ``[88, 40, 16, 4]`` (the paper's 568 -> 392, 280 -> 200, 136 -> 104, 64 -> 56).
-    """
-    _check_arch(depth, padding)
-    if padding == "same":
-        return [0] * depth
-    size = valid_input_sizes(depth, "valid", max_size=64 * 2**depth)[0]
-    skips = []
-    for _ in range(depth):  # the skip sizes on the way down
-        size -= 4
-        skips.append(size)
-        size //= 2
-    size -= 4
-    crops = []
-    for skip in reversed(skips):  # the up-sampled sizes on the way up
-        size *= 2
-        crops.append((skip - size) // 2)
-        size -= 4
-    return crops[::-1]
-
 
 def _check_build_args(input_shape: Sequence, num_classes: int, base_filters: int, kw: dict) -> None:
     if len(tuple(input_shape)) != 3:
@@ -265,9 +107,9 @@ def _check_build_args(input_shape: Sequence, num_classes: int, base_filters: int
     for name, value in (("num_classes", num_classes), ("base_filters", base_filters)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    _check_arch(kw["depth"], kw["padding"])
-    if kw["upsampling"] not in _UPSAMPLINGS:
-        raise ValueError(f"upsampling must be one of {_UPSAMPLINGS}, got {kw['upsampling']!r}")
+    check_arch(kw["depth"], kw["padding"])
+    if kw["upsampling"] not in UPSAMPLINGS:
+        raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got {kw['upsampling']!r}")
     check_input_size(tuple(input_shape[:2]), kw["depth"], kw["padding"])
 
 
@@ -469,131 +311,3 @@ def unet_blocks(model: Any) -> list[dict]:
     out = tuple(model.output_shape[1:])
     blocks.append(dict(name="outputs", level=2 * depth + 2, rung=0, side="out", shape=out))
     return blocks
-
-
-_POINTWISE = (
-    "InputLayer", "Dropout", "SpatialDropout2D", "BatchNormalization", "Activation", "ReLU",
-    "ELU", "LeakyReLU", "Rescaling", "Normalization", "Cropping2D", "ZeroPadding2D",
-)  # fmt: skip
-
-
-def _rf_step(layer: Any, rf: Fraction, jump: Fraction) -> tuple[Fraction, Fraction]:
-    """Receptive field and jump (input pixels between neighbouring outputs) after ``layer``."""
-    kind = type(layer).__name__
-    if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
-        k = layer.kernel_size[0] if kind == "Conv2D" else layer.pool_size[0]
-        s = layer.strides[0]
-        d = layer.dilation_rate[0] if kind == "Conv2D" else 1
-        return rf + (d * (k - 1)) * jump, jump * s
-    if kind == "Conv2DTranspose":  # each output sees ceil(k / s) inputs along an axis
-        k, s = layer.kernel_size[0], layer.strides[0]
-        return rf + (-(-k // s) - 1) * jump, jump / s
-    if kind == "UpSampling2D":  # nearest: one input per output; bilinear: two
-        extra = jump if layer.interpolation == "bilinear" else 0
-        return rf + extra, jump / layer.size[0]
-    if kind in _POINTWISE:
-        return rf, jump
-    raise TypeError(f"receptive_field does not know layer {layer.name!r} of type {kind}")
-
-
-def receptive_field(model: Any, layer_name: str | None = None) -> int:
-    """Textbook receptive field: side of the square of input pixels that one output pixel of
-    ``layer_name`` (default: the model's output) can depend on, computed from the layer list.
-    Behind a stride or pooling this is an average over output positions: the exact field of
-    a given pixel depends on its place on the pooling grid (``receptive_field_spans``; 188
-    or 204 rows for an interior output pixel of ``seed_unet``, 200 on average).
-
-    Walks the graph in order with the rules ``rf += (k - 1) * jump, jump *= stride`` for
-    convolutions and pooling, ``jump /= 2`` for up-sampling (a 2x2 stride-2 transposed
-    convolution sees one input pixel; bilinear up-sampling sees two) and the largest field
-    where branches are concatenated. 140 for the bottleneck ``c5`` and 200 for the output of
-    ``seed_unet`` (and of ``paper_unet``).
-    """
-    fields: dict[str, tuple[Fraction, Fraction]] = {}
-    for layer in model.layers:
-        parents = [p.operation.name for p in layer._inbound_nodes[0].parent_nodes]
-        if not parents:
-            fields[layer.name] = (Fraction(1), Fraction(1))
-            continue
-        incoming = [fields[p] for p in parents]
-        if type(layer).__name__ in ("Concatenate", "Add", "Multiply", "Average", "Maximum"):
-            fields[layer.name] = (max(r for r, _ in incoming), min(j for _, j in incoming))
-        else:
-            fields[layer.name] = _rf_step(layer, *incoming[0])
-    name = layer_name if layer_name is not None else model.layers[-1].name
-    if name not in fields:
-        raise ValueError(f"no layer named {name!r} in {model.name!r}")
-    return int(fields[name][0])
-
-
-def _window_spans(
-    lo: np.ndarray, hi: np.ndarray, n_out: int, k: int, s: int, d: int, padding: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Spans after a windowed layer (convolution or pooling) along one axis."""
-    n_in = len(lo)
-    extent = d * (k - 1) + 1
-    before = max((n_out - 1) * s + extent - n_in, 0) // 2 if padding == "same" else 0
-    first = np.clip(np.arange(n_out) * s - before, 0, n_in - 1)
-    last = np.clip(np.arange(n_out) * s - before + extent - 1, 0, n_in - 1)
-    return lo[first], hi[last]
-
-
-def _span_step(layer: Any, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact input spans ``(lo, hi)`` of every output row of ``layer`` from those of its input."""
-    kind, n = type(layer).__name__, len(lo)
-    if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
-        conv = kind == "Conv2D"
-        k = layer.kernel_size[0] if conv else layer.pool_size[0]
-        s, d = layer.strides[0], (layer.dilation_rate[0] if conv else 1)
-        n_out = -(-n // s) if layer.padding == "same" else (n - d * (k - 1) - 1) // s + 1
-        return _window_spans(lo, hi, n_out, k, s, d, layer.padding)
-    if kind == "Conv2DTranspose":  # output o receives input i when 0 <= o + pad - i*s < k
-        k, s = layer.kernel_size[0], layer.strides[0]
-        n_out = n * s if layer.padding == "same" else (n - 1) * s + k
-        pad = max(k - s, 0) // 2 if layer.padding == "same" else 0
-        o = np.arange(n_out) + pad
-        first = np.clip(-(-(o - k + 1) // s), 0, n - 1)
-        return lo[first], hi[np.clip(o // s, 0, n - 1)]
-    if kind == "UpSampling2D":
-        f = layer.size[0]
-        if layer.interpolation == "nearest":
-            return np.repeat(lo, f), np.repeat(hi, f)
-        centre = (np.arange(n * f) + 0.5) / f - 0.5  # half-pixel centres, as Keras resizes
-        i0 = np.clip(np.floor(centre).astype(int), 0, n - 1)
-        return lo[i0], hi[np.clip(i0 + 1, 0, n - 1)]
-    if kind == "Cropping2D":
-        top, bottom = layer.cropping[0]
-        return lo[top : n - bottom], hi[top : n - bottom]
-    if kind in _POINTWISE:
-        return lo, hi
-    raise TypeError(f"receptive field spans do not know layer {layer.name!r} of type {kind}")
-
-
-def receptive_field_spans(
-    model: Any, layer_name: str | None = None, size: int | None = None
-) -> np.ndarray:
-    """Exact first and last input row that each output row of ``layer_name`` depends on.
-
-    Interval arithmetic along the height axis through every layer (zero padding is not
-    input, so spans are clipped to the image). ``size``: input height, needed only when the
-    model's is free. Returns ``(H_out, 2)`` int array of ``[first, last]``; the widths
-    ``last - first + 1`` vary with the row's position on the pooling grid (188 or 204 for an
-    interior output row of ``seed_unet``), while ``receptive_field`` gives the textbook 200.
-    """
-    n = model.input_shape[1] if size is None else int(size)
-    if n is None or n < 1:
-        raise ValueError(f"{model.name!r} has a free input height: pass size=, got {size!r}")
-    spans: dict[str, tuple] = {}
-    for layer in model.layers:
-        parents = [p.operation.name for p in layer._inbound_nodes[0].parent_nodes]
-        if not parents:
-            spans[layer.name] = (np.arange(n), np.arange(n))
-        elif type(layer).__name__ in ("Concatenate", "Add", "Multiply", "Average", "Maximum"):
-            los, his = zip(*(spans[p] for p in parents), strict=True)
-            spans[layer.name] = (np.minimum.reduce(los), np.maximum.reduce(his))
-        else:
-            spans[layer.name] = _span_step(layer, *spans[parents[0]])
-    name = layer_name if layer_name is not None else model.layers[-1].name
-    if name not in spans:
-        raise ValueError(f"no layer named {name!r} in {model.name!r}")
-    return np.stack(spans[name], axis=1)

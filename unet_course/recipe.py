@@ -9,10 +9,10 @@ predictions (``tune_postprocessing``), never on test images or true test masks.
 The recipe, in one paragraph: a U-Net with batch normalisation whose first layer normalises
 each image by its own percentiles (``normalization.PercentileNormalization``), trained on
 random 128x128 crops of synthetic slides to predict three classes per pixel (background,
-nucleus interior, nucleus boundary: ``instances.three_class_targets``) with cross-entropy +
+nucleus interior, nucleus boundary: ``targets.three_class_targets``) with cross-entropy +
 soft Dice (``losses.ClassesDiceLoss``), Adam with a warm-up and cosine decay of the learning
 rate; nuclei are then separated by a marker-controlled watershed seeded from the predicted
-interiors (``instances.label_instances``), as the Data Science Bowl 2018 winners did.
+interiors (``postprocess.label_instances``), as the Data Science Bowl 2018 winners did.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Recipe:
         slide_size: side of the synthetic slides (training crops are cut from them).
         seed: seeds the data, the weights and the batches.
         boundary_width: width in pixels of the boundary class where nuclei touch
-            (``instances.three_class_targets``).
+            (``targets.three_class_targets``).
         gamma: strength of the random gamma augmentation (0 = off; see ``ThreeClassSequence``).
         targets: ``"three_class"`` (background / interior / boundary, for separate nuclei:
             the default) or ``"binary"`` (nucleus or not: one sigmoid channel trained with
@@ -129,7 +129,7 @@ class ThreeClassSequence(SegmentationSequence):
 
     Give it instance label maps as masks. Each item is ``(images (B, h, w, 3), targets
     (B, h, w, 3) float32)`` (``(B, h, w, 1)`` when binary); the classes are computed after
-    augmentation, from the augmented label map (``instances.three_class_targets``), so
+    augmentation, from the augmented label map (``targets.three_class_targets``), so
     boundaries keep their width. ``gamma=g > 0`` raises each uint8 image (scaled to [0, 1])
     to a power drawn log-uniformly from ``[exp(-g), exp(g)]``: the one intensity change that
     the model's percentile normalisation does not undo, since it changes how dim nuclei
@@ -142,7 +142,7 @@ class ThreeClassSequence(SegmentationSequence):
         self.boundary_width, self.gamma, self.three_class = boundary_width, gamma, three_class
 
     def _sample(self, i: int, rng: np.random.Generator) -> tuple:
-        from unet_course.instances import three_class_targets
+        from unet_course.targets import three_class_targets
 
         image, labels = super()._sample(i, rng)
         if self.gamma and self.augment:
@@ -204,7 +204,7 @@ def train_recipe(model: keras.Model, splits, recipe: Recipe, out_dir: str | Path
     ``out_dir/history.csv``).
     """
     train_seq, val_seq = make_sequences(splits, recipe)
-    from unet_course.train import AtomicCheckpoint, AtomicCSVLogger, HonourInterrupt
+    from unet_course.callbacks import AtomicCheckpoint, AtomicCSVLogger, HonourInterrupt
 
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.epochs,
                                                restore_best_weights=True), HonourInterrupt()]
@@ -230,7 +230,7 @@ def predict_classes(model: keras.Model, images, batch_size: int = 8) -> list[np.
     Returns:
         a list of ``(H_i, W_i, K)`` float32 arrays.
     """
-    from unet_course.model import unet_geometry
+    from unet_course.geometry import unet_geometry
 
     depth, _ = unet_geometry(model)
     step = 2**depth
@@ -268,10 +268,11 @@ def tune_postprocessing(labels, probs, grid: dict | None = None) -> tuple[dict, 
     """The post-processing settings with the best instance score on these images.
 
     Call it with *validation* images only. Returns ``(settings, score)`` where ``settings``
-    holds ``threshold``, ``seed_threshold`` and ``min_size`` for ``instances.label_instances``
+    holds ``threshold``, ``seed_threshold`` and ``min_size`` for ``postprocess.label_instances``
     (method ``"watershed"``) and ``score`` is their mean Data Science Bowl 2018 score here.
     """
-    from unet_course.instances import dsb_score_dataset, label_instances
+    from unet_course.postprocess import label_instances
+    from unet_course.scoring import dsb_score_dataset
 
     if grid is None:
         grid = dict(POSTPROCESSING_GRID)
@@ -299,8 +300,9 @@ def scores(labels, probs, settings: dict, method: str = "watershed") -> dict[str
 
     Returns ``{"dice", "iou", "dsb_map", "objects"}``.
     """
-    from unet_course.instances import dsb_score_dataset, label_instances
-    from unet_course.train import pixel_scores
+    from unet_course.evaluate import pixel_scores
+    from unet_course.postprocess import label_instances
+    from unet_course.scoring import dsb_score_dataset
 
     pixel = pixel_scores([np.asarray(t) > 0 for t in labels], [foreground(p) for p in probs],
                          settings["threshold"])
@@ -365,6 +367,9 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
         "img_size": recipe.slide_size,
         "device": accelerator.describe(), "precision": accelerator.precision,
         "xla": accelerator.jit_compile, "keras_backend": keras.backend.backend(),
+        "options": {"precision": precision, "xla": xla},
+        "split": {"seed": recipe.seed, "train": len(splits.train), "val": len(splits.val),
+                  "test": len(splits.test)},
     }
     from unet_course.files import write_run_record
 

@@ -1,4 +1,5 @@
-"""Runtime facts: quick mode, the Keras backend, the devices in use, and seeding.
+"""Runtime facts: quick mode, the Keras backend, the devices in use (and whether the GPU computes
+bfloat16 fast, for the precision policy of ``train.choose_accelerator``), and seeding.
 
 Plumbing that every notebook needs in its Setup cell. Nothing here runs on import.
 """
@@ -103,3 +104,28 @@ def runtime_summary() -> str:
             "Runtime > Change runtime type > GPU, then run the notebook again."
         )
     return line
+
+
+def gpu_has_fast_bfloat16() -> bool:
+    """True when the first GPU has compute capability 8.0 or newer (Ampere, Hopper, ...)."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpu = tf.config.list_physical_devices("GPU")[0]
+            major = tf.config.experimental.get_device_details(gpu)["compute_capability"][0]
+        elif backend == "jax":
+            import jax
+
+            gpu = next(d for d in jax.devices() if d.platform == "gpu")
+            major = int(str(gpu.compute_capability).split(".")[0])
+        else:
+            import torch
+
+            major = torch.cuda.get_device_capability(0)[0]
+    except Exception:  # an unknown GPU: float16 with loss scaling works everywhere
+        return False
+    return major >= 8

@@ -50,7 +50,7 @@ def check_exercise_2(paper_tiles: Callable[[int], Any]) -> Result:
     """``paper_tiles(target) -> (tile_below, tile_above, out_below, out_above)``: the nearest
     input sides below and above ``target`` that the paper's unpadded depth-4 model accepts, and
     their output sides."""
-    from unet_course.model import nearest_valid_sizes, unet_output_size
+    from unet_course.geometry import nearest_valid_sizes, unet_output_size
 
     targets = (450, 333, 700)
     want = []
@@ -75,7 +75,8 @@ def check_exercise_2(paper_tiles: Callable[[int], Any]) -> Result:
 
 def check_exercise_3(textbook_rf: Callable[[int], int]) -> Result:
     """``textbook_rf(depth) -> int``: the textbook receptive field of ``build_unet(depth=...)``."""
-    from unet_course.model import build_unet, receptive_field
+    from unet_course.model import build_unet
+    from unet_course.receptive_field import receptive_field
 
     depths = (1, 2, 4, 5)
     want = [receptive_field(build_unet((None, None, 3), base_filters=2, depth=d)) for d in depths]

@@ -4,8 +4,8 @@ Each ``check_exercise_N`` takes the learner's function and returns a ``Result``.
 values come from hand-worked examples and from independent computations written here with
 SciPy and scikit-image (``skimage.metrics.contingency_table`` for the overlaps, a
 distance-transform watershed built from ``peak_local_max`` and ``watershed``, one Euclidean
-distance transform per nucleus for the weight map), never from ``unet_course.instances`` or the
-reference solutions. The data are drawn by the course's generator with fixed seeds, so the
+distance transform per nucleus for the weight map), never from ``unet_course.scoring``,
+``postprocess`` or ``targets``, nor from the reference solutions. The data are drawn by the course's generator with fixed seeds, so the
 checks do not depend on the notebook's variables.
 """
 
@@ -162,7 +162,7 @@ def check_exercise_3(border_weight: Callable) -> Result:
     """``border_weight(labels, y, x, w0=10, sigma=5) -> float``: eq. 2 of Ronneberger et al.
     (2015) at one background pixel, with the class-balancing term N / (2 N_background)."""
     from unet_course.data import make_nuclei
-    from unet_course.instances import separate_touching
+    from unet_course.targets import separate_touching
 
     pair = np.zeros((7, 11), dtype=np.int32)
     pair[1:6, 0:5], pair[1:6, 6:11] = 1, 2

@@ -1,0 +1,162 @@
+"""The training callbacks: checkpoint and history written atomically, Ctrl-C honoured.
+
+What belongs here: ``make_callbacks`` (the course's set for ``train.fit``: early stopping,
+checkpoint, learning-rate cuts, CSV history, interrupt), ``AtomicCheckpoint`` and
+``AtomicCSVLogger`` (files written with ``files.atomic_path``: complete or the previous ones)
+and ``HonourInterrupt`` (Ctrl-C stops training at the end of the batch). The recipe
+(``recipe.train_recipe``) uses the same three classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+
+if TYPE_CHECKING:
+    from unet_course.train import TrainConfig
+
+
+def make_callbacks(out_dir: str | Path, config: TrainConfig) -> list[keras.callbacks.Callback]:
+    """EarlyStopping, AtomicCheckpoint to ``out_dir/model.keras``, ReduceLROnPlateau,
+    AtomicCSVLogger to ``out_dir/history.csv``.
+
+    All of them watch ``config.monitor`` (``"val_dice"``: higher is better). The checkpoint
+    keeps the best epoch; early stopping restores the best weights at the end, so the model in
+    memory and the file agree. Both files are written atomically (``files.atomic_path``).
+    """
+    out = Path(out_dir)
+    mode = "min" if config.monitor.endswith("loss") else "max"
+    return [
+        AtomicCheckpoint(out / "model.keras", monitor=config.monitor, mode=mode),
+        keras.callbacks.EarlyStopping(
+            monitor=config.monitor,
+            mode=mode,
+            patience=config.early_stopping_patience,
+            restore_best_weights=True,
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=config.monitor,
+            mode=mode,
+            factor=config.reduce_lr_factor,
+            patience=config.reduce_lr_patience,
+            min_lr=config.min_learning_rate,
+        ),
+        AtomicCSVLogger(out / "history.csv"),
+        HonourInterrupt(),
+    ]
+
+
+class HonourInterrupt(keras.callbacks.Callback):
+    """Ctrl-C during ``fit`` stops training at the end of the current batch.
+
+    Without it, a ``KeyboardInterrupt`` raised inside the data pipeline is taken by Keras for
+    the end of the data ("Your input ran out of data; interrupting training") and training
+    goes on with the next epoch. Here SIGINT is only recorded while ``fit`` runs and raised as
+    ``KeyboardInterrupt`` from the next batch or epoch end, in the main thread, where nothing
+    swallows it; files being written are finished first (``files.atomic_path``). A second
+    Ctrl-C interrupts at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._caught: list[int] = []
+        self._previous = None
+
+    def on_train_begin(self, logs=None):
+        import signal
+        import threading
+
+        self._caught = []
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous not in (signal.SIG_IGN, None):
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._record)
+
+    def _record(self, signum, frame):
+        if self._caught:  # pressed twice: the user means it now
+            raise KeyboardInterrupt
+        self._caught.append(signum)
+
+    def _check(self, *args, **kwargs):
+        if self._caught:
+            self._restore()
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+
+    def on_train_end(self, logs=None):
+        self._restore()
+        self._check()
+
+    def _restore(self):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save the model to ``path`` (a ``.keras`` file) whenever ``monitor`` improves.
+
+    Unlike ``keras.callbacks.ModelCheckpoint``, the file is written to a temporary file in the
+    same folder and renamed (``files.atomic_path``): a full disk or Ctrl-C during the write
+    leaves the previous best epoch's complete file (or none), and Ctrl-C is honoured (raised
+    as ``KeyboardInterrupt``) as soon as the write has finished.
+    """
+
+    def __init__(self, path: str | Path, monitor: str = "val_loss", mode: str = "min"):
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.path, self.monitor, self.mode = Path(path), monitor, mode
+        self.best: float | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(float(value)):
+            return
+        value = float(value)
+        if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+            self.best = value
+            from unet_course.files import atomic_path
+
+            with atomic_path(self.path) as tmp:
+                self.model.save(tmp)
+
+
+class AtomicCSVLogger(keras.callbacks.Callback):
+    """``keras.callbacks.CSVLogger``'s columns (``epoch`` then the sorted log keys), but the
+    whole file is rewritten atomically after each epoch: never a half-written line."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        self.rows: list[dict] = []
+
+    def on_train_begin(self, logs=None):
+        self.rows = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        import csv
+        import io
+
+        from unet_course.files import write_text
+
+        self.rows.append({"epoch": epoch, **{k: _csv_value(v) for k, v in (logs or {}).items()}})
+        keys = sorted({k for row in self.rows for k in row} - {"epoch"})
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=["epoch", *keys], restval="NA")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text(self.path, text.getvalue())
+
+
+def _csv_value(value):
+    array = np.asarray(value)
+    return float(array) if array.ndim == 0 and array.dtype.kind in "fiub" else value
+

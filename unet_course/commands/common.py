@@ -1,0 +1,106 @@
+"""What every subcommand of the command line shares: the usage error, the parser that reports
+it in one line, argument types, the checks of ``--data`` and ``--out``, and starting Keras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """A mistake in the user's arguments or files: reported in one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with a pointer to ``--help``), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def _number(cast, accept, expected: str):
+    """An argparse type: ``cast`` the text, then ``accept(value)`` or say what was expected."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+seed_type = _number(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
+probability = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+learning_rate = probability  # Adam step sizes worth trying lie well inside (0, 1)
+
+
+def on_off_auto(text: str) -> bool | str:
+    choices = {"auto": "auto", "on": True, "off": False}
+    if text not in choices:
+        raise argparse.ArgumentTypeError(f"expected one of auto, on, off, got {text!r}")
+    return choices[text]
+
+
+def check_data(data: str) -> None:
+    """``synthetic`` or an existing folder (in the DSB2018 layout); raises UsageError."""
+    if data == "synthetic":
+        return
+    if not data.strip():
+        raise UsageError("--data is empty; expected 'synthetic' or a DSB2018 folder")
+    path = Path(data)
+    if not path.exists():
+        raise UsageError(
+            f"--data {data!r}: no such folder; expected 'synthetic' or a DSB2018 folder "
+            "(ROOT/<id>/images/<id>.png and ROOT/<id>/masks/*.png)"
+        )
+    if not path.is_dir():
+        raise UsageError(f"--data {data!r} is a file; expected 'synthetic' or a DSB2018 folder")
+
+
+def check_out_dir(out: Path, overwrite: bool, data: str = "synthetic") -> None:
+    """Refuse an existing non-empty ``out`` unless ``overwrite``; refuse a file, a folder
+    that cannot be written, and a folder inside the ``--data`` folder."""
+    from unet_course import files
+
+    if data != "synthetic" and files.inside(out, data):
+        raise UsageError(f"--out {str(out)!r} lies inside --data {data!r}: the dataset would "
+                         "no longer load; choose a folder outside it")
+    files.check_writable(out, "--out")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file; expected a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UsageError(
+            f"--out {str(out)!r} exists and is not empty; choose another folder or pass --overwrite"
+        )
+
+
+_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy",
+             "openvino": "openvino"}
+
+
+def start_keras() -> None:
+    """Check that ``KERAS_BACKEND`` names an installed backend, then load it without
+    TensorFlow's C++ start-up lines. Call it after the arguments are checked."""
+    import importlib.util
+
+    from unet_course.runtime import quiet_startup
+
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend is not None:
+        if backend not in _BACKENDS:
+            raise UsageError(f"KERAS_BACKEND={backend!r}: expected one of {', '.join(_BACKENDS)}")
+        if importlib.util.find_spec(_BACKENDS[backend]) is None:
+            raise UsageError(f"KERAS_BACKEND={backend!r} but {_BACKENDS[backend]} is not "
+                             f"installed: install it, or unset KERAS_BACKEND")
+    quiet_startup()

@@ -1,0 +1,128 @@
+"""``unet-course evaluate``: check the arguments, score a saved model (``evaluate``), print JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from unet_course.commands.common import (
+    UsageError,
+    check_data,
+    positive_int,
+    probability,
+    seed_type,
+    start_keras,
+)
+from unet_course.postprocess import METHODS
+
+
+def add(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="print pixel Dice and IoU of a trained model on held-out images (JSON)",
+        description="Predict each held-out image at its native resolution (reflect-pad to a "
+        "size the model accepts, crop the answer back) and print pixel Dice and IoU as JSON. "
+        "Data settings and the threshold (chosen on validation data) default to those in "
+        "metrics.json next to the model, so the held-out split is the one training never saw; "
+        "a record that is missing or belongs to another model is refused unless you name the "
+        "split's --seed yourself.",
+    )
+    parser.add_argument("--model", required=True, type=Path, help="a .keras file (from train)")
+    parser.add_argument("--data", default=None,
+                        help="'synthetic' or a DSB2018 folder (default: as in training)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the JSON to this new file (never the model or its record)")
+    parser.add_argument("--overwrite", action="store_true", help="allow an existing --out file")
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--img-size", type=positive_int, default=None,
+                        help="synthetic image side (default: as in training)")
+    parser.add_argument("--seed", type=seed_type, default=None,
+                        help="split seed (default: as in training)")
+    parser.add_argument("--threshold", type=probability, default=None,
+                        help="probability threshold (default: the one chosen on validation data "
+                        "in training, else 0.5)")
+    parser.add_argument("--quick", action="store_true", help="the quick-mode splits")
+    parser.add_argument("--instances", choices=METHODS, default="watershed",
+                        help="post-processing into nuclei for the instance score dsb_map "
+                        "(Data Science Bowl 2018; default: watershed)")
+    parser.set_defaults(func=run)
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """Check the evaluate arguments; fill defaults from the model's own ``metrics.json``.
+
+    The held-out split is defined by the training run's seed and data: they come from the
+    record beside the model, which must belong to it (``files.read_run_record``); without
+    one the user must name the seed, or the "test" images could be training images.
+    """
+    from unet_course import files
+    from unet_course.runtime import quick_mode
+
+    if not args.model.is_file():
+        raise UsageError(f"--model {str(args.model)!r}: no such file; expected a .keras file")
+    if args.out is not None:
+        _check_report_file(args, args.data or "synthetic")
+    if args.data is not None:
+        check_data(args.data)
+    files.check_keras_file(args.model, "--model")
+    try:
+        trained = files.read_run_record(args.model)
+    except ValueError:
+        if args.seed is None:
+            raise
+        trained = None
+    if trained is None and args.seed is None:
+        raise UsageError(f"--model {str(args.model)!r} has no training record "
+                         f"({str(args.model.parent / files.RECORD)!r} is missing), so its "
+                         "test split is unknown; pass --seed (and --data) of its training run")
+    trained = trained or {}
+    settings = dict(
+        data=args.data or trained.get("data", "synthetic"),
+        img_size=args.img_size or trained.get("img_size"),
+        seed=trained.get("seed") if args.seed is None else args.seed,
+        threshold=args.threshold or trained.get("best_threshold", 0.5),
+        quick=args.quick or quick_mode() or bool(trained.get("quick", False)),
+        postprocessing=trained.get("postprocessing"),
+    )
+    check_data(settings["data"])
+    if args.out is not None:
+        _check_report_file(args, settings["data"])
+    return settings
+
+
+def _check_report_file(args: argparse.Namespace, data: str) -> None:
+    """``evaluate --out``: a new file in an existing, writable folder, never the model, its
+    training record or a file inside the data; an existing file only with ``--overwrite``."""
+    from unet_course import files
+
+    out, flag = args.out, f"--out {str(args.out)!r}"
+    if out.is_dir():
+        raise UsageError(f"{flag} is a folder; expected a file name such as result.json")
+    if not out.parent.is_dir():
+        raise UsageError(f"{flag}: folder {str(out.parent)!r} does not exist")
+    run_files = [args.model, *(args.model.parent / n for n in (files.RECORD, "history.csv"))]
+    if out.resolve() in {f.resolve() for f in run_files}:
+        raise UsageError(f"{flag} would replace the model or its training record; choose "
+                         "another file")
+    if data != "synthetic" and files.inside(out, data):
+        raise UsageError(f"{flag} lies inside --data {data!r}; choose a file outside it")
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{flag} exists; choose another file or pass --overwrite")
+    files.check_writable(out, "--out")
+
+
+def run(args: argparse.Namespace) -> int:
+    from unet_course.evaluate import evaluate_model
+
+    chosen = settings(args)
+    start_keras()
+    _, _, result = evaluate_model(args.model, chosen, args.split, args.instances, args.threshold)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out is not None:
+        from unet_course.files import write_text
+
+        write_text(args.out, text + "\n")
+    return 0
+

@@ -1,0 +1,213 @@
+"""``unet-course predict``: segment image files into 16-bit label PNGs and overlays.
+
+What belongs here: the command's arguments (``add``, ``run``), ``plan`` (every check of the
+user's paths and images, before Keras is imported or anything is written) and
+``segment_files`` (load the model, predict each image, write its two PNGs atomically). The
+prediction itself is ``unet_course.predict``.
+
+Images are read by the course's one reader (``files.read_image``): the recipe's models take
+the stored values (they normalise each image by its percentiles), older models take 0-255
+pixels (``files.to_uint8``). Mistakes raise ``ValueError`` / ``FileNotFoundError`` naming the
+flag or the file; the command line reports them in one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unet_course import files
+from unet_course.commands.common import nonnegative_int, positive_int, probability, start_keras
+from unet_course.postprocess import METHODS
+
+
+def add(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment images into nuclei; write 16-bit label PNGs and overlays",
+        description="Segment an image, or every image file of a folder, at its native size: "
+        "predicted tile by tile with mirrored borders (overlap-tile), split into nuclei, and "
+        "written as OUTPUT/<name>_labels.png (16-bit: 0 = background, 1..n = nuclei) and "
+        "OUTPUT/<name>_overlay.png. Images are read one way (unet_course.files): the recipe's "
+        "models take the stored values (8-bit, 16-bit or float; they normalise each image by "
+        "its percentiles); older models take 0-255, 16-bit and float images mapped by their "
+        "1st and 99.8th percentiles. Every input is decoded before anything is written; "
+        "existing output files are never replaced without --overwrite, and --output may not "
+        "lie inside an --input folder.",
+    )
+    parser.add_argument("--model", required=True, type=Path, help="a .keras file (from train)")
+    parser.add_argument("--input", required=True, type=Path, help="an image file or a folder")
+    parser.add_argument("--output", required=True, type=Path, help="output folder (made if missing)")
+    parser.add_argument("--instances", choices=METHODS, default="watershed",
+                        help="how probabilities become nuclei (default: watershed)")
+    parser.add_argument("--threshold", type=probability, default=None,
+                        help="foreground threshold (default: the one chosen on validation data "
+                        "in training, from metrics.json beside the model; else 0.5)")
+    parser.add_argument("--min-size", type=nonnegative_int, default=None,
+                        help="drop objects smaller than this many pixels (default: as chosen "
+                        "in training; else 10)")
+    parser.add_argument("--tile", type=positive_int, default=None,
+                        help="tile side (default: the model's input size, else 512)")
+    parser.add_argument("--overlap", type=nonnegative_int, default=None,
+                        help="output pixels dropped at each tile edge (default: half the model's "
+                        "receptive field, rounded up to its pooling grid; 0 for an unpadded "
+                        "model)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    jobs = plan(args.model, args.input, args.output, args.overwrite)
+    start_keras()
+    written = segment_files(args.model, jobs, args.output, method=args.instances,
+                          threshold=args.threshold, min_size=args.min_size, tile=args.tile,
+                          overlap=args.overlap, log=print)
+    print(f"Wrote {written} files to {args.output}")
+    return 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input image and the two files written for it."""
+
+    image: Path
+    labels: Path
+    overlay: Path
+
+
+def plan(model: Path, source: Path, output: Path, overwrite: bool = False) -> list[Job]:
+    """Check the arguments and decode every input; return one ``Job`` per image.
+
+    Refuses: a model that is not a complete ``.keras`` file; an input that is neither an
+    image file nor a folder holding some (sub-folders are skipped); an output that is a file,
+    that lies inside the input folder, or whose folder is not writable; an image that cannot
+    be decoded to the last pixel (named); outputs that would collide or already exist
+    (unless ``overwrite``).
+    """
+    if not model.is_file():
+        raise FileNotFoundError(f"--model {str(model)!r}: no such .keras file")
+    files.check_keras_file(model, "--model")
+    inputs = _inputs(source)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {str(output)!r} is a file; expected a folder")
+    if source.is_dir() and files.inside(output, source):
+        raise ValueError(f"--output {str(output)!r} lies inside --input {str(source)!r}: its "
+                         "label PNGs would be read as images next time; choose another folder")
+    files.check_writable(output, "--output")
+    for path in inputs:
+        files.read_image(path)  # every pixel decoded: a truncated file stops us here
+    jobs = [Job(p, output / f"{p.stem}_labels.png", output / f"{p.stem}_overlay.png")
+            for p in inputs]
+    stems = [p.stem for p in inputs]
+    if len(set(stems)) < len(stems):
+        raise ValueError("--input holds images with the same name and different suffixes; "
+                         "their outputs would collide")
+    existing = [str(out) for job in jobs for out in (job.labels, job.overlay) if out.exists()]
+    if existing and not overwrite:
+        raise ValueError(f"{existing[0]!r} exists ({len(existing)} output files do); "
+                         "pass --overwrite to replace them")
+    return jobs
+
+
+def _inputs(source: Path) -> list[Path]:
+    suffixes = "/".join(files.IMAGE_SUFFIXES)
+    if source.is_dir():
+        inputs = sorted(p for p in source.iterdir()
+                        if p.suffix.lower() in files.IMAGE_SUFFIXES and p.is_file())
+        if not inputs:
+            raise ValueError(f"--input {str(source)!r} holds no {suffixes} files")
+        return inputs
+    if source.is_file() and source.suffix.lower() in files.IMAGE_SUFFIXES:
+        return [source]
+    raise ValueError(f"--input {str(source)!r}: expected an image file ({suffixes}) or a "
+                     "folder of them")
+
+
+def segment_files(model_path: Path, jobs: list[Job], output: Path, *, method: str = "watershed",
+        threshold: float | None = None, min_size: int | None = None, tile: int | None = None,
+        overlap: int | None = None, log: Callable[[str], None] = print) -> int:
+    """Predict every job's image and write its label PNG and overlay; return the file count.
+
+    The output folder is made if missing, and removed again if nothing could be written.
+    """
+    from unet_course import normalization, recipe
+
+    model = recipe.load_model(model_path)
+    if model.input_shape[-1] not in (1, 3):
+        raise ValueError(f"--model takes {model.input_shape[-1]}-channel images; expected 1 or 3")
+    if any(isinstance(layer, normalization.PercentileNormalization) for layer in model.layers):
+        segment = _recipe_segmenter(model, model_path, method, threshold, min_size)
+    else:
+        segment = _tiled_segmenter(model, method, threshold, min_size, tile, overlap)
+    made = not output.exists()
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        for job in jobs:
+            labels, shown = segment(files.read_image(job.image))
+            _write(job, labels, shown)
+            log(f"{job.image.name}: {labels.max()} nuclei, {labels.shape[1]}x{labels.shape[0]} "
+                f"-> {job.labels.name}, {job.overlay.name}")
+    finally:
+        if made and not any(output.iterdir()):
+            output.rmdir()
+    return 2 * len(jobs)
+
+
+def _recipe_segmenter(model, model_path: Path, method, threshold, min_size):
+    """A model that normalises its own input: stored values in, whole images at once, with
+    the post-processing chosen in training (from its record, when the record is its own)."""
+    from unet_course import recipe
+    from unet_course.postprocess import label_instances
+
+    try:
+        trained = files.read_run_record(model_path) or {}
+    except ValueError:
+        trained = {}
+    post = dict(trained.get("postprocessing") or recipe.DEFAULT_POSTPROCESSING)
+    if threshold:
+        post["threshold"] = threshold
+    if min_size is not None:
+        post["min_size"] = min_size
+
+    def segment(image):
+        probs = recipe.predict_classes(model, [image])[0]
+        return label_instances(probs, method=method, **post), files.to_uint8(image)
+
+    return segment
+
+
+def _tiled_segmenter(model, method, threshold, min_size, tile, overlap):
+    """An older model (``Rescaling(1/255)``): 0-255 pixels in, overlap-tile prediction."""
+    from unet_course.predict import predict_instances, tile_plan
+
+    tile = tile or model.input_shape[1]
+    tile_plan(model, tile, overlap)  # a bad tile fails here, before any file
+    grey = model.input_shape[-1] == 1
+
+    def segment(image):
+        pixels = files.to_uint8(image)
+        pixels = files.to_grey(pixels) if grey else pixels
+        labels, _ = predict_instances(
+            model, pixels, method, threshold or 0.5, tile=tile, overlap=overlap,
+            min_size=10 if min_size is None else min_size)
+        return labels, pixels if not grey else pixels[..., 0]
+
+    return segment
+
+
+def _write(job: Job, labels: np.ndarray, shown: np.ndarray) -> None:
+    """The 16-bit label PNG and the overlay, each written atomically."""
+    from PIL import Image
+
+    from unet_course.overlay import overlay_instances
+
+    if labels.max() > np.iinfo(np.uint16).max:
+        raise ValueError(f"{str(job.image)!r}: {labels.max()} nuclei do not fit a 16-bit PNG")
+    with files.atomic_path(job.labels) as tmp:
+        Image.fromarray(labels.astype(np.uint16)).save(tmp, format="PNG")
+    with files.atomic_path(job.overlay) as tmp:
+        Image.fromarray(overlay_instances(shown, labels)).save(tmp, format="PNG")

@@ -1,0 +1,281 @@
+"""``unet-course train``: check the arguments, train, write the run's record (``metrics.json``).
+
+The recipe's run is ``recipe.run``; the seed / unet models train with ``train``. Choices come
+from the package's own tables (``train.LOSSES``, ``train.PRECISIONS``, ``model.UPSAMPLINGS``
+and ``build_unet``'s defaults), so a new option is added in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+from pathlib import Path
+
+from unet_course.commands.common import (
+    UsageError,
+    check_data,
+    check_out_dir,
+    learning_rate,
+    on_off_auto,
+    positive_int,
+    seed_type,
+    start_keras,
+)
+from unet_course.model import UPSAMPLINGS, build_unet
+from unet_course.train import LOSSES, PRECISIONS, TrainConfig
+
+MIN_IMG_SIZE = 32
+_CONFIG = TrainConfig()  # the seed / unet training defaults
+_UNET_OPTIONS = ("base_filters", "depth", "dropout", "batch_norm", "upsampling", "activation")
+_DEFAULTS = {o: inspect.signature(build_unet).parameters[o].default for o in _UNET_OPTIONS}
+
+
+def add(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a U-Net; write model.keras, history.csv and metrics.json",
+        description="Train a U-Net on synthetic nuclei or a DSB2018 folder. Writes "
+        "OUT/model.keras (the best epoch), OUT/history.csv and OUT/metrics.json (validation "
+        "scores and every setting of the run). With no tuning flags it runs the course's "
+        "default recipe (--model recipe: three classes, interior-seeded watershed; about 8 "
+        "minutes on a 2-core CPU, see benchmarks/quality.py). On a GPU, mixed precision and "
+        "XLA are switched on automatically (see `unet-course doctor`).",
+    )
+    parser.add_argument("--data", default="synthetic",
+                        help="'synthetic' (default) or a folder in the DSB2018 layout")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (must be new or empty)")
+    parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    parser.add_argument("--img-size", type=positive_int, default=None,
+                        help="training crop side (recipe: 128; seed/unet: 256; 64 with --quick)")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help=f"maximum epochs (recipe: 16; seed/unet: {_CONFIG.epochs}; fewer "
+                        "with --quick)")
+    parser.add_argument("--batch-size", type=positive_int, default=_CONFIG.batch_size)
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=None,
+                        help="seed/unet: batches per epoch (default: the whole training set; "
+                        "2 with --quick)")
+    parser.add_argument("--lr", type=learning_rate, default=None,
+                        help="Adam learning rate (recipe: 3e-3 peak of a cosine; seed/unet: "
+                        f"{_CONFIG.learning_rate:g})")
+    parser.add_argument("--loss", choices=LOSSES, default=None,
+                        help=f"seed/unet only (default {_CONFIG.loss})")
+    parser.add_argument("--seed", type=seed_type, default=42)
+    parser.add_argument("--quick", action="store_true",
+                        help="a few dozen small images and a few steps (also UNET_COURSE_QUICK=1)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: mixed precision on a GPU, float32 on a CPU")
+    parser.add_argument("--xla", type=on_off_auto, default="auto",
+                        help="auto (default), on or off: XLA compilation")
+    parser.add_argument("--no-augment", action="store_true", help="seed/unet: no augmentation")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="data loader worker threads")
+    parser.add_argument("--weight-map", action="store_true",
+                        help="seed/unet: the U-Net paper's trick for touching nuclei: cut their "
+                        "borders out of the masks and weight the loss by eq. 2 (weighted BCE)")
+    add_model_options(parser)
+    parser.set_defaults(func=run)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model", "--model recipe (default) is the course's "
+                                      "three-class recipe; seed is the popular 1.9 M-parameter "
+                                      "U-Net; unet uses the build_unet options below")
+    group.add_argument("--model", choices=("recipe", "seed", "unet"), default="recipe")
+    group.add_argument("--base-filters", type=positive_int, default=_DEFAULTS["base_filters"])
+    group.add_argument("--depth", type=positive_int, default=_DEFAULTS["depth"])
+    group.add_argument("--dropout", type=float, default=_DEFAULTS["dropout"])
+    group.add_argument("--batch-norm", action="store_true", default=_DEFAULTS["batch_norm"])
+    group.add_argument("--upsampling", choices=UPSAMPLINGS, default=_DEFAULTS["upsampling"])
+    group.add_argument("--activation", default=_DEFAULTS["activation"])
+
+
+def _train_settings(args: argparse.Namespace) -> dict:
+    """Check the train arguments and fill the quick-mode defaults; no heavy work, no files."""
+    from unet_course.runtime import quick_mode
+
+    quick = args.quick or quick_mode()
+    check_data(args.data)
+    check_out_dir(args.out, args.overwrite, args.data)
+    recipe = args.model == "recipe"
+    if args.model != "unet":
+        given = [o for o in _UNET_OPTIONS if getattr(args, o) != _DEFAULTS[o]]
+        if given:
+            flags = ", ".join("--" + o.replace("_", "-") for o in given)
+            raise UsageError(f"{flags}: options of --model unet only (the {args.model} model "
+                             "is fixed)")
+    if recipe:
+        given = [flag for flag, on in (("--loss", args.loss is not None),
+                                       ("--weight-map", args.weight_map),
+                                       ("--no-augment", args.no_augment),
+                                       ("--steps-per-epoch", args.steps_per_epoch is not None))
+                 if on]
+        if given:
+            raise UsageError(f"{', '.join(given)}: options of --model seed or unet; the recipe "
+                             "fixes its loss, targets and augmentation")
+    depth = 4 if args.model != "unet" else args.depth
+    if not 0 <= args.dropout < 1:
+        raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
+    img_size = args.img_size or (64 if quick else 128 if recipe else 256)
+    if img_size < MIN_IMG_SIZE:
+        raise UsageError(f"--img-size {img_size}: expected at least {MIN_IMG_SIZE} (the "
+                         "smallest image the data sets and the U-Net's pooling take)")
+    try:
+        from unet_course.geometry import check_input_size
+
+        check_input_size(img_size, depth, "same")
+    except ValueError as err:
+        raise UsageError(f"--img-size: {err}") from None
+    return dict(
+        quick=quick, img_size=img_size, epochs=args.epochs or (1 if quick else _CONFIG.epochs),
+        steps=args.steps_per_epoch or (2 if quick else None),
+        lr=args.lr or _CONFIG.learning_rate, loss=args.loss or _CONFIG.loss,
+    )
+
+
+def _model_options(args: argparse.Namespace) -> dict:
+    """How the chosen U-Net is built (recorded in ``metrics.json``): the builder's name and
+    its arguments, for images of any size."""
+    if args.model == "seed":
+        return {"builder": "seed_unet", "input_shape": [None, None, 3]}
+    options = {o: getattr(args, o) for o in _UNET_OPTIONS}
+    return {"builder": "build_unet", "input_shape": [None, None, 3], "rescale": 1 / 255,
+            **options}
+
+
+def _model_builder(options: dict):
+    """A zero-argument function that builds the U-Net ``options`` (``_model_options``) name."""
+    from unet_course import model
+
+    kwargs = {k: v for k, v in options.items() if k != "builder"}
+    kwargs["input_shape"] = tuple(kwargs["input_shape"])
+    return lambda: getattr(model, options["builder"])(**kwargs)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = _train_settings(args)
+    if args.weight_map and settings["loss"] != "bce_dice":
+        raise UsageError(f"--weight-map trains with its own weighted BCE; drop --loss {args.loss}")
+    start_keras()
+    if args.model == "recipe":
+        return _run_train_recipe(args, settings)
+    import keras
+
+    from unet_course import datasets, evaluate, files, predict, train
+
+    keras.utils.set_random_seed(args.seed)
+    splits = datasets.load_splits(args.data, settings["img_size"], quick=settings["quick"],
+                                  seed=args.seed)
+    print(splits.describe())
+    config = train.TrainConfig(epochs=settings["epochs"], batch_size=args.batch_size,
+                               learning_rate=settings["lr"], loss=settings["loss"], seed=args.seed)
+    accelerator = train.choose_accelerator(args.precision, args.xla)
+    print(f"Training on {accelerator.describe()}")
+    model = train.build_model(_model_builder(_model_options(args)), accelerator,
+                              seed=config.seed)
+    train.compile_model(model, config, accelerator)
+    train_seq, val_seq = train.make_sequences(
+        splits, settings["img_size"], config.batch_size, seed=args.seed,
+        augment=not args.no_augment, workers=args.workers,
+    )
+    if args.weight_map:
+        train_seq = train.weight_map_training(model, train_seq, config, accelerator)
+    steps = settings["steps"]
+    if steps is not None and steps > len(train_seq):
+        if args.steps_per_epoch is not None:
+            print(f"note: --steps-per-epoch {steps} is more than the {len(train_seq)} batches "
+                  f"of the training set; using {len(train_seq)}")
+        steps = len(train_seq)
+    if steps is not None:
+        train_seq = _first_batches(train_seq, steps)
+    args.out.mkdir(parents=True, exist_ok=True)
+    history = train.fit(model, train_seq, val_seq, config, args.out)
+    val_probs = predict.predict_native(model, splits.val.images)
+    scores = evaluate.pixel_scores(splits.val.masks, val_probs, config.threshold)
+    scores["best_threshold"], _ = evaluate.choose_threshold(splits.val.masks, val_probs)
+    report = _train_report(args, settings, splits, accelerator, history, scores)
+    report.update(_run_settings(args, config, accelerator, splits, steps))
+    files.write_run_record(args.out, report)  # atomic, with model.keras's SHA-256
+    print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "best_epoch")}))
+    print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
+    return 0
+
+
+def _first_batches(seq, steps: int):
+    """``seq`` cut to its first ``steps`` batches of every epoch (each epoch draws a new order).
+
+    Passing ``steps_per_epoch`` to Keras instead makes it carry one iterator across epochs
+    and warn, misleadingly, "Your input ran out of data; interrupting training" whenever
+    ``steps`` does not divide the number of batches.
+    """
+    seq.__class__ = type("FirstBatches", (type(seq),), {"__len__": lambda self: steps})
+    return seq
+
+
+def _run_train_recipe(args: argparse.Namespace, settings: dict) -> int:
+    from unet_course import recipe
+
+    options = {"img_size": settings["img_size"], "batch_size": args.batch_size, "seed": args.seed}
+    if args.epochs:
+        options["epochs"] = args.epochs
+    if args.lr:
+        options["learning_rate"] = args.lr
+    try:
+        chosen = recipe.settings(quick=settings["quick"], **options)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    report = recipe.run(args.data, chosen, args.out, quick=settings["quick"],
+                        precision=args.precision, xla=args.xla, log=print)
+    print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "val_dsb_map", "best_epoch")}))
+    print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
+    return 0
+
+
+def _run_settings(args, config, accelerator, splits, steps) -> dict:
+    """Every setting needed to repeat the run: the training config, the command's options,
+    the precision and XLA, the U-Net's build options and the data split."""
+    import dataclasses
+
+    import keras
+
+    return {
+        "config": dataclasses.asdict(config),
+        "options": {"batch_size": args.batch_size, "steps_per_epoch": steps,
+                    "augment": not args.no_augment, "weight_map": args.weight_map,
+                    "workers": args.workers, "precision": args.precision,
+                    "xla": args.xla},
+        "precision": accelerator.precision,
+        "xla": accelerator.jit_compile,
+        "keras_backend": keras.backend.backend(),
+        "unet_options": _model_options(args),
+        "split": {"seed": args.seed, "train": len(splits.train), "val": len(splits.val),
+                  "test": len(splits.test)},
+    }
+
+
+def _train_report(args, settings, splits, accelerator, history, scores) -> dict:
+    """What ``metrics.json`` holds: validation scores and everything needed to reproduce them.
+
+    ``val_dice``/``val_iou`` are pixel scores over the validation images at native resolution
+    and threshold 0.5; ``best_threshold`` is the one with the highest validation Dice, which
+    ``evaluate`` uses by default on the test images.
+    """
+    logs = history.history
+    best = int(max(range(len(logs["val_dice"])), key=lambda i: logs["val_dice"][i]))
+    return {
+        "val_dice": scores["dice"],
+        "val_iou": scores["iou"],
+        "threshold": scores["threshold"],
+        "best_threshold": scores["best_threshold"],
+        "val_images": scores["images"],
+        "best_epoch": best + 1,
+        "epochs_run": len(logs["val_dice"]),
+        "data": str(args.data),
+        "source": splits.source,
+        "img_size": settings["img_size"],
+        "seed": args.seed,
+        "quick": settings["quick"],
+        "model": args.model,
+        "device": accelerator.describe(),
+    }
+

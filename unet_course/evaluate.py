@@ -1,0 +1,131 @@
+"""Scoring a trained model: pixel scores, the threshold choice and the instance score.
+
+What belongs here: ``pixel_scores`` (pixel Dice and IoU over a set of images, ``p >= t`` is
+foreground, the rule ``postprocess.label_instances`` uses too), ``choose_threshold`` (the
+best pixel Dice on validation images), ``instance_score`` (probabilities -> nuclei -> the
+Data Science Bowl 2018 score) and ``evaluate_model`` (the work of ``unet-course evaluate``:
+a saved model on the held-out split of its training run, beside the Otsu baselines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def pixel_scores(masks, probs, threshold: float = 0.5) -> dict[str, float]:
+    """Pixel Dice and IoU over a whole set of images (counts added up, divided once).
+
+    Args:
+        masks: true masks, ``(n, H, W)`` or a list of ``(H_i, W_i)``; nonzero = foreground.
+        probs: foreground probabilities of the same shapes (e.g. from ``predict_native``).
+        threshold: a pixel is predicted foreground when ``prob >= threshold``.
+
+    Returns:
+        ``{"dice", "iou", "tp", "fp", "fn", "images", "threshold"}``; both empty gives 1.0.
+    """
+    if len(masks) != len(probs):
+        raise ValueError(f"got {len(masks)} masks but {len(probs)} probability maps")
+    tp = fp = fn = 0
+    for mask, prob in zip(masks, probs, strict=True):
+        mask, prob = np.asarray(mask), np.asarray(prob)
+        if mask.shape != prob.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from probability shape {prob.shape}")
+        truth, pred = mask > 0, prob >= threshold
+        tp += int(np.sum(truth & pred))
+        fp += int(np.sum(~truth & pred))
+        fn += int(np.sum(truth & ~pred))
+    union = tp + fp + fn
+    return {
+        "dice": 2 * tp / (2 * tp + fp + fn) if union else 1.0,
+        "iou": tp / union if union else 1.0,
+        "tp": tp, "fp": fp, "fn": fn, "images": len(masks), "threshold": float(threshold),
+    }
+
+
+def choose_threshold(masks, probs, thresholds: Sequence[float] | None = None) -> tuple[float, np.ndarray]:
+    """The threshold with the highest pixel Dice on these (validation) images.
+
+    Returns:
+        ``(best_threshold, dice)`` where ``dice[i]`` is the pixel Dice at ``thresholds[i]``
+        (default thresholds: 0.05, 0.10, ..., 0.95). Ties go to the threshold closest to 0.5.
+    """
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2) if thresholds is None else np.asarray(thresholds)
+    if grid.ndim != 1 or grid.size == 0 or np.any((grid <= 0) | (grid >= 1)):
+        raise ValueError(f"thresholds must be a non-empty 1-D list of numbers in (0, 1), got {thresholds!r}")
+    dice = np.array([pixel_scores(masks, probs, t)["dice"] for t in grid])
+    best = np.flatnonzero(dice == dice.max())
+    return float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]]), dice
+
+
+def instance_score(labels, probs, threshold: float, method: str) -> dict:
+    """``{"dsb_map", "instances", "objects"}``: probabilities -> nuclei -> DSB 2018 score.
+
+    Args:
+        labels: true (H_i, W_i) instance label maps; probs: foreground probabilities of the
+            same shapes; threshold, method: as in ``postprocess.label_instances``.
+    """
+    from unet_course.postprocess import label_instances
+    from unet_course.scoring import dsb_score_dataset
+
+    found = [label_instances(p, threshold, method) for p in probs]
+    return {"dsb_map": dsb_score_dataset(labels, found), "instances": method,
+            "objects": int(sum(f.max() for f in found))}
+
+
+def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
+                   method: str = "watershed", threshold: float | None = None):
+    """A saved model on one split of its training run's data, beside the Otsu baselines.
+
+    Args:
+        model_path: a ``.keras`` file (``recipe.load_model`` reads it in safe mode).
+        settings: ``data``, ``img_size``, ``seed``, ``quick``, ``threshold`` and
+            ``postprocessing`` (the training run's, from its ``metrics.json``).
+        split: ``"test"`` or ``"val"``.
+        method: ``"components"`` or ``"watershed"`` (``postprocess.METHODS``).
+        threshold: the user's threshold, replacing the recipe's chosen one (None: keep it).
+
+    Returns:
+        ``(split, probs, result dict)``; raises ValueError for a model whose output is
+        neither 1 channel nor the recipe's 3 classes, before any data are loaded.
+    """
+    from unet_course import datasets, recipe
+    from unet_course.predict import predict_native
+
+    model = recipe.load_model(model_path)
+    classes = model.output_shape[-1]
+    if classes not in (1, 3):
+        raise ValueError(f"--model {str(model_path)!r} outputs shape {tuple(model.output_shape)}: "
+                         "evaluate scores one foreground probability (1 channel) or the "
+                         "recipe's background / interior / boundary classes (3 channels)")
+    splits = datasets.load_splits(settings["data"], settings["img_size"], quick=settings["quick"],
+                                  seed=settings["seed"])
+    images = getattr(splits, split)
+    result = {"model": str(model_path), "data": str(settings["data"]), "split": split,
+              "source": splits.source, "images": len(images), "seed": settings["seed"]}
+    if classes == 3:  # background / interior / boundary: the recipe's model
+        probs = recipe.predict_classes(model, images.images)
+        post = dict(settings["postprocessing"] or recipe.DEFAULT_POSTPROCESSING)
+        if threshold:
+            post["threshold"] = threshold
+        found = recipe.scores(images.labels, probs, post, method=method)
+        result.update(found, threshold=post["threshold"], postprocessing=post, instances=method)
+    else:
+        probs = predict_native(model, images.images)
+        scores = pixel_scores(images.masks, probs, settings["threshold"])
+        result.update(dice=scores["dice"], iou=scores["iou"], threshold=scores["threshold"])
+        result.update(instance_score(images.labels, probs, settings["threshold"], method))
+    result["baseline"] = _baseline_beside(images, result)
+    return images, probs, result
+
+
+def _baseline_beside(split, result: dict) -> dict:
+    """The Otsu pipelines on the same images, and whether the model beats the best of them."""
+    from unet_course.baseline import baseline_scores
+
+    classical = baseline_scores(split.images, split.labels)
+    best = max(classical, key=lambda name: classical[name]["dsb_map"])
+    return {**classical, "model_beats_baseline": bool(
+        result["dice"] > classical[best]["dice"] and result["dsb_map"] > classical[best]["dsb_map"])}

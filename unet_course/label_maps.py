@@ -1,0 +1,52 @@
+"""Label maps: the one input check and the one relabelling every instance module shares.
+
+A label map is a 2-D integer array: 0 is background, every other value is one object; the
+values need not be consecutive. ``scoring``, ``postprocess``, ``targets`` and ``overlay`` take
+label maps and check them with ``check_labels`` before any work; ``relabel`` renumbers them
+1..n (``skimage.segmentation.relabel_sequential``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def check_labels(labels: Any, name: str) -> np.ndarray:
+    """Return ``labels`` as a 2-D non-negative integer array, or raise naming ``name``."""
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(labels).__name__}")
+    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(
+            f"{name} must be an integer label map (0 = background, 1, 2, ... = objects), "
+            f"got dtype {labels.dtype}; label a mask first, e.g. scipy.ndimage.label(mask)[0]"
+        )
+    if labels.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (H, W), got shape {labels.shape}")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{name} must hold labels >= 0, got minimum {labels.min()}")
+    return labels
+
+
+def relabel(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber the objects 1..n in the order of their old values; 0 stays background.
+
+    ``skimage.segmentation.relabel_sequential``, skipped when the labels already are 1..n
+    (what ``scipy.ndimage.label`` and the watershed give), which a count per value shows.
+
+    Args:
+        labels: integer label map, values >= 0 (``check_labels``).
+
+    Returns:
+        ``(relabelled, ids)``: the renumbered map (same shape; ``labels`` itself when nothing
+        changes) and the (n,) old value of each new label 1..n, ascending.
+    """
+    from skimage.segmentation import relabel_sequential
+
+    top = int(labels.max()) if labels.size else 0
+    if top <= 4 * labels.size + 1024:  # counting by value is cheap
+        if np.bincount(labels.ravel(), minlength=top + 1)[1:].all():
+            return labels, np.arange(1, top + 1)
+    relabelled, _, inverse = relabel_sequential(labels)
+    return relabelled, np.asarray(inverse.out_values[inverse.in_values > 0])

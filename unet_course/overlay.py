@@ -1,0 +1,42 @@
+"""Pictures of instance label maps as RGB arrays, for files rather than figures.
+
+What belongs here: ``overlay_instances`` (each object tinted in the course's label colours,
+its outline in white), what ``unet-course predict`` writes beside each label PNG. Figures
+drawn with matplotlib are ``plotting``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unet_course.label_maps import check_labels
+
+
+def overlay_instances(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35) -> np.ndarray:
+    """An RGB picture of ``labels`` over ``image``: each object tinted, its outline in white.
+
+    Args:
+        image: (H, W, 3) or (H, W) uint8 (or float in [0, 1]).
+        labels: (H, W) integer label map of the same height and width.
+        alpha: opacity of the tint.
+
+    Returns:
+        (H, W, 3) uint8.
+    """
+    from skimage.segmentation import find_boundaries
+
+    from unet_course.plotting import label_colormap
+
+    labels = check_labels(labels, "labels")
+    image = np.asarray(image)
+    if image.shape[:2] != labels.shape or image.ndim not in (2, 3):
+        raise ValueError(f"image {image.shape} and labels {labels.shape} differ in size")
+    rgb = image / 255.0 if image.dtype == np.uint8 else image.astype(np.float64)
+    rgb = np.repeat(rgb[..., None], 3, -1) if rgb.ndim == 2 else rgb[..., :3]
+    top = int(labels.max(initial=0))
+    colours = np.asarray(label_colormap(top)(np.arange(top + 1)))[:, :3]  # the course's colours
+    fg = labels > 0
+    tinted = rgb.copy()
+    tinted[fg] = (1 - alpha) * rgb[fg] + alpha * colours[labels[fg]]
+    tinted[find_boundaries(labels, mode="inner")] = 1.0
+    return np.round(np.clip(tinted, 0, 1) * 255).astype(np.uint8)
