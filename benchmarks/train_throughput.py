@@ -43,7 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from unet_course import augment, data, losses, model, train  # noqa: E402
+from unet_course import data, losses, model, sequence, train  # noqa: E402
 from unet_course.runtime import gpu_devices  # noqa: E402
 
 #: Dense peak TFLOP/s, (float32 without tensor cores, 16-bit tensor cores), from the vendors'
@@ -205,7 +205,7 @@ def bench_pipeline(size: int, batch: int, batches: int, elastic: bool,
     ``repeats`` measurements times ``batches`` batches (a third as many with ``elastic``).
     """
     images, labels = data.make_nuclei(64, size=size, seed=0)
-    seq = augment.SegmentationSequence(
+    seq = sequence.SegmentationSequence(
         images, labels, batch_size=batch, size=size, augment=True, seed=0, image_dtype="uint8",
         augment_options={"elastic": True} if elastic else None,
     )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unet_course import augment, losses
+from unet_course import augment, losses, sequence
 
 
 def labelled_pattern(h=40, w=40, seed=0):
@@ -185,7 +185,7 @@ def mixed_dataset(n=5):
 
 def test_sequence_batches_from_mixed_sizes():
     images, labels = mixed_dataset()
-    seq = augment.SegmentationSequence(images, labels, batch_size=2, size=32, seed=3)
+    seq = sequence.SegmentationSequence(images, labels, batch_size=2, size=32, seed=3)
     assert len(seq) == 3
     x, y = seq[0]
     assert x.shape == (2, 32, 32, 3) and x.dtype == np.float32
@@ -199,8 +199,8 @@ def test_sequence_batches_from_mixed_sizes():
 
 def test_sequence_is_deterministic_per_epoch_and_changes_between_epochs():
     images, labels = mixed_dataset()
-    a = augment.SegmentationSequence(images, labels, batch_size=2, size=24, seed=9)
-    b = augment.SegmentationSequence(images, labels, batch_size=2, size=24, seed=9)
+    a = sequence.SegmentationSequence(images, labels, batch_size=2, size=24, seed=9)
+    b = sequence.SegmentationSequence(images, labels, batch_size=2, size=24, seed=9)
     for i in (2, 0, 1):  # any order, as worker threads would ask
         np.testing.assert_array_equal(a[i][0], b[i][0])
         np.testing.assert_array_equal(a[i][1], b[i][1])
@@ -212,7 +212,7 @@ def test_sequence_is_deterministic_per_epoch_and_changes_between_epochs():
 
 def test_sequence_without_augmentation_is_a_centre_crop():
     images, labels = mixed_dataset()
-    seq = augment.SegmentationSequence(images, labels, batch_size=5, size=20, augment=False,
+    seq = sequence.SegmentationSequence(images, labels, batch_size=5, size=20, augment=False,
                                        shuffle=False, image_dtype="uint8")
     x, y = seq[0]
     assert x.dtype == np.uint8
@@ -226,7 +226,7 @@ def test_sequence_keeps_targets_and_serves_weights():
     images, labels = mixed_dataset()
     classes = [np.minimum(lab, 2) for lab in labels]  # a 3-class target 0/1/2
     weights = [1.0 + 0.25 * c for c in classes]
-    seq = augment.SegmentationSequence(images, classes, batch_size=3, size=16, binarize=False,
+    seq = sequence.SegmentationSequence(images, classes, batch_size=3, size=16, binarize=False,
                                        weights=weights, augment_options={"elastic": True,
                                                                          "elastic_alpha": 2.0})
     x, y, w = seq[0]
@@ -239,7 +239,7 @@ def test_sequence_trains_a_model_with_workers_and_weight_maps():
     keras.utils.set_random_seed(0)
     images, labels = mixed_dataset()
     weights = [np.where(lab > 0, 2.0, 1.0) for lab in labels]
-    seq = augment.SegmentationSequence(images, labels, batch_size=2, size=16, weights=weights,
+    seq = sequence.SegmentationSequence(images, labels, batch_size=2, size=16, weights=weights,
                                        workers=2)
     inputs = keras.Input((16, 16, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same",
@@ -253,18 +253,18 @@ def test_sequence_trains_a_model_with_workers_and_weight_maps():
 def test_sequence_refuses_bad_input():
     images, labels = mixed_dataset()
     with pytest.raises(ValueError, match="masks"):
-        augment.SegmentationSequence(images, labels[:3])
+        sequence.SegmentationSequence(images, labels[:3])
     with pytest.raises(ValueError, match="size"):
-        augment.SegmentationSequence(images, labels)
+        sequence.SegmentationSequence(images, labels)
     with pytest.raises(ValueError, match="mask"):
-        augment.SegmentationSequence(images[:1], [labels[1]], size=8)
+        sequence.SegmentationSequence(images[:1], [labels[1]], size=8)
     with pytest.raises(ValueError, match="augment_options"):
-        augment.SegmentationSequence(images, labels, size=8, augment_options={"zoom": 2})
+        sequence.SegmentationSequence(images, labels, size=8, augment_options={"zoom": 2})
     with pytest.raises(ValueError, match="uint8"):
-        augment.SegmentationSequence([im / 255 for im in images], labels, size=8,
+        sequence.SegmentationSequence([im / 255 for im in images], labels, size=8,
                                      image_dtype="uint8")
     with pytest.raises(IndexError):
-        augment.SegmentationSequence(images, labels, size=8, batch_size=5)[1]
+        sequence.SegmentationSequence(images, labels, size=8, batch_size=5)[1]
 
 
 def test_separable_field_matches_scipy_zoom():
@@ -290,7 +290,7 @@ def test_fast_batches_equal_augment_pair_image_by_image(image_dtype, options):
     labels = [rng.integers(0, 5, (h, w)).astype(np.int32) for h, w in sizes]
     weights = [rng.random((h, w)) for h, w in sizes]
     for binarize in (True, False):
-        seq = augment.SegmentationSequence(images, labels, batch_size=4, size=(24, 30), seed=5,
+        seq = sequence.SegmentationSequence(images, labels, batch_size=4, size=(24, 30), seed=5,
                                            image_dtype=image_dtype, augment_options=options,
                                            binarize=binarize, weights=weights)
         assert sum(p is not None for p in seq._planes) == 6  # the fast path is in use
@@ -331,7 +331,7 @@ def id_dataset(n=40, side=8):
 
 def test_on_epoch_end_starts_a_new_pass_only_after_a_whole_pass():
     images, labels = id_dataset(10)
-    seq = augment.SegmentationSequence(images, labels, batch_size=4, size=8, seed=1)
+    seq = sequence.SegmentationSequence(images, labels, batch_size=4, size=8, seed=1)
     first = seq.order().copy()
     seq.on_epoch_end()  # Keras calls it once before training
     assert seq.epoch == 0 and np.array_equal(seq.order(), first)
@@ -347,7 +347,7 @@ def test_fit_with_steps_per_epoch_shows_each_image_once_per_pass():
     """Bug 1 of issue 12: 40 images, batch 2, steps_per_epoch=3 (Keras keeps one iterator
     across epochs and calls on_epoch_end before training and after every 3 steps)."""
 
-    class Recording(augment.SegmentationSequence):
+    class Recording(sequence.SegmentationSequence):
         log: list
 
         def __getitem__(self, index):

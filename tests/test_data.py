@@ -113,15 +113,6 @@ def test_no_invalid_values_along_the_way():
     assert images.std() > 0
 
 
-def test_dsb2018_functions_are_reachable_from_data():
-    from unet_course import data, dsb2018
-    from unet_course.data import download_dsb2018, load_dsb2018
-
-    assert load_dsb2018 is dsb2018.load_dsb2018 and download_dsb2018 is dsb2018.download_dsb2018
-    with pytest.raises(AttributeError, match="no attribute 'load_everything'"):
-        data.load_everything  # noqa: B018
-
-
 # --------------------------------------------------------------------------- the difficulty options
 
 

@@ -126,15 +126,6 @@ def test_sixteen_bit_gray_image_is_scaled(tmp_path):
     assert labels.min() == labels.max() == 1
 
 
-def test_reexported_from_data():
-    from unet_course import data
-
-    assert data.load_dsb2018 is dsb2018.load_dsb2018
-    assert data.download_dsb2018 is dsb2018.download_dsb2018
-
-
-# ---------------------------------------------------------------------------- download
-
 def zip_folder(root: Path, prefix: str = "") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

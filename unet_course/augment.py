@@ -332,11 +332,3 @@ def augment_pair(image, mask, rng, *, flip: bool = True, rotate90: bool = True, 
     out = tuple(np.ascontiguousarray(a) for a in (image, mask, weights) if a is not None)
     return out
 
-
-def __getattr__(name: str):
-    # The batch pipeline lives in unet_course.sequence; it is re-exported here.
-    if name == "SegmentationSequence":
-        from unet_course.sequence import SegmentationSequence
-
-        return SegmentationSequence
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

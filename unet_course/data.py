@@ -7,7 +7,7 @@ varied size, shape and orientation, many of them touching in clusters, textured 
 blur, noise and uneven illumination. It needs no network and is deterministic for a seed.
 
 The real Data Science Bowl 2018 data are read by ``load_dsb2018`` and fetched by
-``download_dsb2018`` (both defined in ``unet_course.dsb2018`` and re-exported here).
+``download_dsb2018`` (both in ``unet_course.dsb2018``).
 """
 
 from __future__ import annotations
@@ -320,11 +320,3 @@ def _relabel(labels: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndar
     labels = lut[labels]
     depth = np.where(labels > 0, depth, np.float32(1.0))
     return labels, depth
-
-def __getattr__(name: str):
-    # The DSB2018 loader lives in its own module; import it only when asked for.
-    if name in ("load_dsb2018", "download_dsb2018"):
-        from unet_course import dsb2018
-
-        return getattr(dsb2018, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from unet_course import losses, normalization  # noqa: F401 (register the saved objects)
-from unet_course.augment import SegmentationSequence
+from unet_course.sequence import SegmentationSequence
 
 CLASSES = ("background", "interior", "boundary")
 TARGETS = ("three_class", "binary")

@@ -296,11 +296,11 @@ def make_sequences(
         img_size: training side length (must fit the model, e.g. a multiple of 16).
 
     Returns:
-        ``(train, val)``: two ``unet_course.augment.SegmentationSequence`` whose items are
+        ``(train, val)``: two ``unet_course.sequence.SegmentationSequence`` whose items are
         ``(images (B, S, S, 3) uint8, masks (B, S, S, 1) float32)``; the course's U-Nets
         rescale uint8 pixels themselves (a ``Rescaling(1/255)`` first layer).
     """
-    from unet_course.augment import SegmentationSequence
+    from unet_course.sequence import SegmentationSequence
 
     common = dict(batch_size=batch_size, size=img_size, seed=seed, image_dtype="uint8")
     train_seq = SegmentationSequence(
@@ -369,7 +369,7 @@ def weight_map_training(model, train_seq, config: TrainConfig, accelerator: Acce
     are unchanged: the model is still judged on the true masks. Returns the new sequence.
     """
     from unet_course import losses
-    from unet_course.augment import SegmentationSequence
+    from unet_course.sequence import SegmentationSequence
     from unet_course.targets import separate_touching, unet_weight_map
 
     separated = [separate_touching(np.asarray(m)) for m in train_seq.masks]
