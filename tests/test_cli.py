@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_course import cli
+from unet_course import cli, recipe
 
 TINY = ["--model", "seed", "--quick", "--img-size", "32", "--batch-size", "4", "--steps-per-epoch", "2"]
 
@@ -189,7 +189,7 @@ def test_the_default_recipe_trains_records_and_evaluates_beside_the_baseline(tmp
     assert cli.main(["train", "--out", str(out), "--quick", "--epochs", "1"]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["model"] == "recipe" and report["recipe"]["epochs"] == 1
-    assert set(report["postprocessing"]) == {"threshold", "seed_threshold", "min_size"}
+    assert set(report["postprocessing"]) == set(recipe.POSTPROCESSING_GRID)
     assert 0 <= report["val_iou"] <= report["val_dice"] <= 1
     capsys.readouterr()
     assert cli.main(["evaluate", "--model", str(out / "model.keras")]) == 0

@@ -58,13 +58,15 @@ def test_classes_dice_loss_equals_a_hand_computation():
     assert got == pytest.approx(expected, rel=1e-5)
 
 
-def test_elongated_nuclei_are_not_cut_by_the_interior_seeded_watershed():
+@pytest.mark.parametrize("contrast", recipe.POSTPROCESSING_GRID["seed_contrast"])
+def test_elongated_nuclei_are_not_cut_by_the_interior_seeded_watershed(contrast):
     long = dataclasses.replace(Difficulty(), elongation=4.0, crowding=0.0, mitotic=0.0)
     _, labels = make_nuclei(8, size=128, seed=2, difficulty=long)
     elongated = 0
     for truth in labels:
         probs = _soft(targets.three_class_targets(truth))
-        found = postprocess.label_instances(probs, 0.5, "watershed", min_size=5)
+        found = postprocess.label_instances(probs, 0.5, "watershed", min_size=5,
+                                            seed_contrast=contrast, smooth=2.0)
         # Each true nucleus is mostly (> 20 %) covered by exactly one found object: not cut.
         for k in range(1, truth.max() + 1):
             covers = np.bincount(found[truth == k], minlength=found.max() + 1)[1:]
@@ -91,10 +93,37 @@ def test_predict_classes_equals_padding_by_hand_and_batches_same_sizes():
         np.testing.assert_allclose(prob.sum(-1), 1, atol=1e-5)
 
 
+def _bridged_pair(bridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two touching 9x9 nuclei whose predicted interiors (0.95) are joined through a bridge of
+    interior probability ``bridge``: the truth and a (H, W, 3) class map."""
+    truth = np.zeros((20, 30), np.int32)
+    truth[5:14, 5:14], truth[5:14, 14:23] = 1, 2
+    interior = np.zeros(truth.shape)
+    interior[6:13, 6:13] = interior[6:13, 15:22] = 0.95
+    interior[8:11, 13:15] = bridge  # where the boundary should have been
+    boundary = np.where(truth > 0, 1 - interior, 0)
+    return truth, np.stack([1.0 * (truth == 0), interior, boundary], axis=-1)
+
+
+def test_h_maxima_seeds_split_interiors_joined_by_a_lower_bridge():
+    truth, probs = _bridged_pair(bridge=0.75)
+    one = postprocess.label_instances(probs, 0.5, "watershed", seed_threshold=0.7, min_size=0)
+    assert one.max() == 1  # the bridge is above the seed threshold: one seed, one object
+    two = postprocess.label_instances(probs, 0.5, "watershed", seed_threshold=0.7, min_size=0,
+                                      seed_contrast=0.1, smooth=0.0)
+    assert scoring.dsb_score(truth, two) == 1.0  # each nucleus its own seed, flooded exactly
+    # The bridge stands 0.2 below the peaks: with h above that, the two peaks are one again.
+    assert postprocess.label_instances(probs, 0.5, "watershed", seed_threshold=0.7,
+                                       seed_contrast=0.3, smooth=0.0).max() == 1
+    with pytest.raises(ValueError, match="seed_contrast must lie in"):
+        postprocess.label_instances(probs, 0.5, "watershed", seed_contrast=1.0)
+
+
 def test_tuning_picks_the_best_setting_on_the_images_it_is_given():
     _, labels = make_nuclei(4, size=96, seed=4)
     probs = [_soft(targets.three_class_targets(t)) * 0.9 + 0.1 / 3 for t in labels]
-    grid = {"threshold": (0.5, 0.95), "seed_threshold": (0.5,), "min_size": (0,)}
+    grid = {"threshold": (0.5, 0.95), "seed_threshold": (0.5,), "seed_contrast": (0.0, 0.2),
+            "min_size": (0, 30)}
     best, score = recipe.tune_postprocessing(labels, probs, grid)
     # With a foreground threshold of 0.95 nothing is foreground (probabilities <= 0.93).
     assert best["threshold"] == 0.5 and score > 0.8

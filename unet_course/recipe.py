@@ -258,9 +258,11 @@ def foreground(probs: np.ndarray) -> np.ndarray:
 
 
 POSTPROCESSING_GRID = {
-    "threshold": (0.3, 0.4, 0.5, 0.6),
-    "seed_threshold": (0.4, 0.5, 0.6, 0.7, 0.8),
-    "min_size": (0, 10, 25),
+    "threshold": (0.3, 0.4, 0.5),
+    "seed_threshold": (0.5, 0.7, 0.9),
+    "seed_contrast": (0.0, 0.1, 0.2, 0.3),
+    "smooth": (2.0,),
+    "min_size": (10, 25, 40, 60, 90),
 }
 
 
@@ -268,27 +270,34 @@ def tune_postprocessing(labels, probs, grid: dict | None = None) -> tuple[dict, 
     """The post-processing settings with the best instance score on these images.
 
     Call it with *validation* images only. Returns ``(settings, score)`` where ``settings``
-    holds ``threshold``, ``seed_threshold`` and ``min_size`` for ``postprocess.label_instances``
-    (method ``"watershed"``) and ``score`` is their mean Data Science Bowl 2018 score here.
+    holds the keys of ``grid`` (default ``POSTPROCESSING_GRID``: ``threshold``,
+    ``seed_threshold``, ``seed_contrast``, ``smooth``, ``min_size``) for
+    ``postprocess.label_instances`` (method ``"watershed"``) and ``score`` is their mean Data
+    Science Bowl 2018 score here. A map with no interior channel is seeded from the distance
+    transform instead (``seed_threshold`` None, ``seed_contrast`` 0, ``smooth`` 1).
     """
-    from unet_course.postprocess import label_instances
+    from unet_course.postprocess import label_instances, remove_small
     from unet_course.scoring import dsb_score_dataset
 
     if grid is None:
         grid = dict(POSTPROCESSING_GRID)
         if np.asarray(probs[0]).shape[-1] != len(CLASSES):  # no interior channel, no seeds
-            grid["seed_threshold"] = (None,)
+            grid.update(seed_threshold=(None,), seed_contrast=(0.0,), smooth=(1.0,))
+    sizes = tuple(grid.get("min_size", (0,)))
+    others = {key: values for key, values in grid.items() if key != "min_size"}
     best, best_score = None, -1.0
-    for values in itertools.product(*grid.values()):
-        settings = dict(zip(grid, values, strict=True))
-        found = [label_instances(p, method="watershed", **settings) for p in probs]
-        score = dsb_score_dataset(list(labels), found)
-        if score > best_score + 1e-9:
-            best, best_score = settings, score
+    for values in itertools.product(*others.values()):
+        settings = dict(zip(others, values, strict=True))
+        found = [label_instances(p, method="watershed", min_size=0, **settings) for p in probs]
+        for size in sizes:  # the same flooding, then small objects dropped: label_instances' order
+            score = dsb_score_dataset(list(labels), [remove_small(f, size) for f in found])
+            if score > best_score + 1e-9:
+                best, best_score = {**settings, "min_size": size}, score
     return best, best_score
 
 
-DEFAULT_POSTPROCESSING = {"threshold": 0.5, "seed_threshold": 0.6, "min_size": 10}
+DEFAULT_POSTPROCESSING = {"threshold": 0.5, "seed_threshold": 0.7, "seed_contrast": 0.2,
+                          "smooth": 2.0, "min_size": 25}
 
 
 def scores(labels, probs, settings: dict, method: str = "watershed") -> dict[str, float]:
@@ -296,7 +305,7 @@ def scores(labels, probs, settings: dict, method: str = "watershed") -> dict[str
 
     Args:
         labels: true instance label maps; probs: ``predict_classes`` outputs for them.
-        settings: ``threshold``, ``seed_threshold``, ``min_size`` (``tune_postprocessing``).
+        settings: keyword arguments of ``label_instances`` (``tune_postprocessing``).
 
     Returns ``{"dice", "iou", "dsb_map", "objects"}``.
     """
