@@ -169,9 +169,9 @@ def test_evaluate_defaults_to_the_watershed_and_help_names_the_options(capsys):
 
 def test_weight_map_training_swaps_targets_weights_and_loss():
     from unet_course import losses, train
-    from unet_course.sequence import SegmentationSequence
     from unet_course.data import make_nuclei
     from unet_course.model import build_unet
+    from unet_course.sequence import SegmentationSequence
 
     images, labels = make_nuclei(3, size=96, seed=1, nuclei=(80, 100))  # crowded: they touch
     plain = SegmentationSequence(images, labels, 3, augment=False, shuffle=False)

@@ -352,3 +352,35 @@ def test_missing_local_archive_is_a_connection_error(tmp_path):
         dsb2018.download_dsb2018(tmp_path / "out", (tmp_path / "none.zip").as_uri(),
                                  progress=False)
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_load_split_reads_only_its_own_images_and_equals_load_splits(tmp_path, monkeypatch, quick):
+    from unet_course import datasets
+
+    root = tmp_path / "stage1_train"
+    make_dsb_fixture(root, specs=[(16 + k % 5, 20, "RGB") for k in range(44 if quick else 12)])
+    whole = datasets.load_splits(root, quick=quick, seed=5)
+    read = []
+    original = dsb2018.load_dsb2018
+    monkeypatch.setattr(dsb2018, "load_dsb2018",
+                        lambda r, ids=None, **kw: read.append(list(ids)) or original(r, ids=ids, **kw))
+    for name in datasets.SPLIT_NAMES:
+        one = datasets.load_split(root, name, quick=quick, seed=5)
+        expected = getattr(whole, name)
+        assert len(one) == len(expected) and len(read[-1]) == len(expected)  # no other image read
+        for a, b in zip(one.images, expected.images, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert datasets.source(root, seed=5) == whole.source
+
+
+def test_load_split_of_synthetic_data_makes_only_that_split():
+    from unet_course import datasets
+
+    whole = datasets.load_splits("synthetic", 48, seed=3, counts={"train": 3, "val": 2, "test": 2})
+    one = datasets.load_split("synthetic", "val", 48, seed=3, counts={"train": 3, "val": 2, "test": 2})
+    np.testing.assert_array_equal(one.images, whole.val.images)
+    np.testing.assert_array_equal(one.labels, whole.val.labels)
+    assert datasets.source("synthetic", 48, seed=3) == whole.source
+    with pytest.raises(ValueError, match="name must be one of"):
+        datasets.load_split("synthetic", "testing")

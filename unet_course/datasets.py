@@ -27,6 +27,7 @@ QUICK_COUNTS = {"train": 24, "val": 8, "test": 8}
 QUICK_IMG_SIZE = 64
 FULL_IMG_SIZE = 256
 DSB_FRACTIONS = (0.70, 0.15, 0.15)
+SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +113,46 @@ def load_splits(
     Returns:
         ``Splits``; for synthetic data each split's images are ``(n, S, S, 3) uint8``.
     """
+    data, counts = _check_args(data, img_size, seed, counts, quick)
+    if data == SYNTHETIC:
+        size = img_size or (QUICK_IMG_SIZE if quick else FULL_IMG_SIZE)
+        return _synthetic_splits(size, seed, counts)
+    return _dsb_splits(Path(data), seed, quick)
+
+
+def load_split(
+    data: str | Path = SYNTHETIC,
+    name: str = "test",
+    img_size: int | None = None,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    counts: dict[str, int] | None = None,
+) -> Split:
+    """``getattr(load_splits(data, img_size, ...), name)``, reading or making only that split's
+    images (``evaluate`` scores one split of a large folder without loading the others)."""
+    if name not in SPLIT_NAMES:
+        raise ValueError(f"name must be one of {SPLIT_NAMES}, got {name!r}")
+    data, counts = _check_args(data, img_size, seed, counts, quick)
+    if data == SYNTHETIC:  # each split is made from its own seed: make only this one
+        size = img_size or (QUICK_IMG_SIZE if quick else FULL_IMG_SIZE)
+        split_seed = _split_seeds(seed)[SPLIT_NAMES.index(name)]
+        from unet_course.data import make_nuclei
+
+        return Split(*make_nuclei(counts[name], size=size, seed=split_seed))
+    return _dsb_splits(Path(data), seed, quick, only=name)
+
+
+def source(data: str | Path, img_size: int | None = None, *, quick: bool = False,
+           seed: int = 0) -> str:
+    """The ``Splits.source`` line of ``load_splits(data, img_size, quick=quick, seed=seed)``."""
+    if data == SYNTHETIC:
+        size = img_size or (QUICK_IMG_SIZE if quick else FULL_IMG_SIZE)
+        return f"synthetic nuclei {size}x{size} (seed {seed})"
+    return f"DSB2018 folder {str(data)!r} (seed {seed})"
+
+
+def _check_args(data, img_size, seed, counts, quick) -> tuple[str | Path, dict[str, int]]:
     data = check_data(data)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
@@ -119,11 +160,7 @@ def load_splits(
         isinstance(img_size, bool) or not isinstance(img_size, numbers.Integral) or img_size < 32
     ):
         raise ValueError(f"img_size must be an integer >= 32, got {img_size!r}")
-    counts = _check_counts(counts, quick)
-    if data == SYNTHETIC:
-        size = img_size or (QUICK_IMG_SIZE if quick else FULL_IMG_SIZE)
-        return _synthetic_splits(size, seed, counts)
-    return _dsb_splits(Path(data), seed, quick)
+    return data, _check_counts(counts, quick)
 
 
 def _check_counts(counts: dict[str, int] | None, quick: bool) -> dict[str, int]:
@@ -152,10 +189,10 @@ def _synthetic_splits(size: int, seed: int, counts: dict[str, int]) -> Splits:
     for name, split_seed in zip(("train", "val", "test"), _split_seeds(seed), strict=True):
         images, labels = make_nuclei(counts[name], size=size, seed=split_seed)
         parts.append(Split(images, labels))
-    return Splits(*parts, source=f"synthetic nuclei {size}x{size} (seed {seed})")
+    return Splits(*parts, source=source(SYNTHETIC, size, seed=seed))
 
 
-def _dsb_splits(root: Path, seed: int, quick: bool) -> Splits:
+def _dsb_splits(root: Path, seed: int, quick: bool, only: str | None = None):
     from unet_course.dsb2018 import dsb2018_ids, load_dsb2018
 
     ids = dsb2018_ids(root)
@@ -165,14 +202,17 @@ def _dsb_splits(root: Path, seed: int, quick: bool) -> Splits:
     order = np.random.default_rng(seed).permutation(n)
     if quick:  # read only the images kept
         order = order[: sum(QUICK_COUNTS.values())]
-    images, labels = _as_lists(load_dsb2018(root, ids=[ids[i] for i in order]))
-    order = np.arange(len(order))  # positions in what was read, in the shuffled order
     n_val = max(1, round(len(order) * DSB_FRACTIONS[1]))
     n_test = max(1, round(len(order) * DSB_FRACTIONS[2]))
     n_train = len(order) - n_val - n_test
-    pieces = np.split(order, [n_train, n_train + n_val])
-    parts = [Split([images[i] for i in p], [labels[i] for i in p]) for p in pieces]
-    return Splits(*parts, source=f"DSB2018 folder {str(root)!r} (seed {seed})")
+    pieces = dict(zip(SPLIT_NAMES, np.split(order, [n_train, n_train + n_val]), strict=True))
+    if only is not None:  # one split: read its images only
+        return Split(*_as_lists(load_dsb2018(root, ids=[ids[i] for i in pieces[only]])))
+    images, labels = _as_lists(load_dsb2018(root, ids=[ids[i] for i in order]))
+    where = {i: k for k, i in enumerate(order)}  # position in what was read
+    parts = [Split([images[where[i]] for i in p], [labels[where[i]] for i in p])
+             for p in pieces.values()]
+    return Splits(*parts, source=source(root, seed=seed))
 
 
 def _as_lists(loaded) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -100,11 +100,11 @@ def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
         raise ValueError(f"--model {str(model_path)!r} outputs shape {tuple(model.output_shape)}: "
                          "evaluate scores one foreground probability (1 channel) or the "
                          "recipe's background / interior / boundary classes (3 channels)")
-    splits = datasets.load_splits(settings["data"], settings["img_size"], quick=settings["quick"],
-                                  seed=settings["seed"])
-    images = getattr(splits, split)
+    where = dict(img_size=settings["img_size"], quick=settings["quick"], seed=settings["seed"])
+    images = datasets.load_split(settings["data"], split, **where)  # this split's images only
     result = {"model": str(model_path), "data": str(settings["data"]), "split": split,
-              "source": splits.source, "images": len(images), "seed": settings["seed"]}
+              "source": datasets.source(settings["data"], **where), "images": len(images),
+              "seed": settings["seed"]}
     if classes == 3:  # background / interior / boundary: the recipe's model
         probs = recipe.predict_classes(model, images.images)
         post = dict(settings["postprocessing"] or recipe.DEFAULT_POSTPROCESSING)
