@@ -51,7 +51,7 @@ check: $(STAMP)
 	$(BIN)/python -m unet_course.course check
 
 test: lint check
-	UNET_COURSE_QUICK=1 $(BIN)/python -m pytest -n $(JOBS) --nbmake --nbmake-timeout=$(NB_CELL_TIMEOUT) tests notebooks
+	UNET_COURSE_QUICK=1 $(BIN)/python -m pytest -n $(JOBS) --durations=15 --nbmake --nbmake-timeout=$(NB_CELL_TIMEOUT) tests notebooks
 
 # Every notebook on the JAX backend, in quick mode (not part of `make test` or CI: see README).
 test-jax: $(STAMP)
