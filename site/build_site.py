@@ -112,6 +112,16 @@ def execute_all(notebooks: list[Path], quick: bool, jobs: int, timeout: int) -> 
     return targets
 
 
+_ANCHOR = re.compile(r"(\]\((?:[\w.-]+\.ipynb)?)#([^)\s]+)\)")
+
+
+def _myst_anchor(match: re.Match) -> str:
+    """A link to a heading as JupyterLab writes it (``#See-the-checkerboard``) as MyST names
+    that heading on the site (``#see-the-checkerboard``: lower case, no punctuation)."""
+    slug = re.sub(r"[^\w-]", "", match.group(2).lower())
+    return f"{match.group(1)}#{slug})"
+
+
 def for_the_site(nb: dict) -> dict:
     """An executed notebook made ready for a static page (see the module docstring, step 2)."""
     from unet_course import course
@@ -122,6 +132,7 @@ def for_the_site(nb: dict) -> dict:
         if cell["cell_type"] == "markdown":
             text = course.cell_text(cell)
             text = text.replace("](../README.md)", "](../index.md)")
+            text = _ANCHOR.sub(_myst_anchor, text)
             cell["source"] = text.replace(course.BADGE_IMAGE, f"../{BADGE_FILE}")
         elif cell["cell_type"] == "code":
             for output in cell.get("outputs", []):

@@ -59,6 +59,19 @@ def test_navigation_points_at_the_home_page_and_the_input_is_not_changed():
     assert json.dumps(executed) == before
 
 
+def test_heading_links_use_the_anchors_myst_gives_the_headings():
+    executed = _executed()
+    executed["cells"][1]["source"] = (
+        "[there](03_transposed_convolution.ipynb#See-the-checkerboard-artifacts), "
+        "[here](#Why-not-just-threshold?), [page](02_convolution_as_matrix.ipynb)"
+    )
+    page = build_site.for_the_site(executed)
+    assert page["cells"][1]["source"] == (
+        "[there](03_transposed_convolution.ipynb#see-the-checkerboard-artifacts), "
+        "[here](#why-not-just-threshold), [page](02_convolution_as_matrix.ipynb)"
+    )
+
+
 def test_home_page_links_the_site_pages_and_makes_readme_links_absolute():
     home = build_site.home_page(quick=True)
     notebooks = course.find_notebooks()
