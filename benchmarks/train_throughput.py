@@ -19,9 +19,10 @@ For each model and configuration it reports:
   precision (``--peak-tflops`` overrides the built-in table / CPU estimate);
 - the data pipeline's own images/s (best and median of 5 measurements):
   ``SegmentationSequence`` with the default augmentation (flips, rotations, random crops,
-  brightness/contrast), and with the paper's elastic deformation added, building batches in
-  this process with no workers; the ratio to the best training images/s on this device shows
-  whether the device would be starved (below 1: it waits; add ``workers``).
+  brightness/contrast), and with the paper's elastic deformation added, built by 1 thread and
+  by as many threads as there are cores (``--pipeline-workers``), as ``PyDataset(workers=n)``
+  does; the ratio to the best training images/s on this device shows whether the device would
+  be starved (below 1: it waits; add ``workers``). ``--pipeline-only`` measures only this.
 
 Configurations: ``float32``; ``mixed`` (``mixed_bfloat16`` on a CPU and on GPUs with compute
 capability >= 8, else ``mixed_float16``) without XLA; ``mixed_xla``. On JAX every step is
@@ -196,27 +197,31 @@ def bench_model(name: str, config: str, batch: int, steps: int, warmup: int, pea
     return row
 
 
-def bench_pipeline(size: int, batch: int, batches: int, elastic: bool,
+def bench_pipeline(size: int, batch: int, batches: int, elastic: bool, workers: int = 1,
                    repeats: int = 5) -> tuple[float, float]:
     """Best and median images/s of the augmented ``SegmentationSequence`` at ``size``.
 
-    Batches are built in this process, one after another (no workers), from 64 synthetic
-    nuclei images of ``size``, as uint8 (what ``train.make_sequences`` serves); each of
-    ``repeats`` measurements times ``batches`` batches (a third as many with ``elastic``).
+    Batches are built from 64 synthetic nuclei images of ``size``, as uint8 (what
+    ``train.make_sequences`` serves), by ``workers`` threads at once (what
+    ``PyDataset(workers=n)`` does with ``use_multiprocessing=False``; 1: one after another in
+    this process); each of ``repeats`` measurements times ``batches * workers`` batches (a
+    third as many with ``elastic``).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     images, labels = data.make_nuclei(64, size=size, seed=0)
     seq = sequence.SegmentationSequence(
         images, labels, batch_size=batch, size=size, augment=True, seed=0, image_dtype="uint8",
         augment_options={"elastic": True} if elastic else None,
     )
     seq[0]  # warm-up (first call allocates)
-    count = max(1, batches // 3) if elastic else batches
+    count = (max(1, batches // 3) if elastic else batches) * workers
     rates = []
-    for _ in range(repeats):
-        start, served = time.perf_counter(), 0
-        for i in range(count):
-            served += len(seq[i % len(seq)][0])
-        rates.append(served / (time.perf_counter() - start))
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            served = sum(len(b[0]) for b in pool.map(lambda i: seq[i % len(seq)], range(count)))
+            rates.append(served / (time.perf_counter() - start))
     return max(rates), float(np.median(rates))
 
 
@@ -284,6 +289,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pipeline-batches", type=int, default=8,
                         help="batches per pipeline measurement (a third of it with elastic)")
     parser.add_argument("--pipeline-batch-size", type=int, default=32)
+    parser.add_argument("--pipeline-workers", type=int, nargs="+", default=None,
+                        help="threads building batches at once (default: 1 and the CPU count)")
+    parser.add_argument("--pipeline-only", action="store_true",
+                        help="measure only the data pipeline (no model, no training rate)")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--out", default=None, help="also write the Markdown report here")
     args = parser.parse_args(argv)
@@ -291,6 +300,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--steps and --pipeline-batches must be >= 1, --warmup >= 0")
     if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
+    if args.pipeline_workers is None:
+        args.pipeline_workers = sorted({1, len(os.sched_getaffinity(0))})
+    if min(args.pipeline_workers) < 1:
+        parser.error("--pipeline-workers must be >= 1")
     return args
 
 
@@ -301,26 +314,29 @@ def main(argv=None) -> int:
     for name in args.models:
         _, shape, cpu_batch, gpu_batch = MODELS[name]
         batch = args.batch_size or (gpu_batch if on_gpu else cpu_batch)
-        for config in args.configs:
+        for config in () if args.pipeline_only else args.configs:
             if config == "mixed" and keras.backend.backend() == "jax" and "mixed_xla" in args.configs:
                 continue  # identical on JAX, which always compiles with XLA
             rows.append(bench_model(name, config, batch, args.steps, args.warmup, args.peak_tflops))
             print(table(rows[-1:])[-1], flush=True)
-        best = max(r["train_ips"] for r in rows if r["model"] == name)
+        best = max((r["train_ips"] for r in rows if r["model"] == name), default=float("nan"))
         for elastic in (False, True):
-            top, median = bench_pipeline(shape[0], args.pipeline_batch_size, args.pipeline_batches,
-                                         elastic)
-            kind = "+ elastic" if elastic else "flips, rot90, crop, brightness/contrast"
-            pipe.append(f"| {name} | {shape[0]}x{shape[1]} | {kind} | {top:.0f} | {median:.0f} "
-                        f"| {best:.1f} | {top / best:.1f}x |")
-            print(pipe[-1], flush=True)
-    report = ["## Train throughput", "", *header(), "", *table(rows), "",
+            for workers in args.pipeline_workers:
+                top, median = bench_pipeline(shape[0], args.pipeline_batch_size,
+                                             args.pipeline_batches, elastic, workers)
+                kind = "+ elastic" if elastic else "flips, rot90, crop, brightness/contrast"
+                ratio = "- | -" if np.isnan(best) else f"{best:.1f} | {top / best:.1f}x"
+                pipe.append(f"| {name} | {shape[0]}x{shape[1]} | {kind} | {workers} | {top:.0f} "
+                            f"| {median:.0f} | {ratio} |")
+                print(pipe[-1], flush=True)
+    report = ["## Train throughput", "", *header(), "",
+              *(table(rows) if rows else ["No model measured (`--pipeline-only`)."]), "",
               *sorted({f"- peak: {r['peak_note']}" for r in rows}), "",
-              f"Data pipeline: batches of {args.pipeline_batch_size}, built one after another in "
-              "this process (no workers), best and median of 5 measurements:", "",
-              "| model | size | augmentation | pipeline img/s (best) | (median) "
+              f"Data pipeline: batches of {args.pipeline_batch_size}, built by 1 or more threads "
+              "at once (what `PyDataset(workers=n)` does), best and median of 5 measurements:",
+              "", "| model | size | augmentation | threads | pipeline img/s (best) | (median) "
               "| best train img/s | pipeline / train |",
-              "| --- | --- | --- | ---: | ---: | ---: | ---: |", *pipe, ""]
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *pipe, ""]
     text = "\n".join(report)
     print("\n" + text)
     if args.out:

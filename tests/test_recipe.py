@@ -45,6 +45,21 @@ def test_augmented_batches_keep_each_class_count_under_flips_and_rotations():
     np.testing.assert_array_equal(y0.sum(axis=(1, 2)), y1.sum(axis=(1, 2)))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_classes_of_the_whole_slide_moved_equal_the_classes_of_the_moved_slide(seed):
+    # The fast path computes the classes once per slide and moves them with the image; with
+    # gamma, each sample is moved first and its classes computed after. With batches of one and
+    # no crop, both draw the same flip and rotation, so their targets must agree exactly.
+    images, labels = make_nuclei(3, size=64, seed=seed)
+    common = dict(size=64, augment=True, shuffle=False, seed=seed, image_dtype="uint8",
+                  boundary_width=2, augment_options={"brightness": 0, "contrast": 0})
+    fast = recipe.ThreeClassSequence(images, labels, 1, **common)
+    slow = recipe.ThreeClassSequence(images, labels, 1, gamma=0.3, **common)
+    assert fast._planes[0] is not None and slow._planes[0] is None  # two different paths
+    for i in range(3):
+        np.testing.assert_array_equal(fast[i][1], slow[i][1])
+
+
 def test_classes_dice_loss_equals_a_hand_computation():
     rng = np.random.default_rng(0)
     t = np.eye(3, dtype=np.float32)[rng.integers(0, 3, (2, 5, 4))]

@@ -128,23 +128,49 @@ class ThreeClassSequence(SegmentationSequence):
     targets (or binary masks with ``three_class=False``), and an optional random gamma.
 
     Give it instance label maps as masks. Each item is ``(images (B, h, w, 3), targets
-    (B, h, w, 3) float32)`` (``(B, h, w, 1)`` when binary); the classes are computed after
-    augmentation, from the augmented label map (``targets.three_class_targets``), so
-    boundaries keep their width. ``gamma=g > 0`` raises each uint8 image (scaled to [0, 1])
-    to a power drawn log-uniformly from ``[exp(-g), exp(g)]``: the one intensity change that
-    the model's percentile normalisation does not undo, since it changes how dim nuclei
-    compare with bright ones.
+    (B, h, w, 3) float32)`` (``(B, h, w, 1)`` when binary). The classes
+    (``targets.three_class_targets``) are computed once per slide, before cropping, and then
+    cropped, flipped and rotated with the image: the boundary rule looks at square
+    neighbourhoods, so it gives the same classes whichever way up the slide is, and a crop
+    keeps the true boundary of a nucleus whose neighbour lies outside it. That lets the batches
+    take ``SegmentationSequence``'s fast path. With the elastic deformation or ``gamma``, each
+    sample is built on its own instead, and its classes are computed after the deformation,
+    from the deformed label map, so boundaries keep their width. ``gamma=g > 0`` raises each
+    uint8 image (scaled to [0, 1]) to a power drawn log-uniformly from ``[exp(-g), exp(g)]``:
+    the one intensity change that the model's percentile normalisation does not undo, since it
+    changes how dim nuclei compare with bright ones.
     """
 
     def __init__(self, images, labels, batch_size: int = 8, *, boundary_width: int = 1,
                  gamma: float = 0.0, three_class: bool = True, **kwargs):
-        super().__init__(images, labels, batch_size, binarize=False, **kwargs)
+        from unet_course.targets import three_class_targets
+
         self.boundary_width, self.gamma, self.three_class = boundary_width, gamma, three_class
+        elastic = (kwargs.get("augment_options") or {}).get("elastic", False)
+        self._per_slide = not elastic and not (gamma and kwargs.get("augment", True))
+        super().__init__(images, labels, batch_size, binarize=False, **kwargs)  # checks them
+        if self._per_slide:
+            if three_class:
+                self.masks = [three_class_targets(np.asarray(m, np.int32), boundary_width)
+                              .astype(np.uint8) for m in self.masks]
+            else:
+                self.masks = [(np.asarray(m) > 0).view(np.uint8) for m in self.masks]
+
+    def _samples_are_plain(self) -> bool:
+        return self._per_slide
+
+    def __getitem__(self, index: int):
+        images, targets = super().__getitem__(index)
+        if self._per_slide and self.three_class:  # class numbers -> one-hot
+            targets = np.eye(len(CLASSES), dtype=np.float32)[targets[..., 0].astype(np.intp)]
+        return images, targets
 
     def _sample(self, i: int, rng: np.random.Generator) -> tuple:
         from unet_course.targets import three_class_targets
 
         image, labels = super()._sample(i, rng)
+        if self._per_slide:  # class numbers (or 0/1), moved with the image
+            return image, labels
         if self.gamma and self.augment:
             power = float(np.exp(rng.uniform(-self.gamma, self.gamma)))
             lut = np.round(255 * (np.arange(256) / 255) ** power).astype(np.uint8)

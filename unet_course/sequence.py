@@ -150,10 +150,15 @@ class SegmentationSequence(keras.utils.PyDataset):
     def _planar_copies(self) -> list:
         """``(C, H, W)`` copies of the uint8 images the fast path can serve (else ``None``)."""
         fast = (self.augment and self.size is not None and not self.augment_options.get("elastic")
-                and type(self)._sample is SegmentationSequence._sample)
+                and self._samples_are_plain())
         return [np.ascontiguousarray(np.moveaxis(im, -1, 0))
                 if fast and im.dtype == np.uint8 and mask.ndim == 2 else None
                 for im, mask in zip(self.images, self.masks, strict=True)]
+
+    def _samples_are_plain(self) -> bool:
+        """True when an item is ``augment_pair``'s output as it stands (what the fast path
+        reproduces); a subclass that changes the samples says whether it still is."""
+        return type(self)._sample is SegmentationSequence._sample
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)
@@ -238,18 +243,22 @@ class SegmentationSequence(keras.utils.PyDataset):
         rows, cols = self._source_window(h, w, (k, flip_v, flip_h), y0, x0)
         window = planes[:, rows, cols]
         brightness, contrast = options.get("brightness", 0.1), options.get("contrast", 0.2)
+        wh, ww = window.shape[1:]
         if brightness or contrast:
             c, b = _draw_intensity(rng, brightness, contrast)
-            sums = window.sum(axis=(1, 2), dtype=np.uint64)
-            lut = intensity_lut((sums / window[0].size).astype(np.float32), c, b)
-        else:
-            lut = np.tile(np.arange(256, dtype=np.uint8), (len(planes), 1))
-        if self.image_dtype == "float32":
-            lut = lut.astype(np.float32) * np.float32(1 / 255)
-        mapped = np.empty(window.shape, lut.dtype)
-        for ch in range(len(planes)):
-            np.take(lut[ch], window[ch], out=mapped[ch])
-        wh, ww = window.shape[1:]
+            # uint32 sums are exact up to 16.8 M pixels a channel, and twice as fast as uint64
+            total = np.uint32 if wh * ww * 255 < 2**32 else np.uint64
+            sums = window.sum(axis=(1, 2), dtype=total)
+            lut = intensity_lut((sums / (wh * ww)).astype(np.float32), c, b)
+            if self.image_dtype == "float32":
+                lut = lut.astype(np.float32) * np.float32(1 / 255)
+            mapped = np.empty(window.shape, lut.dtype)
+            for ch in range(len(planes)):
+                np.take(lut[ch], window[ch], out=mapped[ch])
+        elif self.image_dtype == "float32":
+            mapped = window.astype(np.float32) * np.float32(1 / 255)
+        else:  # no intensity change: gather straight from the window
+            mapped = np.ascontiguousarray(window)
         np.take(mapped.reshape(-1), _gather_index(k, flip_v, flip_h, wh, ww, len(planes)),
                 out=out[0].reshape(-1))  # moved and interleaved in one pass
         mask = self._binary[i] if self.binarize else self.masks[i]
@@ -261,9 +270,17 @@ class SegmentationSequence(keras.utils.PyDataset):
     def _source_window(self, h: int, w: int, transform: tuple, y0: int, x0: int):
         """Row and column slices of the source whose transform is the crop at ``(y0, x0)``."""
         th, tw = self.size
-        ys = _dihedral_view(np.broadcast_to(np.arange(h)[:, None], (h, w)), *transform)
-        xs = _dihedral_view(np.broadcast_to(np.arange(w)[None, :], (h, w)), *transform)
+        ys, xs = _source_coordinates(h, w, *transform)
         corners = [(y0, x0), (y0 + th - 1, x0 + tw - 1)]
         r = sorted(int(ys[c]) for c in corners)
         c = sorted(int(xs[c]) for c in corners)
         return slice(r[0], r[1] + 1), slice(c[0], c[1] + 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _source_coordinates(h: int, w: int, k: int, flip_v: bool, flip_h: bool):
+    """Source row and column of each pixel of an ``(h, w)`` image's transform (read-only
+    broadcast views: no memory per image size)."""
+    ys = np.broadcast_to(np.arange(h)[:, None], (h, w))
+    xs = np.broadcast_to(np.arange(w)[None, :], (h, w))
+    return (_dihedral_view(ys, k, flip_v, flip_h), _dihedral_view(xs, k, flip_v, flip_h))
