@@ -296,11 +296,14 @@ def _paint(labels, depth, coords, k, centre, shape, outline) -> None:
 
 
 def _relabel(labels: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keep one connected piece per nucleus, drop slivers, number the rest 1..k in order.
+    """Keep one connected piece per nucleus, drop slivers, number the rest 1..k in order
+    (``label_maps.relabel``).
 
     A later nucleus can cut an earlier one in two; the smaller pieces are removed, so every
     label is one 4-connected region, as a hand-drawn mask would be.
     """
+    from unet_course.label_maps import relabel
+
     pieces = measure.label(labels, connectivity=1, background=0)
     if pieces.max() > np.count_nonzero(np.bincount(labels.ravel())[1:]):
         owner = np.zeros(pieces.max() + 1, dtype=np.int64)
@@ -312,11 +315,8 @@ def _relabel(labels: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndar
         keep_piece[order[first]] = True
         keep_piece[0] = True
         labels = np.where(keep_piece[pieces], labels, 0)
-    counts = np.bincount(labels.ravel())
-    keep = counts >= _MIN_PIXELS
+    keep = np.bincount(labels.ravel()) >= _MIN_PIXELS
     keep[0] = True
-    lut = (np.cumsum(keep) - 1).astype(np.int32)
-    lut[~keep] = 0
-    labels = lut[labels]
+    labels = relabel(np.where(keep[labels], labels, 0).astype(labels.dtype, copy=False))[0]
     depth = np.where(labels > 0, depth, np.float32(1.0))
     return labels, depth

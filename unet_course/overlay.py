@@ -1,7 +1,7 @@
 """Pictures of instance label maps as RGB arrays, for files rather than figures.
 
 What belongs here: ``overlay_instances`` (each object tinted in the course's label colours,
-its outline in white), what ``unet-course predict`` writes beside each label PNG. Figures
+its outline in white by ``skimage.segmentation.mark_boundaries``), what ``unet-course predict`` writes beside each label PNG. Figures
 drawn with matplotlib are ``plotting``.
 """
 
@@ -23,7 +23,7 @@ def overlay_instances(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35
     Returns:
         (H, W, 3) uint8.
     """
-    from skimage.segmentation import find_boundaries
+    from skimage.segmentation import mark_boundaries
 
     from unet_course.plotting import label_colormap
 
@@ -35,8 +35,10 @@ def overlay_instances(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35
     rgb = np.repeat(rgb[..., None], 3, -1) if rgb.ndim == 2 else rgb[..., :3]
     top = int(labels.max(initial=0))
     colours = np.asarray(label_colormap(top)(np.arange(top + 1)))[:, :3]  # the course's colours
+    # The tint by hand: skimage.color.label2rgb would also turn the image grey, and lose the
+    # colours of a bright-field (H&E) slide around the nuclei.
     fg = labels > 0
     tinted = rgb.copy()
     tinted[fg] = (1 - alpha) * rgb[fg] + alpha * colours[labels[fg]]
-    tinted[find_boundaries(labels, mode="inner")] = 1.0
+    tinted = mark_boundaries(tinted, labels, color=(1, 1, 1), mode="inner")
     return np.round(np.clip(tinted, 0, 1) * 255).astype(np.uint8)

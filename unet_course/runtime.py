@@ -67,23 +67,21 @@ def quiet_startup() -> None:
 
 
 def gpu_devices() -> list[str]:
-    """Names of the GPUs the active Keras backend can use (an empty list on CPU)."""
+    """The GPUs the active Keras backend can use, as ``"gpu:0"``, ... (an empty list on CPU).
+
+    ``keras.distribution.list_devices("gpu")`` on TensorFlow and JAX; Keras has no
+    distribution API for PyTorch, so there it asks ``torch.cuda``.
+    """
     import keras
 
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return [d.name for d in tf.config.list_physical_devices("GPU")]
-    if backend == "jax":
-        import jax
-
-        return [str(d) for d in jax.devices() if d.platform == "gpu"]
-    if backend == "torch":
+    if keras.backend.backend() == "torch":
         import torch
 
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return []
+        return [f"gpu:{i}" for i in range(torch.cuda.device_count())]
+    try:
+        return list(keras.distribution.list_devices("gpu"))
+    except (RuntimeError, ValueError, AttributeError):  # JAX without a GPU platform raises
+        return []
 
 
 def runtime_summary() -> str:
