@@ -199,10 +199,10 @@ def make_sequences(splits, recipe: Recipe) -> tuple[ThreeClassSequence, ThreeCla
 
 
 def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | None = None,
-                  metrics: list | None = None):
+                  metrics: list | None = None, loss: keras.losses.Loss | None = None):
     """Adam with linear warm-up then cosine decay to 0; ``losses.ClassesDiceLoss`` for three
-    classes, ``losses.BCEDiceLoss`` for binary targets; ``metrics`` (e.g. ``metrics.Dice()``)
-    are logged each epoch and change nothing in training."""
+    classes, ``losses.BCEDiceLoss`` for binary targets, unless ``loss`` is given; ``metrics``
+    (e.g. ``metrics.Dice()``) are logged each epoch and change nothing in training."""
     from unet_course.losses import BCEDiceLoss, ClassesDiceLoss
 
     total = recipe.epochs * recipe.steps_per_epoch
@@ -215,7 +215,8 @@ def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | None =
         from unet_course.train import choose_accelerator
 
         jit_compile = choose_accelerator().jit_compile
-    loss = ClassesDiceLoss() if recipe.targets == "three_class" else BCEDiceLoss()
+    if loss is None:
+        loss = ClassesDiceLoss() if recipe.targets == "three_class" else BCEDiceLoss()
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics,
                   jit_compile=jit_compile)
     return model
