@@ -516,3 +516,9 @@ def test_relabel_is_relabel_sequential_and_skips_maps_already_numbered_1_to_n():
     same, ids = relabel(ordered)
     assert same is ordered and ids.tolist() == [1, 2, 3]
     assert relabel(np.array([[0, 5], [0, 0]]))[0].tolist() == [[0, 1], [0, 0]]
+    rng = np.random.default_rng(0)  # small values with gaps: the lookup table's path
+    sparse = rng.choice([0, 2, 3, 9, 40, 41], size=(32, 32)).astype(np.int32)
+    got, ids = relabel(sparse)
+    expected, _, inverse = relabel_sequential(sparse)
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == sparse.dtype and ids.tolist() == [2, 3, 9, 40, 41]

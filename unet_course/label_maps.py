@@ -32,21 +32,29 @@ def check_labels(labels: Any, name: str) -> np.ndarray:
 def relabel(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Renumber the objects 1..n in the order of their old values; 0 stays background.
 
-    ``skimage.segmentation.relabel_sequential``, skipped when the labels already are 1..n
-    (what ``scipy.ndimage.label`` and the watershed give), which a count per value shows.
+    What ``skimage.segmentation.relabel_sequential`` does. When the largest value is small
+    (at most about 4 per pixel), a count per value finds the values in use and one lookup table
+    renumbers them, several times faster on a 256x256 map (nothing is copied when they already
+    are 1..n, what ``scipy.ndimage.label`` and the watershed give); otherwise
+    ``relabel_sequential`` does it.
 
     Args:
         labels: integer label map, values >= 0 (``check_labels``).
 
     Returns:
-        ``(relabelled, ids)``: the renumbered map (same shape; ``labels`` itself when nothing
-        changes) and the (n,) old value of each new label 1..n, ascending.
+        ``(relabelled, ids)``: the renumbered map (same shape and dtype; ``labels`` itself when
+        nothing changes) and the (n,) old value of each new label 1..n, ascending.
     """
     from skimage.segmentation import relabel_sequential
 
     top = int(labels.max()) if labels.size else 0
     if top <= 4 * labels.size + 1024:  # counting by value is cheap
-        if np.bincount(labels.ravel(), minlength=top + 1)[1:].all():
-            return labels, np.arange(1, top + 1)
+        used = np.bincount(labels.ravel(), minlength=top + 1)[1:] > 0
+        ids = np.flatnonzero(used) + 1
+        if used.all():
+            return labels, ids
+        lut = np.zeros(top + 1, labels.dtype)
+        lut[ids] = np.arange(1, len(ids) + 1)
+        return lut[labels], ids
     relabelled, _, inverse = relabel_sequential(labels)
     return relabelled, np.asarray(inverse.out_values[inverse.in_values > 0])
