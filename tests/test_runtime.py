@@ -52,3 +52,16 @@ def test_quiet_startup_keeps_cpp_start_up_lines_out():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=300)  # fmt: skip
     assert run.returncode == 0 and run.stderr.strip() == "ok", run.stderr
+
+
+def test_importing_the_package_asks_tensorflow_to_pool_cpu_memory_unless_told_otherwise():
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, unet_course; print(os.environ['TF_CPU_ALLOCATOR_USE_BFC'])"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    run = lambda env: subprocess.run([sys.executable, "-c", code], env=env, text=True,  # noqa: E731
+                                     capture_output=True, check=True).stdout.strip()
+    assert run(env) == "true"
+    assert run({**env, "TF_CPU_ALLOCATOR_USE_BFC": "false"}) == "false"  # the user's choice stays

@@ -1,7 +1,13 @@
 """unet_course: the helper package that the U-Net course notebooks import.
 
-Importing it is cheap and changes nothing: Keras, TensorFlow and matplotlib are imported by
-the submodules that need them, not here. The submodules, by topic:
+Importing it is cheap: Keras, TensorFlow and matplotlib are imported by the submodules that
+need them, not here. It changes one thing, before TensorFlow starts: unless you set
+``TF_CPU_ALLOCATOR_USE_BFC`` yourself, it asks TensorFlow to pool its CPU memory (the BFC
+allocator it uses on GPUs). With the default allocator, every training step hands its large
+buffers back to the system and faults them in again; ``model.fit`` of the course's recipe then
+spent as much time in the kernel as computing, and ran 1.7 times slower on the course's 2-core
+CPU (``benchmarks/fit_speed.py``). Import ``unet_course`` before TensorFlow for it to apply.
+The submodules, by topic:
 
 - ``data``: the synthetic nuclei generator and its ``Difficulty`` options (``rendering`` draws
   the slides; the Data Science Bowl 2018 loader of ``dsb2018`` is re-exported);
@@ -35,7 +41,11 @@ the submodules that need them, not here. The submodules, by topic:
 - ``course``: the README table, notebook navigation and Colab links (maintainers' tool).
 """
 
-from unet_course.runtime import quick_mode
+import os as _os
+
+_os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # before TensorFlow starts
+
+from unet_course.runtime import quick_mode  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["quick_mode", "__version__"]
