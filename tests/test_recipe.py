@@ -168,3 +168,20 @@ def test_a_quick_binary_run_writes_a_complete_record(tmp_path):
     assert report["postprocessing"]["seed_threshold"] is None  # no interior channel to seed
     model = keras.saving.load_model(tmp_path / "model.keras")
     assert model.output_shape[-1] == 1
+
+
+def test_reusing_the_seed_peaks_changes_no_label():
+    # tune_postprocessing finds the h-maxima once per contrast inside postprocess.reuse_peaks;
+    # every setting must give the same label map as a call outside it.
+    _, labels = make_nuclei(3, size=96, seed=5)
+    probs = [_soft(targets.three_class_targets(t, 2)) for t in labels]
+    grid = [dict(threshold=t, seed_threshold=s, seed_contrast=c, smooth=2.0)
+            for t in (0.3, 0.5) for s in (0.5, 0.9) for c in (0.1, 0.3)]
+    plain = [postprocess.label_instances(p, method="watershed", **g) for g in grid for p in probs]
+    with postprocess.reuse_peaks():
+        reused = [postprocess.label_instances(p, method="watershed", **g)
+                  for g in grid for p in probs]
+        assert len(postprocess._PEAKS) == 2 * len(probs)  # one per map and contrast, reused
+    for a, b in zip(plain, reused, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert postprocess._PEAKS is None  # nothing kept after the block

@@ -303,7 +303,7 @@ def tune_postprocessing(labels, probs, grid: dict | None = None) -> tuple[dict, 
     Science Bowl 2018 score here. A map with no interior channel is seeded from the distance
     transform instead (``seed_threshold`` None, ``seed_contrast`` 0, ``smooth`` 1).
     """
-    from unet_course.postprocess import label_instances, remove_small
+    from unet_course.postprocess import label_instances, remove_small, reuse_peaks
     from unet_course.scoring import dsb_score_dataset
 
     if grid is None:
@@ -313,13 +313,15 @@ def tune_postprocessing(labels, probs, grid: dict | None = None) -> tuple[dict, 
     sizes = tuple(grid.get("min_size", (0,)))
     others = {key: values for key, values in grid.items() if key != "min_size"}
     best, best_score = None, -1.0
-    for values in itertools.product(*others.values()):
-        settings = dict(zip(others, values, strict=True))
-        found = [label_instances(p, method="watershed", min_size=0, **settings) for p in probs]
-        for size in sizes:  # the same flooding, then small objects dropped: label_instances' order
-            score = dsb_score_dataset(list(labels), [remove_small(f, size) for f in found])
-            if score > best_score + 1e-9:
-                best, best_score = {**settings, "min_size": size}, score
+    with reuse_peaks():  # the seeds' peaks do not depend on the thresholds: found once
+        for values in itertools.product(*others.values()):
+            settings = dict(zip(others, values, strict=True))
+            found = [label_instances(p, method="watershed", min_size=0, **settings)
+                     for p in probs]
+            for size in sizes:  # the same flooding, then small objects dropped (that order)
+                score = dsb_score_dataset(list(labels), [remove_small(f, size) for f in found])
+                if score > best_score + 1e-9:
+                    best, best_score = {**settings, "min_size": size}, score
     return best, best_score
 
 
