@@ -70,7 +70,7 @@ def main() -> None:
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first pass is not counted)")
     sys.path.insert(0, str(Path(__file__).parent))
-    from quality import _machine
+    from quality import _machine, report
 
     lines = ["| training loop | CPU allocator | s/step (each timed pass) | user s / pass "
              "| system s / pass |", "| --- | --- | --- | --- | --- |"]
@@ -87,10 +87,7 @@ def main() -> None:
     text = "\n".join([f"- machine: {_machine()}",
                       f"- command: `python benchmarks/fit_speed.py {' '.join(sys.argv[1:])}`".rstrip(),
                       "", *lines, ""])
-    print(text)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write("\n" + text)
+    report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,14 @@ def _machine() -> str:
             f"Keras {keras.__version__} on {keras.backend.backend()}")
 
 
+def report(text: str, out: Path | None) -> None:
+    """Print a Markdown report and append it to ``out`` when given (every benchmark here)."""
+    print(text)
+    if out:
+        with open(out, "a") as handle:
+            handle.write("\n" + text)
+
+
 def evaluate(model, post: dict, images, labels) -> dict:
     """Baseline and U-Net pipelines on the same images: name -> {dice, iou, dsb_map}."""
     from unet_course import baseline, recipe
@@ -118,10 +126,7 @@ def main() -> None:
             lines.append(f"| {name} | {pipeline} | {row['dice']:.3f} | {row['iou']:.3f} | "
                          f"{row['dsb_map']:.3f} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write("\n" + text)
+    report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def score(model, post: dict, images, labels) -> dict:
 
 
 def main() -> None:
-    from quality import _machine, _parse_set
+    from quality import _machine, _parse_set, report
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -127,10 +127,7 @@ def main() -> None:
         "| weights | test set | pixel Dice | components: instance score | F1 at 0.5 "
         "| watershed: instance score | F1 at 0.5 | training |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, ""])
-    print(text)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write("\n" + text)
+    report(text, args.out)
 
 
 if __name__ == "__main__":
