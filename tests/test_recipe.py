@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unet_course import postprocess, recipe, scoring, targets
+from unet_course import postprocess, recipe, scoring, sequence, targets
 from unet_course.data import Difficulty, make_nuclei
 from unet_course.losses import ClassesDiceLoss
 
@@ -25,7 +25,7 @@ def test_three_class_targets_of_a_hand_drawn_pair_of_touching_squares():
     labels = np.zeros((1, 16, 16), np.int32)
     labels[0, 2:7, 2:7], labels[0, 2:7, 7:12] = 1, 2  # two 5x5 squares sharing an edge
     image = np.zeros((1, 16, 16, 3), np.uint8)
-    seq = recipe.ThreeClassSequence(image, labels, 1, augment=False, image_dtype="uint8")
+    seq = sequence.ThreeClassSequence(image, labels, 1, augment=False, image_dtype="uint8")
     classes = seq[0][1][0].argmax(-1)
     expected = np.zeros((16, 16), int)
     expected[2:7, 2:12] = 2  # every pixel of a 5x5 square touches its outside ...
@@ -35,9 +35,9 @@ def test_three_class_targets_of_a_hand_drawn_pair_of_touching_squares():
 
 def test_augmented_batches_keep_each_class_count_under_flips_and_rotations():
     images, labels = make_nuclei(4, size=64, seed=1)
-    plain = recipe.ThreeClassSequence(images, labels, 4, augment=False, shuffle=False,
+    plain = sequence.ThreeClassSequence(images, labels, 4, augment=False, shuffle=False,
                                       image_dtype="uint8")
-    moved = recipe.ThreeClassSequence(images, labels, 4, augment=True, shuffle=False, seed=3,
+    moved = sequence.ThreeClassSequence(images, labels, 4, augment=True, shuffle=False, seed=3,
                                       image_dtype="uint8",
                                       augment_options={"brightness": 0, "contrast": 0})
     (_, y0), (_, y1) = plain[0], moved[0]
@@ -53,8 +53,8 @@ def test_classes_of_the_whole_slide_moved_equal_the_classes_of_the_moved_slide(s
     images, labels = make_nuclei(3, size=64, seed=seed)
     common = dict(size=64, augment=True, shuffle=False, seed=seed, image_dtype="uint8",
                   boundary_width=2, augment_options={"brightness": 0, "contrast": 0})
-    fast = recipe.ThreeClassSequence(images, labels, 1, **common)
-    slow = recipe.ThreeClassSequence(images, labels, 1, gamma=0.3, **common)
+    fast = sequence.ThreeClassSequence(images, labels, 1, **common)
+    slow = sequence.ThreeClassSequence(images, labels, 1, gamma=0.3, **common)
     assert fast._planes[0] is not None and slow._planes[0] is None  # two different paths
     for i in range(3):
         np.testing.assert_array_equal(fast[i][1], slow[i][1])

@@ -1,4 +1,4 @@
-"""``SegmentationSequence``: the Keras ``PyDataset`` that serves augmented batches to ``fit``.
+"""``SegmentationSequence``: the Keras ``PyDataset`` that serves augmented batches to ``fit`` (and ``ThreeClassSequence``, the recipe's three-class batches built on it).
 
 What belongs here: building batches of (augmented) image/mask pairs on the fly, and the
 bookkeeping that makes them reproducible (a seed gives batch ``i`` of pass ``p`` exactly,
@@ -32,7 +32,7 @@ from unet_course.augment import (
     random_crop_or_pad,
 )
 
-__all__ = ["SegmentationSequence"]
+__all__ = ["SegmentationSequence", "ThreeClassSequence"]
 
 _AUGMENT_OPTIONS = {"flip", "rotate90", "brightness", "contrast", "elastic", "elastic_alpha",
                     "elastic_grid"}
@@ -284,3 +284,63 @@ def _source_coordinates(h: int, w: int, k: int, flip_v: bool, flip_h: bool):
     ys = np.broadcast_to(np.arange(h)[:, None], (h, w))
     xs = np.broadcast_to(np.arange(w)[None, :], (h, w))
     return (_dihedral_view(ys, k, flip_v, flip_h), _dihedral_view(xs, k, flip_v, flip_h))
+
+
+class ThreeClassSequence(SegmentationSequence):
+    """``SegmentationSequence`` for the recipe: one-hot background / interior / boundary
+    targets (or binary masks with ``three_class=False``), and an optional random gamma.
+
+    Give it instance label maps as masks. Each item is ``(images (B, h, w, 3), targets
+    (B, h, w, 3) float32)`` (``(B, h, w, 1)`` when binary). The classes
+    (``targets.three_class_targets``) are computed once per slide, before cropping, and then
+    cropped, flipped and rotated with the image: the boundary rule looks at square
+    neighbourhoods, so it gives the same classes whichever way up the slide is, and a crop
+    keeps the true boundary of a nucleus whose neighbour lies outside it. That lets the batches
+    take ``SegmentationSequence``'s fast path. With the elastic deformation or ``gamma``, each
+    sample is built on its own instead, and its classes are computed after the deformation,
+    from the deformed label map, so boundaries keep their width. ``gamma=g > 0`` raises each
+    uint8 image (scaled to [0, 1]) to a power drawn log-uniformly from ``[exp(-g), exp(g)]``:
+    the one intensity change that the model's percentile normalisation does not undo, since it
+    changes how dim nuclei compare with bright ones.
+    """
+
+    def __init__(self, images, labels, batch_size: int = 8, *, boundary_width: int = 1,
+                 gamma: float = 0.0, three_class: bool = True, **kwargs):
+        from unet_course.targets import three_class_targets
+
+        self.boundary_width, self.gamma, self.three_class = boundary_width, gamma, three_class
+        elastic = (kwargs.get("augment_options") or {}).get("elastic", False)
+        self._per_slide = not elastic and not (gamma and kwargs.get("augment", True))
+        super().__init__(images, labels, batch_size, binarize=False, **kwargs)  # checks them
+        if self._per_slide:
+            if three_class:
+                self.masks = [three_class_targets(np.asarray(m, np.int32), boundary_width)
+                              .astype(np.uint8) for m in self.masks]
+            else:
+                self.masks = [(np.asarray(m) > 0).view(np.uint8) for m in self.masks]
+
+    def _samples_are_plain(self) -> bool:
+        return self._per_slide
+
+    def __getitem__(self, index: int):
+        images, targets = super().__getitem__(index)
+        if self._per_slide and self.three_class:  # class numbers -> one-hot
+            from unet_course.targets import CLASSES
+
+            targets = np.eye(len(CLASSES), dtype=np.float32)[targets[..., 0].astype(np.intp)]
+        return images, targets
+
+    def _sample(self, i: int, rng: np.random.Generator) -> tuple:
+        from unet_course.targets import CLASSES, three_class_targets
+
+        image, labels = super()._sample(i, rng)
+        if self._per_slide:  # class numbers (or 0/1), moved with the image
+            return image, labels
+        if self.gamma and self.augment:
+            power = float(np.exp(rng.uniform(-self.gamma, self.gamma)))
+            lut = np.round(255 * (np.arange(256) / 255) ** power).astype(np.uint8)
+            image = lut[image]
+        if not self.three_class:
+            return image, (labels > 0).astype(np.float32)
+        classes = three_class_targets(labels[..., 0].astype(np.int32), self.boundary_width)
+        return image, np.eye(len(CLASSES), dtype=np.float32)[classes]

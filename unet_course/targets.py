@@ -16,6 +16,8 @@ import numpy as np
 
 from unet_course.label_maps import check_labels
 
+CLASSES = ("background", "interior", "boundary")  # three_class_targets' values 0, 1, 2
+
 
 def separate_touching(labels: np.ndarray) -> np.ndarray:
     """Cut the borders between touching objects out of a label map.
