@@ -1,4 +1,5 @@
-"""``SegmentationSequence``: the Keras ``PyDataset`` that serves augmented batches to ``fit`` (and ``ThreeClassSequence``, the recipe's three-class batches built on it).
+"""``SegmentationSequence``: the Keras ``PyDataset`` that serves augmented batches to ``fit``
+(and ``ThreeClassSequence``, the recipe's three-class batches built on it).
 
 What belongs here: building batches of (augmented) image/mask pairs on the fly, and the
 bookkeeping that makes them reproducible (a seed gives batch ``i`` of pass ``p`` exactly,
