@@ -62,6 +62,19 @@ def test_thresholds_are_the_dsb_ones():
     assert scoring.DSB_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
+def test_float_thresholds_with_long_fractions_match_exactly():
+    """0.1 + 0.2 and 0.05 * 7 + 0.5 carry denominators of 10**16 or more: the exact integer
+    comparison must not overflow int64 (it once miscounted such thresholds)."""
+    true = np.zeros((50, 50), np.int32)
+    true[5:45, 5:30] = 1  # 1,000 pixels
+    pred = np.zeros_like(true)
+    pred.flat[np.flatnonzero(true)[:850]] = 1  # 850 of them: IoU 0.85 exactly
+    for threshold, expected in [(0.85, 0), (0.5 + 0.05 * 7, 0), (0.8499999999999999, 1),
+                                (0.1 + 0.2, 1), (0.9 + 0.05, 0), (0.7 + 0.1 + 0.05, 0)]:
+        tp, _, _ = scoring.match_counts(true, pred, [threshold])
+        assert tp.tolist() == [expected], (threshold, tp)
+
+
 def test_perfect_prediction_scores_one_whatever_the_label_values():
     true = squares((20, 20), [(0, 5, 0, 5), (10, 15, 10, 18)])
     pred = np.where(true == 1, 7, np.where(true == 2, 3, 0))

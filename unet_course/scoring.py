@@ -116,10 +116,15 @@ def _true_positives(o: dict[str, np.ndarray], fractions: tuple[Fraction, ...]) -
     from scipy.sparse.csgraph import maximum_bipartite_matching
 
     union = o["true_area"][o["i"]] + o["pred_area"][o["j"]] - o["inter"]
+    inter = o["inter"]
     tp = np.zeros(len(fractions), dtype=np.int64)
     for k, f in enumerate(fractions):
-        # IoU > t  <=>  inter * den > num * union, in exact integer arithmetic
-        above = o["inter"] * f.denominator > f.numerator * union
+        # IoU > t  <=>  inter * den > num * union, in exact integer arithmetic: in int64
+        # while the products fit, else in Python's integers (a threshold such as
+        # 0.1 + 0.2 = 0.30000000000000004 has a denominator of 10**17).
+        if union.size and f.denominator > np.iinfo(np.int64).max // int(union.max()):
+            inter, union = inter.astype(object), union.astype(object)
+        above = np.asarray(inter * f.denominator > f.numerator * union, dtype=bool)
         if f >= Fraction(1, 2):  # matches are unique above IoU 0.5: just count them
             tp[k] = np.count_nonzero(above)
         elif above.any():  # below 0.5 an object can match several: best one-to-one matching
