@@ -128,10 +128,16 @@ def make_sequences(splits, recipe: Recipe) -> tuple[ThreeClassSequence, ThreeCla
 
     The images need no brightness or contrast augmentation: the model's first layer
     normalises each image by its own percentiles, which undoes any such change.
+
+    Both are served by two threads (``workers=2``), which changes no batch. With one,
+    Keras on TensorFlow reads a ``PyDataset`` through ``tf.data``'s ``from_generator`` with
+    autotuned prefetching, and the first batch of a pass sometimes waited 15-20 s with the
+    CPU idle: about one pass in three (``benchmarks/results/fit_speed_cpu.md``).
     """
     options = {"brightness": 0.0, "contrast": 0.0, "elastic": recipe.elastic}
     extra = {"boundary_width": recipe.boundary_width, "gamma": recipe.gamma,
-             "three_class": recipe.targets == "three_class", "image_dtype": "uint8"}
+             "three_class": recipe.targets == "three_class", "image_dtype": "uint8",
+             "workers": 2}
     train_seq = ThreeClassSequence(splits.train.images, splits.train.labels, recipe.batch_size,
                                    size=recipe.img_size, augment=True, shuffle=True,
                                    seed=recipe.seed, augment_options=options, **extra)
