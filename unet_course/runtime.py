@@ -42,9 +42,13 @@ def quiet_startup() -> None:
     that variable (on import, and again when the devices are first listed), imports Keras and
     lists the backend's devices once with the process's stderr file descriptor sent to
     ``/dev/null``. Errors raised in Python still propagate, and stderr is restored before they
-    do. Does nothing more once Keras is imported.
+    do. It also keeps TensorFlow's Python warnings (``tf.function retracing``: a speed hint for
+    developers) out, leaving its errors. Does nothing more once Keras is imported.
     """
+    import logging
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if "keras" in sys.modules:
         return
     try:
@@ -98,7 +102,7 @@ def runtime_summary() -> str:
     line = f"Keras {keras.__version__} · backend {keras.backend.backend()} · {device} · {mode} mode"
     if not gpus:
         line += (
-            "\nHint: training in notebook 05 is much faster on a GPU. On Colab choose "
+            "\nHint: training is much faster on a GPU. On Colab choose "
             "Runtime > Change runtime type > GPU, then run the notebook again."
         )
     return line
