@@ -68,8 +68,9 @@ def add(subparsers) -> None:
     parser.add_argument("--xla", type=on_off_auto, default="auto",
                         help="auto (default), on or off: XLA compilation")
     parser.add_argument("--no-augment", action="store_true", help="seed/unet: no augmentation")
-    parser.add_argument("--workers", type=positive_int, default=1,
-                        help="data loader worker threads")
+    parser.add_argument("--workers", type=positive_int, default=2,
+                        help="seed/unet: threads that build the batches (default 2; with 1, "
+                        "TensorFlow's tf.data reader can stall for seconds at an epoch's start)")
     parser.add_argument("--weight-map", action="store_true",
                         help="seed/unet: the U-Net paper's trick for touching nuclei: cut their "
                         "borders out of the masks and weight the loss by eq. 2 (weighted BCE)")
