@@ -183,3 +183,104 @@ def test_the_default_slides_are_harder_for_otsu_than_easy_ones():
 def test_bad_difficulty_is_refused(change):
     with pytest.raises(ValueError, match=next(iter(change))):
         Difficulty(**change)
+
+
+# --------------------------------------------------------------------------- the fast drawing is exact
+# make_nuclei draws all nuclei at once and renders in place; the slides must stay those drawn one
+# nucleus at a time, byte for byte (the course's numbers were measured on them).
+
+
+def _paint_one_by_one(size, centres, shapes, outlines):
+    """The reference painter: each nucleus in its box, one after another (float32, as drawn)."""
+    import math
+
+    labels, depth = np.zeros((size, size), np.int32), np.ones((size, size), np.float32)
+    coords = np.arange(size, dtype=np.float32)
+    for k, ((cy, cx), (a, b, theta), (w2, w3, p2, p3)) in enumerate(
+            zip(centres, shapes, outlines, strict=True), start=1):
+        cos, sin = math.cos(theta), math.sin(theta)
+        grow = 1 + abs(w2) + abs(w3)
+        reach_y, reach_x = (grow * math.hypot(a * sin, b * cos) + 1,
+                            grow * math.hypot(a * cos, b * sin) + 1)
+        y0, y1 = max(int(cy - reach_y), 0), min(int(cy + reach_y) + 2, size)
+        x0, x1 = max(int(cx - reach_x), 0), min(int(cx + reach_x) + 2, size)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        dy, dx = (coords[y0:y1] - cy)[:, None], coords[x0:x1] - cx
+        u, v = dx * (cos / a) + dy * (sin / a), dy * (cos / b) - dx * (sin / b)
+        d = np.sqrt(u * u + v * v)
+        if w2 or w3:
+            inv = 1 / np.maximum(d, np.float32(1e-6))
+            c1, s1 = u * inv, v * inv
+            c2, s2 = c1 * c1 - s1 * s1, 2 * c1 * s1
+            c3, s3 = c2 * c1 - s2 * s1, s2 * c1 + c2 * s1
+            d /= 1 + (c2 * (w2 * math.cos(p2)) - s2 * (w2 * math.sin(p2))
+                      + c3 * (w3 * math.cos(p3)) - s3 * (w3 * math.sin(p3)))
+        won = d < depth[y0:y1, x0:x1]
+        depth[y0:y1, x0:x1][won], labels[y0:y1, x0:x1][won] = d[won], k
+    return labels, depth
+
+
+def _random_nuclei(rng, size, count, wobble):
+    centres = rng.uniform(-10, size + 10, (count, 2)).tolist()  # some cut by the border
+    r = rng.uniform(0.5, max(size / 6, 1), count)
+    aspect = np.sqrt(rng.uniform(1, 6, count))
+    shapes = np.stack([r * aspect, r / aspect, rng.uniform(0, np.pi, count)], 1).tolist()
+    outlines = np.concatenate([rng.uniform(-wobble, wobble, (count, 2)),
+                               rng.uniform(0, 2 * np.pi, (count, 2))], 1).tolist()
+    return centres, shapes, outlines
+
+
+@pytest.mark.parametrize(("size", "count", "wobble"), [(40, 30, 0.2), (64, 60, 0.18),
+                                                        (33, 5, 0.0), (96, 1, 0.1)])
+def test_painting_all_nuclei_at_once_equals_painting_them_one_by_one(size, count, wobble):
+    from unet_course.data import _paint
+
+    for seed in range(5):
+        nuclei = _random_nuclei(np.random.default_rng(seed), size, count, wobble)
+        labels, depth = _paint(size, *nuclei)
+        want_labels, want_depth = _paint_one_by_one(size, *nuclei)
+        assert labels.dtype == np.int32 and depth.dtype == np.float32
+        np.testing.assert_array_equal(labels, want_labels)
+        np.testing.assert_array_equal(depth.view(np.int32), want_depth.view(np.int32))
+
+
+@pytest.mark.parametrize(("size", "count"), [(2, 3), (32, 6), (600, 3)])  # 600: one at a time
+def test_plain_ellipses_on_the_whole_grid_equal_the_boxed_painter(size, count):
+    from unet_course.data import _paint, _paint_ellipses
+
+    centres, shapes, outlines = _random_nuclei(np.random.default_rng(size), size, count, 0.0)
+    labels, depth = _paint_ellipses(size, centres, shapes)
+    want_labels, want_depth = _paint(size, centres, shapes, outlines)
+    np.testing.assert_array_equal(labels, want_labels)
+    np.testing.assert_array_equal(depth.view(np.int32), want_depth.view(np.int32))
+
+
+def test_pieces_cut_off_and_slivers_are_dropped_and_the_rest_renumbered():
+    from unet_course.data import _relabel
+
+    labels = np.zeros((20, 20), np.int32)
+    labels[1:11, 1:9] = 2  # cut in two below: a 16-pixel piece and a 32-pixel one
+    labels[3:7, 1:9] = 5
+    labels[13:19, 1:19] = 3  # kept whole
+    labels[0, 12:20] = 4  # a sliver of 8 pixels
+    got, bright = _relabel(labels, np.array([9.0, 1.5, 2.0, 3.0, 0.5]))
+    want = np.zeros_like(labels)
+    want[7:11, 1:9], want[3:7, 1:9], want[13:19, 1:19] = 1, 3, 2  # 2 -> 1, 3 -> 2, 5 -> 3
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(bright, np.choose(want, [0, 1.5, 2.0, 0.5]).astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (32, 32), (63, 63), (256, 256)])
+def test_render_helpers_equal_the_scipy_and_numpy_operations_they_replace(shape):
+    from unet_course.rendering import _blur, _coarse_mean
+
+    field = np.random.default_rng(0).random(shape, dtype=np.float32) ** 4
+    for sigma in (0.4, 0.77, 1.3, 2.0):
+        np.testing.assert_array_equal(_blur(field, sigma),
+                                      ndimage.gaussian_filter(field, sigma, truncate=2.5))
+    mask = field > 0.2
+    cells = max(shape[0] // 8, 2)
+    step = shape[0] // cells
+    blocks = mask[: cells * step, : cells * step].astype(np.float32).reshape(cells, step, cells, step)
+    np.testing.assert_array_equal(_coarse_mean(mask, 8), blocks.mean(axis=(1, 3), dtype=np.float32))

@@ -45,19 +45,42 @@ def _smooth_field(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return matrix @ _unit_noise(rng, (cells, cells)) @ matrix.T
 
 
-def _coarse_mean(field: np.ndarray, factor: int) -> np.ndarray:
-    """Means of ``factor x factor`` blocks of a ``(S, S)`` array (the last partial block is
-    left out): ``(S // factor, S // factor)``."""
-    cells = max(field.shape[0] // factor, 2)
-    step = field.shape[0] // cells
-    used = field[: cells * step, : cells * step].reshape(cells, step, cells, step)
-    return used.mean(axis=(1, 3), dtype=np.float32)
+def _coarse_mean(mask: np.ndarray, factor: int) -> np.ndarray:
+    """Share of True in each ``factor x factor`` block of a ``(S, S)`` bool array (the last
+    partial block is left out): ``(S // factor, S // factor)`` float32."""
+    cells = max(mask.shape[0] // factor, 2)
+    step = mask.shape[0] // cells
+    used = mask[: cells * step, : cells * step]
+    # Whole rows of a block row first (fast), then the short runs along each row.
+    rows = used.reshape(cells, step, cells * step).sum(axis=1, dtype=np.int32)
+    count = rows.reshape(cells, cells, step).sum(axis=2, dtype=np.int32)
+    return count.astype(np.float32) / np.float32(step * step)
+
+
+def _blur(field: np.ndarray, sigma: float) -> np.ndarray:
+    """``ndimage.gaussian_filter(field, sigma, truncate=2.5)`` of a 2-D float32 array, the
+    same numbers with less overhead: SciPy's kernel, computed as SciPy does, applied along
+    each axis by ``correlate1d``."""
+    radius = int(2.5 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 / (sigma * sigma) * x**2)
+    kernel = (kernel / kernel.sum())[::-1]
+    out = ndimage.correlate1d(field, kernel, axis=0, output=np.empty_like(field))
+    return ndimage.correlate1d(out, kernel, axis=1, output=out)
+
+
+@functools.lru_cache(maxsize=32)
+def _ramp(size: int) -> np.ndarray:
+    """``(size,)`` float32 from -0.5 to 0.5, read-only."""
+    ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
+    ramp.flags.writeable = False
+    return ramp
 
 
 def _illumination(rng: np.random.Generator, size: int, strength: float) -> np.ndarray:
     """Uneven lighting, ``(size, size)`` float32 around 1: a tilt, a vignette darkening towards
     an off-centre rim, and a gentle low-frequency ripple, all scaled by ``strength``."""
-    ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
+    ramp = _ramp(size)
     gy, gx = rng.uniform(-0.4, 0.4, 2) * strength
     cy, cx = rng.uniform(-0.3, 0.3, 2)
     vignette = rng.uniform(0.2, 1.1) * strength
@@ -94,52 +117,113 @@ def _debris(rng: np.random.Generator, size: int, amount: float) -> np.ndarray:
 def render(rng, labels, depth, bright, ghosts, style, difficulty, out) -> None:
     """Draw a microscope-like image of a label map into ``out``: ``(H, W, 3) uint8``.
 
-    ``bright`` holds each nucleus pixel's relative brightness, ``ghosts`` the blurred
-    out-of-focus nuclei.
+    ``bright`` holds each nucleus pixel's relative brightness, ``ghosts`` the out-of-focus
+    nuclei on the coarse grid. The arrays are ``(H, W)`` float32 and worked on in place, one
+    pass each, to keep the whole slide in cache.
     """
+    signal, clutter = _stain(rng, labels, depth, bright, ghosts, difficulty)
+    illumination = _illumination(rng, size=labels.shape[0], strength=difficulty.illumination)
+    noise = _unit_noise(rng, labels.shape)
+    if style == "fluorescence":
+        _fluorescence(rng, signal, clutter, illumination, noise, out)
+    else:
+        _brightfield(rng, signal, clutter, illumination, noise, out)
+
+
+def _stain(rng, labels, depth, bright, ghosts, difficulty) -> tuple[np.ndarray, np.ndarray]:
+    """The dye or stain: ``(signal, clutter)``, ``(H, W)`` float32 each. ``signal`` is the
+    nuclei (in focus and out of focus) and the debris, ``clutter`` the textured background."""
     size = labels.shape[0]
     coarse = _unit_noise(rng, (size // 2 + 1, size // 2 + 1))
     coarse *= np.float32(0.3)
     coarse += np.float32(1)  # 1 +- 0.52: a mottled stain, never negative
-    texture = np.repeat(np.repeat(coarse, 2, 0), 2, 1)[:size, :size]
     flatness = rng.uniform(0.05, 0.5)  # how much a nucleus darkens towards its outline
-    # Dye or stain per pixel: a level per nucleus, densest at the centre, mottled inside.
-    signal = bright * (1 - flatness * depth * depth) * texture
+    # Dye or stain per pixel: a level per nucleus, densest at the centre, mottled inside:
+    # bright * (1 - flatness * depth**2) * texture, the texture pixel (y, x) coarse[y//2, x//2].
+    signal = flatness * depth
+    signal *= depth
+    np.subtract(1, signal, out=signal)
+    signal *= bright
+    texture = np.repeat(coarse, 2, axis=1)[:, :size]
+    signal[0::2] *= texture[: (size + 1) // 2]
+    signal[1::2] *= texture[: size // 2]
     signal += _debris(rng, size, difficulty.debris)
-    signal = ndimage.gaussian_filter(signal, rng.uniform(0.6, 2.0), truncate=2.5)  # focus
+    signal = _blur(signal, rng.uniform(0.6, 2.0))  # focus
     # Out of focus, on the coarse grid, blurred and interpolated up together: the unlabelled
     # nuclei of another focal plane (5-7 px blur) and the halo of cytoplasm (fluorescence) or
     # tissue (bright-field) around the nuclei.
-    halo = _coarse_mean((labels > 0).astype(np.float32), COARSE)
-    coarse = np.stack([ndimage.gaussian_filter(ghosts, rng.uniform(0.6, 0.9), truncate=2.5),
-                       ndimage.gaussian_filter(halo, rng.uniform(0.4, 0.8), truncate=2.5)])
+    halo = _coarse_mean(labels > 0, COARSE)
+    coarse = np.stack([_blur(ghosts, rng.uniform(0.6, 0.9)), _blur(halo, rng.uniform(0.4, 0.8))])
     matrix = _interpolation_matrix(size, coarse.shape[1])
-    ghosts, cells = matrix @ coarse @ matrix.T
+    ghosts, clutter = matrix @ coarse @ matrix.T
     signal += ghosts
-    clutter = 0.6 * np.minimum(cells * 2, 1) + np.maximum(0.4 + 0.25 * _smooth_field(rng, size, 12), 0)
+    # clutter = 0.6 min(2 halo, 1) + max(0.4 + 0.25 field, 0), field a smooth random one
+    clutter *= 2
+    np.minimum(clutter, 1, out=clutter)
+    clutter *= 0.6
+    field = _smooth_field(rng, size, 12)
+    field *= 0.25
+    field += 0.4
+    clutter += np.maximum(field, 0, out=field)
     clutter *= rng.uniform(0.03, 0.15) * difficulty.background
-    illumination = _illumination(rng, size, difficulty.illumination)
-    noise = _unit_noise(rng, (size, size))
-    if style == "fluorescence":
-        tint = np.ones(3) if rng.random() < 0.6 else rng.uniform(0.2, 1.0, 3)
-        gain = rng.uniform(0.35, 0.6)  # the median nucleus; bright ones saturate
-        # A dark offset (camera, out-of-focus haze) and shot + read noise as strong as in dim
-        # real slides, where the background is a quarter of a dim nucleus and grainy.
-        value = (rng.uniform(0.02, 0.15) + gain * (signal + clutter)) * illumination
-        value += rng.uniform(0.01, 0.07) * noise * np.sqrt(np.abs(value) + 0.05)
-        if np.all(tint == tint[0]):  # grey: one plane, three times
-            out[...] = (np.clip(value * np.float32(255), 0, 255) + 0.5)[..., None]
-            return
-        planes = [value * np.float32(255 * t / tint.max()) for t in tint]
-    else:  # bright-field: light through a stained sample (Beer-Lambert), haematoxylin-like
-        stain = np.array([0.65, 0.70, 0.29]) * rng.uniform(0.8, 1.25, 3)
-        counter = np.array([0.07, 0.99, 0.11])  # eosin-like counterstain of the tissue
-        density = rng.uniform(0.9, 1.6) * signal
-        tissue = rng.uniform(0.05, 0.25) + 4 * clutter
-        light = 234 * illumination + rng.uniform(1, 5) * noise
-        planes = [
-            np.exp(-np.float32(s) * density - np.float32(c) * tissue) * light
-            for s, c in zip(stain, counter, strict=True)
-        ]
-    for channel, plane in enumerate(planes):
-        out[..., channel] = np.clip(plane, 0, 255) + 0.5
+    return signal, clutter
+
+
+def _fluorescence(rng, signal, clutter, illumination, noise, out) -> None:
+    """Bright nuclei on black, grey or tinted, into ``out`` ``(H, W, 3) uint8``; the float32
+    inputs are overwritten."""
+    tint = np.ones(3) if rng.random() < 0.6 else rng.uniform(0.2, 1.0, 3)
+    gain = rng.uniform(0.35, 0.6)  # the median nucleus; bright ones saturate
+    # A dark offset (camera, out-of-focus haze) and shot + read noise as strong as in dim
+    # real slides, where the background is a quarter of a dim nucleus and grainy:
+    # value = (offset + gain (signal + clutter)) illumination + spread noise sqrt(|value| + 0.05)
+    value = signal
+    value += clutter
+    value *= gain
+    value += rng.uniform(0.02, 0.15)
+    value *= illumination
+    noise *= rng.uniform(0.01, 0.07)
+    shot = np.abs(value, out=clutter)
+    shot += 0.05
+    shot = np.sqrt(shot, out=shot)
+    shot *= noise
+    value += shot
+    if np.all(tint == tint[0]):  # grey: one plane, three times
+        value *= np.float32(255)
+        grey = _to_uint8(value)
+        for channel in range(3):
+            out[..., channel] = grey
+        return
+    for channel, t in enumerate(tint):
+        np.multiply(value, np.float32(255 * t / tint.max()), out=illumination)
+        out[..., channel] = _to_uint8(illumination)
+
+
+def _brightfield(rng, signal, clutter, illumination, noise, out) -> None:
+    """Light through a stained sample (Beer-Lambert), haematoxylin-like nuclei on eosin-like
+    tissue, into ``out`` ``(H, W, 3) uint8``; the float32 inputs are overwritten."""
+    stain = np.array([0.65, 0.70, 0.29]) * rng.uniform(0.8, 1.25, 3)
+    counter = np.array([0.07, 0.99, 0.11])  # eosin-like counterstain of the tissue
+    density = signal
+    density *= rng.uniform(0.9, 1.6)
+    tissue = clutter
+    tissue *= 4
+    tissue += rng.uniform(0.05, 0.25)
+    light = illumination
+    light *= 234
+    noise *= rng.uniform(1, 5)
+    light += noise
+    for channel, (s, c) in enumerate(zip(stain, counter, strict=True)):
+        # exp(-s density - c tissue) light
+        plane = np.multiply(density, -np.float32(s), out=noise)
+        plane -= np.multiply(tissue, np.float32(c))
+        plane = np.exp(plane, out=plane)
+        plane *= light
+        out[..., channel] = _to_uint8(plane)
+
+
+def _to_uint8(plane: np.ndarray) -> np.ndarray:
+    """``plane`` (float32, overwritten) clipped to [0, 255] and rounded to uint8."""
+    np.clip(plane, 0, 255, out=plane)
+    plane += 0.5
+    return plane.astype(np.uint8)
