@@ -203,3 +203,67 @@ def test_train_with_the_weight_map_end_to_end(tmp_path, capsys):
     model = keras.saving.load_model(out / "model.keras")
     assert isinstance(model.loss, losses.WeightedBCELoss)
     assert 0 <= json.loads((out / "metrics.json").read_text())["val_dice"] <= 1
+
+
+@pytest.fixture(scope="module")
+def recipe_model(tmp_path_factory):
+    """A random-weight recipe model (percentile layer, three classes), with and without the
+    record that ``--scale auto`` needs."""
+    import keras
+
+    from unet_course import files, recipe
+
+    keras.utils.set_random_seed(0)
+    model = recipe.build_model(recipe.Recipe(base_filters=4, depth=2))
+    bare, recorded = tmp_path_factory.mktemp("bare"), tmp_path_factory.mktemp("recorded")
+    for folder in (bare, recorded):
+        model.save(folder / "model.keras")
+    post = {"threshold": 0.3, "seed_threshold": 0.5, "seed_contrast": 0.0, "smooth": 2.0,
+            "min_size": 0}
+    files.write_run_record(recorded, {"postprocessing": post, "train_median_area": 30.0})
+    return {"bare": bare / "model.keras", "recorded": recorded / "model.keras", "post": post}
+
+
+def test_predict_scale_resizes_for_the_prediction_only(recipe_model, slides, tmp_path):
+    from unet_course import files, recipe, rescale
+
+    path, post = recipe_model["recorded"], recipe_model["post"]
+    for scale in ("0.5", "auto"):
+        out = tmp_path / f"out_{scale}"
+        assert cli.main(["predict", "--model", str(path), "--input", str(slides),
+                         "--output", str(out), "--scale", scale]) == 0
+        model = recipe.load_model(path)
+        image = files.read_image(slides / "a.png")
+        if scale == "auto":  # the two passes, written out: first pass, its nuclei, the factor
+            first = recipe.predict_classes(model, [image])[0]
+            factor = rescale.choose_scale(postprocess.label_instances(first, method="watershed",
+                                                                      **post), 30.0)
+            probs = first if abs(factor - 1) < 0.1 else rescale.predict_at_scale(model, image,
+                                                                                 factor)
+        else:
+            probs = rescale.predict_at_scale(model, image, 0.5)
+        expected = postprocess.label_instances(probs, method="watershed", **post)
+        written = np.asarray(Image.open(out / "a_labels.png"))
+        assert written.shape == image.shape[:2]
+        np.testing.assert_array_equal(written, expected)
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--scale", "0"], "from 0.1 to 10"),
+    (["--scale", "big"], "'auto' or a number"),
+])
+def test_predict_scale_refuses_bad_values(recipe_model, slides, tmp_path, capsys, extra, words):
+    code = cli.main(["predict", "--model", str(recipe_model["recorded"]), "--input", str(slides),
+                     "--output", str(tmp_path / "out"), *extra])
+    assert code == 2 and words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_scale_auto_needs_the_record_and_a_recipe_model(recipe_model, models, slides,
+                                                                 tmp_path, capsys):
+    for model, words in ((recipe_model["bare"], "no train_median_area"),
+                         (models["same"], "needs one of the recipe's models")):
+        code = cli.main(["predict", "--model", str(model), "--input", str(slides),
+                         "--output", str(tmp_path / "out"), "--scale", "auto"])
+        assert code == 2 and words in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()

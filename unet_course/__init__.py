@@ -25,7 +25,8 @@ The submodules, by topic:
 - ``augment`` / ``train``: augmentation, data feeding, the device policy and the training
   loop; ``callbacks``: checkpoint and history written atomically, Ctrl-C honoured.
 - ``predict``: a trained model on images of any size (native-size and overlap-tile
-  prediction, image in, nuclei out).
+  prediction, image in, nuclei out); ``rescale``: prediction at the scale where an image's
+  nuclei have the training nuclei's size.
 - From probabilities to scored nuclei: ``postprocess`` (components or a seeded watershed),
   ``scoring`` (the Data Science Bowl 2018 score), ``targets`` (separated masks, three classes,
   the paper's weight map), ``overlay`` (a label map drawn over an image), ``label_maps`` (the

@@ -324,7 +324,7 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
     """
     import time
 
-    from unet_course import datasets, train
+    from unet_course import datasets, rescale, train
 
     start = time.perf_counter()
     keras.utils.set_random_seed(recipe.seed)
@@ -350,7 +350,7 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
         "epochs_run": len(losses_), "train_seconds": round(time.perf_counter() - start, 1),
         "data": str(data), "source": splits.source, "seed": recipe.seed,
         "quick": quick, "model": "recipe", "recipe": dataclasses.asdict(recipe),
-        "img_size": recipe.slide_size,
+        "img_size": recipe.slide_size, "train_median_area": rescale.median_area(splits.train.labels),
         "device": accelerator.describe(), "precision": accelerator.precision,
         "xla": accelerator.jit_compile, "keras_backend": keras.backend.backend(),
         "options": {"precision": precision, "xla": xla},

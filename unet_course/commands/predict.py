@@ -56,8 +56,27 @@ def add(subparsers) -> None:
                         help="output pixels dropped at each tile edge (default: half the model's "
                         "receptive field, rounded up to its pooling grid; 0 for an unpadded "
                         "model)")
+    parser.add_argument("--scale", type=scale_factor, default=None,
+                        help="recipe models: predict each image resized by this factor (0.5 when "
+                        "its nuclei are twice as wide as the training ones), or 'auto': a factor "
+                        "per image, from a first pass, that gives its nuclei the training nuclei's "
+                        "median area (notebook 06; needs the model's metrics.json). The labels "
+                        "keep the image's own size")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
+
+
+def scale_factor(text: str) -> float | str:
+    """``--scale``: ``"auto"`` or a number from 0.1 to 10."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.1 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number from 0.1 to 10, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     start_keras()
     written = segment_files(args.model, jobs, args.output, method=args.instances,
                           threshold=args.threshold, min_size=args.min_size, tile=args.tile,
-                          overlap=args.overlap, log=print)
+                          overlap=args.overlap, scale=args.scale, log=print)
     print(f"Wrote {written} files to {args.output}")
     return 0
 
@@ -129,7 +148,8 @@ def _inputs(source: Path) -> list[Path]:
 
 def segment_files(model_path: Path, jobs: list[Job], output: Path, *, method: str = "watershed",
         threshold: float | None = None, min_size: int | None = None, tile: int | None = None,
-        overlap: int | None = None, log: Callable[[str], None] = print) -> int:
+        overlap: int | None = None, scale: float | str | None = None,
+        log: Callable[[str], None] = print) -> int:
     """Predict every job's image and write its label PNG and overlay; return the file count.
 
     The output folder is made if missing, and removed again if nothing could be written.
@@ -140,7 +160,10 @@ def segment_files(model_path: Path, jobs: list[Job], output: Path, *, method: st
     if model.input_shape[-1] not in (1, 3):
         raise ValueError(f"--model takes {model.input_shape[-1]}-channel images; expected 1 or 3")
     if any(isinstance(layer, normalization.PercentileNormalization) for layer in model.layers):
-        segment = _recipe_segmenter(model, model_path, method, threshold, min_size)
+        segment = _recipe_segmenter(model, model_path, method, threshold, min_size, scale)
+    elif scale is not None:
+        raise ValueError("--scale needs one of the recipe's models, which normalise each image "
+                         "themselves; this model is predicted tile by tile at 0-255")
     else:
         segment = _tiled_segmenter(model, method, threshold, min_size, tile, overlap)
     made = not output.exists()
@@ -157,10 +180,11 @@ def segment_files(model_path: Path, jobs: list[Job], output: Path, *, method: st
     return 2 * len(jobs)
 
 
-def _recipe_segmenter(model, model_path: Path, method, threshold, min_size):
+def _recipe_segmenter(model, model_path: Path, method, threshold, min_size, scale=None):
     """A model that normalises its own input: stored values in, whole images at once, with
-    the post-processing chosen in training (from its record, when the record is its own)."""
-    from unet_course import recipe
+    the post-processing chosen in training (from its record, when the record is its own),
+    each image resized by ``scale`` (``rescale``) for the prediction when it is given."""
+    from unet_course import recipe, rescale
     from unet_course.postprocess import label_instances
 
     try:
@@ -172,9 +196,17 @@ def _recipe_segmenter(model, model_path: Path, method, threshold, min_size):
         post["threshold"] = threshold
     if min_size is not None:
         post["min_size"] = min_size
+    target = trained.get("train_median_area")
+    if scale == "auto" and not target:
+        raise ValueError(f"--scale auto: no train_median_area in the metrics.json beside "
+                         f"{str(model_path)!r} (a model trained before it was recorded, or "
+                         "no record); give a number instead, e.g. --scale 0.5")
 
     def segment(image):
-        probs = recipe.predict_classes(model, [image])[0]
+        if scale == "auto":
+            probs = rescale.predict_size_normalised(model, [image], post, target)[0][0]
+        else:
+            probs = rescale.predict_at_scale(model, image, 1.0 if scale is None else scale)
         return label_instances(probs, method=method, **post), files.to_uint8(image)
 
     return segment

@@ -1,0 +1,70 @@
+"""Tests for size normalisation (``rescale``): hand-counted areas and scales, and the rescaled
+prediction against the same steps written out with scikit-image and a direct model call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unet_course import rescale
+
+
+def squares(shape, sides, step=20):
+    labels = np.zeros(shape, dtype=np.int32)
+    for k, side in enumerate(sides):
+        labels[2:2 + side, 2 + k * step:2 + k * step + side] = k + 1
+    return labels
+
+
+def test_median_area_is_counted_over_all_maps():
+    one = squares((30, 80), [2, 3, 4])  # areas 4, 9, 16
+    assert rescale.median_area(one) == 9
+    assert rescale.median_area([one, squares((30, 80), [5, 6])]) == 16  # 4, 9, 16, 25, 36
+    assert np.isnan(rescale.median_area(np.zeros((5, 5), np.int32)))
+
+
+def test_choose_scale_matches_the_median_to_the_target():
+    big = squares((60, 90), [20, 20, 20])  # 400 pixels each
+    assert rescale.choose_scale(big, 100) == pytest.approx(0.5)
+    assert rescale.choose_scale(big, 225) == pytest.approx(0.75)
+    assert rescale.choose_scale(big, 400) == pytest.approx(1.0)
+    assert rescale.choose_scale(big, 25) == pytest.approx(0.5)  # 0.25, clipped to the limit
+    assert rescale.choose_scale(squares((20, 40), [3]), 400) == pytest.approx(2.0)  # clipped
+    assert rescale.choose_scale(np.zeros((8, 8), np.int32), 100) == 1.0  # nothing found
+    with pytest.raises(ValueError, match="target_area"):
+        rescale.choose_scale(big, 0)
+    with pytest.raises(ValueError, match="limits"):
+        rescale.choose_scale(big, 100, limits=(1.5, 2.0))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from unet_course.model import build_unet
+
+    return build_unet((None, None, 3), num_classes=3, base_filters=4, depth=2)
+
+
+def test_predict_at_scale_is_resize_predict_resize(tiny):
+    from skimage.transform import resize
+
+    image = np.random.default_rng(0).integers(0, 255, (64, 48, 3)).astype(np.uint8)
+    got = rescale.predict_at_scale(tiny, image, 0.5)
+    small = resize(image.astype(np.float32), (32, 24), order=1, anti_aliasing=True,
+                   preserve_range=True)
+    direct = np.asarray(tiny(small[None], training=False))[0]
+    expected = resize(direct, (64, 48), order=1, preserve_range=True)
+    assert got.shape == (64, 48, 3)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(got.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_size_normalised_keeps_the_first_pass_when_the_size_is_right(tiny):
+    labels = squares((64, 64), [20, 20], step=25)  # two nuclei of 400 pixels, apart
+    first = np.stack([labels == 0, labels > 0, np.zeros_like(labels, bool)], -1).astype(np.float32)
+    image = np.zeros((64, 64, 3), np.uint8)
+    settings = {"threshold": 0.5, "seed_threshold": 0.5, "min_size": 0}
+    probs, scales = rescale.predict_size_normalised(tiny, [image], settings, 400, first=[first])
+    assert scales == [1.0] and probs[0] is first
+    probs, scales = rescale.predict_size_normalised(tiny, [image], settings, 100, first=[first])
+    assert scales == [pytest.approx(0.5)] and probs[0].shape == (64, 64, 3)
+    np.testing.assert_allclose(probs[0], rescale.predict_at_scale(tiny, image, 0.5), atol=1e-6)

@@ -1,0 +1,88 @@
+"""Size normalisation: predict an image at the scale where its nuclei look like the training ones.
+
+A network learns nuclei of the sizes it was shown. A microscope at another magnification, or
+another camera, gives nuclei of other sizes, and the network finds them less well. Cellpose
+(Stringer et al., *Nature Methods* 18, 2021) therefore rescales every image so that its cells
+have the diameter its models were trained on, estimated from the image itself when the user
+gives none. This module does the same for the course's models, in two passes:
+
+1. predict the image as it is and separate the nuclei (``postprocess.label_instances``);
+2. if their median area differs from ``target_area`` (the median nucleus area of the training
+   labels, ``median_area``), resize the image by ``sqrt(target_area / found)``, predict again
+   and resize the class maps back to the image's own size, so the nuclei come out in its pixels.
+
+``choose_scale`` is step 2's rule; ``predict_at_scale`` the rescaled prediction;
+``predict_size_normalised`` both passes for a list of images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LIMITS = (0.5, 2.0)  # never shrink or enlarge an image more than this
+_SAME = 0.1  # a scale within 10 % of 1 keeps the first pass
+
+
+def median_area(labels) -> float:
+    """The median area in pixels of the objects of one label map or a list of them (NaN when
+    there is none)."""
+    maps = [labels] if np.asarray(labels[0]).ndim == 1 else labels
+    counts = [np.bincount(np.asarray(m).ravel())[1:] for m in maps]
+    areas = np.concatenate([c[c > 0] for c in counts]) if counts else np.zeros(0)
+    return float(np.median(areas)) if areas.size else float("nan")
+
+
+def choose_scale(found, target_area: float, limits: tuple[float, float] = LIMITS) -> float:
+    """The factor that makes the median object of ``found`` (a label map) ``target_area``
+    pixels large: ``sqrt(target_area / median area)``, clipped to ``limits``; 1.0 when
+    nothing was found."""
+    if not (np.isfinite(target_area) and target_area > 0):
+        raise ValueError(f"target_area must be a positive number of pixels, got {target_area!r}")
+    low, high = limits
+    if not 0 < low <= 1 <= high:
+        raise ValueError(f"limits must be (low, high) with 0 < low <= 1 <= high, got {limits!r}")
+    area = median_area(found)
+    return 1.0 if not np.isfinite(area) else float(np.clip(np.sqrt(target_area / area), low, high))
+
+
+def predict_at_scale(model, image, scale: float) -> np.ndarray:
+    """``recipe.predict_classes`` of ``image`` resized by ``scale`` (bilinear, smoothed first
+    when shrinking), with the class maps resized back (bilinear) to the image's ``(H, W)``."""
+    from skimage.transform import resize
+
+    from unet_course.recipe import predict_classes
+
+    image = np.asarray(image)
+    if scale == 1:
+        return predict_classes(model, [image])[0]
+    h, w = image.shape[:2]
+    size = (max(16, round(h * scale)), max(16, round(w * scale)))
+    resized = resize(image.astype(np.float32), size, order=1, anti_aliasing=scale < 1,
+                     preserve_range=True)
+    probs = predict_classes(model, [resized])[0]
+    return resize(probs, (h, w), order=1, preserve_range=True).astype(np.float32)
+
+
+def predict_size_normalised(model, images, settings: dict, target_area: float,
+                            first=None, limits: tuple[float, float] = LIMITS):
+    """Both passes for each image: ``(class maps at each image's own size, scales used)``.
+
+    Args:
+        images: a list of ``(H, W, 3)`` images (any dtype, as ``predict_classes`` takes).
+        settings: ``postprocess.label_instances`` keywords for the first pass's nuclei.
+        target_area: the training nuclei's median area (``median_area`` of the training labels).
+        first: the first pass's class maps, when they are at hand (else predicted here).
+    """
+    from unet_course.postprocess import label_instances
+    from unet_course.recipe import predict_classes
+
+    images = [np.asarray(image) for image in images]
+    first = predict_classes(model, images) if first is None else list(first)
+    probs, scales = [], []
+    for image, p in zip(images, first, strict=True):
+        scale = choose_scale(label_instances(p, method="watershed", **settings), target_area,
+                             limits)
+        keep = abs(scale - 1) < _SAME
+        scales.append(1.0 if keep else scale)
+        probs.append(p if keep else predict_at_scale(model, image, scale))
+    return probs, scales
