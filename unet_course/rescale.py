@@ -24,9 +24,9 @@ _SAME = 0.1  # a scale within 10 % of 1 keeps the first pass
 
 
 def median_area(labels) -> float:
-    """The median area in pixels of the objects of one label map or a list of them (NaN when
-    there is none)."""
-    maps = [labels] if np.asarray(labels[0]).ndim == 1 else labels
+    """The median area in pixels of the objects of one ``(H, W)`` label map or a sequence of
+    them (NaN when there is none)."""
+    maps = [labels] if isinstance(labels, np.ndarray) and labels.ndim == 2 else labels
     counts = [np.bincount(np.asarray(m).ravel())[1:] for m in maps]
     areas = np.concatenate([c[c > 0] for c in counts]) if counts else np.zeros(0)
     return float(np.median(areas)) if areas.size else float("nan")

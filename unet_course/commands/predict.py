@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from unet_course import files
-from unet_course.commands.common import nonnegative_int, positive_int, probability, start_keras
+from unet_course.commands.common import (
+    _number,
+    nonnegative_int,
+    positive_int,
+    probability,
+    start_keras,
+)
 from unet_course.postprocess import METHODS
 
 
@@ -68,15 +74,10 @@ def add(subparsers) -> None:
 
 def scale_factor(text: str) -> float | str:
     """``--scale``: ``"auto"`` or a number from 0.1 to 10."""
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.1 <= value <= 10:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number from 0.1 to 10, got {text!r}")
-    return value
+    return text if text == "auto" else _factor(text)
+
+
+_factor = _number(float, lambda v: 0.1 <= v <= 10, "'auto' or a number from 0.1 to 10")
 
 
 def run(args: argparse.Namespace) -> int:
