@@ -191,10 +191,26 @@ def test_the_default_recipe_trains_records_and_evaluates_beside_the_baseline(tmp
     assert report["model"] == "recipe" and report["recipe"]["epochs"] == 1
     assert set(report["postprocessing"]) == set(recipe.POSTPROCESSING_GRID)
     assert 0 <= report["val_iou"] <= report["val_dice"] <= 1
+    # Both ways chosen on the validation slides, written out: one pass at their own size, then
+    # size-normalised from that pass's nuclei (the default of predict and evaluate).
+    from unet_course import rescale
+
+    model = recipe.load_model(out / "model.keras")
+    counts = {name: report["split"][name] for name in ("train", "val")}
+    splits = datasets.load_splits("synthetic", report["img_size"], quick=True, seed=42,
+                                  counts=counts)
+    native = recipe.predict_classes(model, splits.val.images)
+    assert recipe.tune_postprocessing(splits.val.labels, native)[0] == report["postprocessing_native"]
+    area = rescale.median_area(splits.train.labels)
+    sized, _ = rescale.predict_size_normalised(model, splits.val.images,
+                                               report["postprocessing_native"], area, first=native)
+    assert recipe.tune_postprocessing(splits.val.labels, sized)[0] == report["postprocessing"]
+    assert report["scale"] == "auto" and report["train_median_area"] == area
     capsys.readouterr()
     assert cli.main(["evaluate", "--model", str(out / "model.keras")]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["postprocessing"] == report["postprocessing"]  # chosen on validation data
+    assert result["scale"] == "auto"
     test = datasets.load_splits("synthetic", report["img_size"], quick=True, seed=42).test
     expected = baseline.baseline_scores(test.images, test.labels)
     for name in baseline.PIPELINES:

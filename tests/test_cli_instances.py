@@ -216,12 +216,17 @@ def recipe_model(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = recipe.build_model(recipe.Recipe(base_filters=4, depth=2))
     bare, recorded = tmp_path_factory.mktemp("bare"), tmp_path_factory.mktemp("recorded")
-    for folder in (bare, recorded):
+    chosen = tmp_path_factory.mktemp("chosen")
+    for folder in (bare, recorded, chosen):
         model.save(folder / "model.keras")
     post = {"threshold": 0.3, "seed_threshold": 0.5, "seed_contrast": 0.0, "smooth": 2.0,
             "min_size": 0}
     files.write_run_record(recorded, {"postprocessing": post, "train_median_area": 30.0})
-    return {"bare": bare / "model.keras", "recorded": recorded / "model.keras", "post": post}
+    sized = {**post, "threshold": 0.4, "min_size": 5}  # what recipe.run records today
+    files.write_run_record(chosen, {"postprocessing": sized, "postprocessing_native": post,
+                                    "scale": "auto", "train_median_area": 30.0})
+    return {"bare": bare / "model.keras", "recorded": recorded / "model.keras",
+            "chosen": chosen / "model.keras", "post": post, "sized": sized}
 
 
 def test_predict_scale_resizes_for_the_prediction_only(recipe_model, slides, tmp_path):
@@ -267,3 +272,46 @@ def test_predict_scale_auto_needs_the_record_and_a_recipe_model(recipe_model, mo
                          "--output", str(tmp_path / "out"), "--scale", "auto"])
         assert code == 2 and words in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
+
+
+def test_predict_follows_the_training_runs_choice_of_scale(recipe_model, slides, tmp_path):
+    """A record of today's recipe.run (scale auto, settings for each way): predict
+    size-normalises by default with the settings tuned for it; --scale 1 is one pass at the
+    image's own size with the native settings."""
+    from unet_course import files, recipe, rescale
+
+    path = recipe_model["chosen"]
+    model = recipe.load_model(path)
+    image = files.read_image(slides / "a.png")
+    first = recipe.predict_classes(model, [image])
+    for extra, settings in (([], recipe_model["sized"]), (["--scale", "1"], recipe_model["post"])):
+        out = tmp_path / f"out{len(extra)}"
+        assert cli.main(["predict", "--model", str(path), "--input", str(slides),
+                         "--output", str(out), *extra]) == 0
+        if extra:
+            probs = first[0]
+        else:  # first pass with the native settings, then the factor it gives
+            probs = rescale.predict_size_normalised(model, [image], recipe_model["post"], 30.0,
+                                                    first=first)[0][0]
+        expected = postprocess.label_instances(probs, method="watershed", **settings)
+        np.testing.assert_array_equal(np.asarray(Image.open(out / "a_labels.png")), expected)
+
+
+def test_evaluate_scores_the_size_normalised_pipeline(recipe_model, capsys):
+    from unet_course import rescale
+
+    argv = ["evaluate", "--model", str(recipe_model["chosen"]), "--img-size", "48", "--quick",
+            "--seed", "0"]
+    for extra, scale in (([], "auto"), (["--scale", "1"], 1.0)):
+        args = cli.build_parser().parse_args(argv + extra)
+        split, probs, result = evaluate.evaluate_model(
+            args.model, evaluate_command.settings(args), args.split, args.instances)
+        plan = rescale.pipeline(json.loads((recipe_model["chosen"].parent / "metrics.json")
+                                           .read_text()), None if not extra else 1.0)
+        assert result["scale"] == scale and result["postprocessing"] == plan["settings"]
+        found = [postprocess.label_instances(p, method="watershed", **plan["settings"])
+                 for p in probs]
+        assert result["dsb_map"] == pytest.approx(scoring.dsb_score_dataset(split.labels, found))
+    code = cli.main(["evaluate", "--model", str(recipe_model["bare"]), "--seed", "0", "--quick",
+                     "--scale", "auto"])
+    assert code == 2 and "no train_median_area" in capsys.readouterr().err

@@ -68,3 +68,39 @@ def test_size_normalised_keeps_the_first_pass_when_the_size_is_right(tiny):
     probs, scales = rescale.predict_size_normalised(tiny, [image], settings, 100, first=[first])
     assert scales == [pytest.approx(0.5)] and probs[0].shape == (64, 64, 3)
     np.testing.assert_allclose(probs[0], rescale.predict_at_scale(tiny, image, 0.5), atol=1e-6)
+
+
+NATIVE = {"threshold": 0.5, "seed_threshold": 0.5, "seed_contrast": 0.0, "smooth": 2.0,
+          "min_size": 0}
+SIZED = {**NATIVE, "threshold": 0.3}
+
+
+def test_pipeline_follows_the_record_and_the_users_scale():
+    record = {"scale": "auto", "postprocessing": SIZED, "postprocessing_native": NATIVE,
+              "train_median_area": 100.0}
+    plan = rescale.pipeline(record)  # the training run's choice
+    assert plan == {"scale": "auto", "first": NATIVE, "settings": SIZED, "target_area": 100.0}
+    for scale in (1, 0.5):  # another way: the settings tuned for one pass at the image's size
+        assert rescale.pipeline(record, scale)["settings"] == NATIVE
+    old = {"postprocessing": NATIVE, "train_median_area": 100.0}  # a record from before
+    assert rescale.pipeline(old)["scale"] == 1.0 and rescale.pipeline(old)["settings"] == NATIVE
+    assert rescale.pipeline(old, "auto")["settings"] == NATIVE  # nothing tuned for it: native
+    assert rescale.pipeline(None)["scale"] == 1.0
+    with pytest.raises(ValueError, match="no train_median_area"):
+        rescale.pipeline({"postprocessing": NATIVE}, "auto")
+
+
+def test_predict_pipeline_is_each_way_written_out(tiny):
+    from unet_course.recipe import predict_classes
+
+    image = np.random.default_rng(1).integers(0, 255, (48, 64, 3)).astype(np.uint8)
+    record = {"scale": "auto", "postprocessing": SIZED, "postprocessing_native": NATIVE,
+              "train_median_area": 30.0}
+    first = predict_classes(tiny, [image])
+    auto = rescale.predict_pipeline(tiny, [image], rescale.pipeline(record))
+    expected, _ = rescale.predict_size_normalised(tiny, [image], NATIVE, 30.0, first=first)
+    np.testing.assert_allclose(auto[0], expected[0], atol=1e-6)
+    same = rescale.predict_pipeline(tiny, [image], rescale.pipeline(record, 1))
+    np.testing.assert_allclose(same[0], first[0], atol=1e-6)
+    half = rescale.predict_pipeline(tiny, [image], rescale.pipeline(record, 0.5))
+    np.testing.assert_allclose(half[0], rescale.predict_at_scale(tiny, image, 0.5), atol=1e-6)

@@ -81,8 +81,9 @@ def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
 
     Args:
         model_path: a ``.keras`` file (``recipe.load_model`` reads it in safe mode).
-        settings: ``data``, ``img_size``, ``seed``, ``quick``, ``threshold`` and
-            ``postprocessing`` (the training run's, from its ``metrics.json``).
+        settings: ``data``, ``img_size``, ``seed``, ``quick``, ``threshold``,
+            ``postprocessing`` and ``record`` (the training run's ``metrics.json``), and
+            ``scale`` (the user's ``--scale``; None: ``rescale.pipeline``'s default).
         split: ``"test"`` or ``"val"``.
         method: ``"components"`` or ``"watershed"`` (``postprocess.METHODS``).
         threshold: the user's threshold, replacing the recipe's chosen one (None: keep it).
@@ -91,7 +92,7 @@ def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
         ``(split, probs, result dict)``; raises ValueError for a model whose output is
         neither 1 channel nor the recipe's 3 classes, before any data are loaded.
     """
-    from unet_course import datasets, recipe
+    from unet_course import datasets, recipe, rescale
     from unet_course.predict import predict_native
 
     model = recipe.load_model(model_path)
@@ -100,18 +101,24 @@ def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
         raise ValueError(f"--model {str(model_path)!r} outputs shape {tuple(model.output_shape)}: "
                          "evaluate scores one foreground probability (1 channel) or the "
                          "recipe's background / interior / boundary classes (3 channels)")
+    if classes == 1 and settings.get("scale") not in (None, 1):
+        raise ValueError(f"--scale {settings['scale']}: only the recipe's three-class models "
+                         "are predicted at another scale; this model has one output channel")
     where = dict(img_size=settings["img_size"], quick=settings["quick"], seed=settings["seed"])
     images = datasets.load_split(settings["data"], split, **where)  # this split's images only
     result = {"model": str(model_path), "data": str(settings["data"]), "split": split,
               "source": datasets.source(settings["data"], **where), "images": len(images),
               "seed": settings["seed"]}
     if classes == 3:  # background / interior / boundary: the recipe's model
-        probs = recipe.predict_classes(model, images.images)
-        post = dict(settings["postprocessing"] or recipe.DEFAULT_POSTPROCESSING)
+        record = settings.get("record") or {"postprocessing": settings.get("postprocessing")}
+        plan = rescale.pipeline(record, settings.get("scale"))
+        probs = rescale.predict_pipeline(model, images.images, plan)
+        post = plan["settings"]
         if threshold:
             post["threshold"] = threshold
         found = recipe.scores(images.labels, probs, post, method=method)
-        result.update(found, threshold=post["threshold"], postprocessing=post, instances=method)
+        result.update(found, threshold=post["threshold"], postprocessing=post, instances=method,
+                      scale=plan["scale"])
     else:
         probs = predict_native(model, images.images)
         scores = pixel_scores(images.masks, probs, settings["threshold"])

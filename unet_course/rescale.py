@@ -86,3 +86,54 @@ def predict_size_normalised(model, images, settings: dict, target_area: float,
         scales.append(1.0 if keep else scale)
         probs.append(p if keep else predict_at_scale(model, image, scale))
     return probs, scales
+
+
+def pipeline(record: dict | None, scale: float | str | None = None) -> dict:
+    """How ``predict`` and ``evaluate`` run a recipe model, from its training record.
+
+    ``recipe.run`` chooses on the validation slides whether size normalisation helps (it
+    stores ``scale``: ``"auto"`` or 1.0) and the watershed settings for each way:
+    ``postprocessing`` for the chosen one, ``postprocessing_native`` for one pass at the
+    image's own size (also the first pass of ``"auto"``).
+
+    Args:
+        record: the run's ``metrics.json`` (``files.read_run_record``), or None.
+        scale: the user's choice, ``"auto"`` or a factor; None keeps the training run's
+            (1.0 for a record from before the choice was made, or none).
+
+    Returns:
+        ``{"scale", "first", "settings", "target_area"}``: the scale, the first pass's
+        settings (for ``"auto"``), the final settings and the training nuclei's median area.
+
+    Raises:
+        ValueError: ``"auto"`` for a record without ``train_median_area``.
+    """
+    from unet_course.recipe import DEFAULT_POSTPROCESSING
+
+    record = record or {}
+    trained = record.get("scale", 1.0)
+    chosen = dict(record.get("postprocessing") or DEFAULT_POSTPROCESSING)
+    native = dict(record.get("postprocessing_native") or chosen)
+    scale = trained if scale is None else scale
+    target = record.get("train_median_area")
+    if scale == "auto" and not target:
+        raise ValueError("scale 'auto' needs the training nuclei's median area, which train "
+                         "writes into metrics.json beside the model; this model's record has no "
+                         "train_median_area (trained before it was recorded, or no record): "
+                         "give a factor instead, e.g. 0.5")
+    settings = chosen if scale == "auto" and trained == "auto" else native
+    return {"scale": scale, "first": native, "settings": settings, "target_area": target}
+
+
+def predict_pipeline(model, images, plan: dict, first=None) -> list[np.ndarray]:
+    """The class maps of ``images`` as ``pipeline``'s ``plan`` says: size-normalised
+    (``"auto"``), or each image resized by the plan's factor (1 = as it is)."""
+    from unet_course.recipe import predict_classes
+
+    images = [np.asarray(image) for image in images]
+    if plan["scale"] == "auto":
+        return predict_size_normalised(model, images, plan["first"], plan["target_area"],
+                                       first=first)[0]
+    if plan["scale"] == 1:
+        return predict_classes(model, images) if first is None else list(first)
+    return [predict_at_scale(model, image, plan["scale"]) for image in images]

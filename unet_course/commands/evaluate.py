@@ -11,6 +11,7 @@ from unet_course.commands.common import (
     check_data,
     positive_int,
     probability,
+    scale_factor,
     seed_type,
     start_keras,
 )
@@ -42,6 +43,11 @@ def add(subparsers) -> None:
     parser.add_argument("--threshold", type=probability, default=None,
                         help="probability threshold (default: the one chosen on validation data "
                         "in training, else 0.5)")
+    parser.add_argument("--scale", type=scale_factor, default=None,
+                        help="recipe models: 'auto' (the default for a model trained by train) "
+                        "predicts each image at the size where its nuclei look like the "
+                        "training ones, as predict does; a number resizes every image by it "
+                        "(1 = as it is)")
     parser.add_argument("--quick", action="store_true", help="the quick-mode splits")
     parser.add_argument("--instances", choices=METHODS, default="watershed",
                         help="post-processing into nuclei for the instance score dsb_map "
@@ -77,6 +83,10 @@ def settings(args: argparse.Namespace) -> dict:
                          f"({str(args.model.parent / files.RECORD)!r} is missing), so its "
                          "test split is unknown; pass --seed (and --data) of its training run")
     trained = trained or {}
+    if args.scale == "auto" and not trained.get("train_median_area"):
+        raise UsageError(f"--scale auto: the record beside --model {str(args.model)!r} has no "
+                         "train_median_area (the training nuclei's median area, which train "
+                         "writes); give a factor instead, e.g. --scale 0.5")
     settings = dict(
         data=args.data or trained.get("data", "synthetic"),
         img_size=args.img_size or trained.get("img_size"),
@@ -84,6 +94,8 @@ def settings(args: argparse.Namespace) -> dict:
         threshold=args.threshold or trained.get("best_threshold", 0.5),
         quick=args.quick or quick_mode() or bool(trained.get("quick", False)),
         postprocessing=trained.get("postprocessing"),
+        record=trained,
+        scale=args.scale,
     )
     check_data(settings["data"])
     if args.out is not None:

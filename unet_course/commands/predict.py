@@ -22,10 +22,10 @@ import numpy as np
 
 from unet_course import files
 from unet_course.commands.common import (
-    _number,
     nonnegative_int,
     positive_int,
     probability,
+    scale_factor,
     start_keras,
 )
 from unet_course.postprocess import METHODS
@@ -63,21 +63,14 @@ def add(subparsers) -> None:
                         "receptive field, rounded up to its pooling grid; 0 for an unpadded "
                         "model)")
     parser.add_argument("--scale", type=scale_factor, default=None,
-                        help="recipe models: predict each image resized by this factor (0.5 when "
-                        "its nuclei are twice as wide as the training ones), or 'auto': a factor "
-                        "per image, from a first pass, that gives its nuclei the training nuclei's "
-                        "median area (notebook 06; needs the model's metrics.json). The labels "
-                        "keep the image's own size")
+                        help="recipe models: 'auto' (the default for a model trained by train): "
+                        "a factor per image, from a first pass, that gives its nuclei the "
+                        "training nuclei's median area (notebook 06; needs the model's "
+                        "metrics.json); or a factor for every image (1 = as it is; 0.5 when its "
+                        "nuclei are twice as wide as the training ones). The labels keep the "
+                        "image's own size")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
-
-
-def scale_factor(text: str) -> float | str:
-    """``--scale``: ``"auto"`` or a number from 0.1 to 10."""
-    return text if text == "auto" else _factor(text)
-
-
-_factor = _number(float, lambda v: 0.1 <= v <= 10, "'auto' or a number from 0.1 to 10")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,30 +177,26 @@ def segment_files(model_path: Path, jobs: list[Job], output: Path, *, method: st
 def _recipe_segmenter(model, model_path: Path, method, threshold, min_size, scale=None):
     """A model that normalises its own input: stored values in, whole images at once, with
     the post-processing chosen in training (from its record, when the record is its own),
-    each image resized by ``scale`` (``rescale``) for the prediction when it is given."""
-    from unet_course import recipe, rescale
+    each image size-normalised or resized by ``scale`` as ``rescale.pipeline`` says."""
+    from unet_course import rescale
     from unet_course.postprocess import label_instances
 
     try:
         trained = files.read_run_record(model_path) or {}
     except ValueError:
         trained = {}
-    post = dict(trained.get("postprocessing") or recipe.DEFAULT_POSTPROCESSING)
+    try:
+        plan = rescale.pipeline(trained, scale)
+    except ValueError as error:
+        raise ValueError(f"--model {str(model_path)!r}, --scale auto: {error}") from None
+    post = plan["settings"]
     if threshold:
         post["threshold"] = threshold
     if min_size is not None:
         post["min_size"] = min_size
-    target = trained.get("train_median_area")
-    if scale == "auto" and not target:
-        raise ValueError(f"--scale auto: no train_median_area in the metrics.json beside "
-                         f"{str(model_path)!r} (a model trained before it was recorded, or "
-                         "no record); give a number instead, e.g. --scale 0.5")
 
     def segment(image):
-        if scale == "auto":
-            probs = rescale.predict_size_normalised(model, [image], post, target)[0][0]
-        else:
-            probs = rescale.predict_at_scale(model, image, 1.0 if scale is None else scale)
+        probs = rescale.predict_pipeline(model, [image], plan)[0]
         return label_instances(probs, method=method, **post), files.to_uint8(image)
 
     return segment

@@ -227,7 +227,12 @@ def _run_train_recipe(args: argparse.Namespace, settings: dict) -> int:
         raise UsageError(str(err)) from None
     report = recipe.run(args.data, chosen, args.out, quick=settings["quick"],
                         precision=args.precision, xla=args.xla, log=print)
-    print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "val_dsb_map", "best_epoch")}))
+    print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "val_dsb_map", "best_epoch",
+                                             "scale", "val_dsb_map_native")}))
+    if report["scale"] == "auto":
+        print(f"predict and evaluate will size-normalise each image (--scale auto): validation "
+              f"instance score {report['val_dsb_map']:.3f}, against "
+              f"{report['val_dsb_map_native']:.3f} at the images' own size (--scale 1)")
     print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
     return 0
 
