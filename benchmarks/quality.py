@@ -8,8 +8,10 @@ train`` runs) with any ``--set`` overrides, then scores on the same images:
 
 - the baseline: global Otsu + connected components, and Otsu + distance-transform watershed
   (``unet_course.baseline``);
-- the U-Net: foreground + connected components, and the recipe's interior-seeded watershed
-  (its default), with the post-processing chosen on validation predictions;
+- the U-Net: foreground + connected components and the recipe's interior-seeded watershed,
+  each image predicted at its own size, and the default of ``predict`` and ``evaluate``: the
+  same watershed on size-normalised predictions (``unet_course.rescale``), each with the
+  post-processing chosen on validation predictions made the same way;
 
 on two test sets: ``--test-images`` fresh synthetic slides (256x256, seed 2026: never seen in
 training or tuning) and the real Data Science Bowl 2018 slide of ``unet_course.real_slide``
@@ -68,16 +70,27 @@ def report(text: str, out: Path | None) -> None:
             handle.write("\n" + text)
 
 
-def evaluate(model, post: dict, images, labels) -> dict:
-    """Baseline and U-Net pipelines on the same images: name -> {dice, iou, dsb_map}."""
-    from unet_course import baseline, recipe
+def evaluate(model, record: dict, images, labels) -> dict:
+    """Baseline and U-Net pipelines on the same images: name -> {dice, iou, dsb_map}.
+
+    The U-Net's default (``unet_watershed``) is what ``predict`` and ``evaluate`` run: each
+    image size-normalised (``rescale.pipeline`` of the run's record), then the interior
+    watershed; ``unet_watershed_native`` and ``unet_components`` predict each image at its
+    own size, with the settings chosen for that on the validation slides."""
+    from unet_course import baseline, recipe, rescale
 
     rows = {name: {k: v[k] for k in ("dice", "iou", "dsb_map")}
             for name, v in baseline.baseline_scores(images, labels).items()}
-    probs = recipe.predict_classes(model, images)
-    for method in ("components", "watershed"):
+    native = recipe.predict_classes(model, images)
+    plan = rescale.pipeline(record)
+    sized = rescale.predict_pipeline(model, images, plan, first=native)
+    runs = {"unet_components": (native, rescale.pipeline(record, 1)["settings"], "components"),
+            "unet_watershed_native": (native, rescale.pipeline(record, 1)["settings"],
+                                      "watershed"),
+            "unet_watershed": (sized, plan["settings"], "watershed")}
+    for name, (probs, post, method) in runs.items():
         found = recipe.scores(labels, probs, post, method=method)
-        rows[f"unet_{method}"] = {k: found[k] for k in ("dice", "iou", "dsb_map")}
+        rows[name] = {k: found[k] for k in ("dice", "iou", "dsb_map")}
     return rows
 
 
@@ -99,24 +112,25 @@ def main() -> None:
     chosen = recipe.settings(quick=args.quick, **_parse_set(args.set))
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        report = recipe.run("synthetic", chosen, run_dir, quick=args.quick,
+        record = recipe.run("synthetic", chosen, run_dir, quick=args.quick,
                             precision=args.precision, log=lambda *a: None)
         wall = time.perf_counter() - start
         model = keras.saving.load_model(Path(run_dir) / "model.keras")
-    post = report["postprocessing"]
+    post = record["postprocessing"]
     n_test = 4 if args.quick else args.test_images
     images, labels = make_nuclei(n_test, size=chosen.slide_size, seed=TEST_SEED)
-    tables = {"synthetic": evaluate(model, post, images, labels)}
+    tables = {"synthetic": evaluate(model, record, images, labels)}
     if real_slide.is_fetched():
         image, truth = real_slide.load_real_slide()
-        tables["real slide"] = evaluate(model, post, [real_slide.as_rgb(image)], [truth])
+        tables["real slide"] = evaluate(model, record, [real_slide.as_rgb(image)], [truth])
     changes = {k: v for k, v in dataclasses.asdict(chosen).items()
                if getattr(recipe.Recipe(), k) != v}
     lines = [f"### recipe {json.dumps(changes) if changes else '(defaults)'}"
              f"{' [quick]' if args.quick else ''}", "",
-             f"- machine: {_machine()}; {report['device']}",
+             f"- machine: {_machine()}; {record['device']}",
              f"- training wall time (data + fit + tuning): {wall:.0f} s; epochs run "
-             f"{report['epochs_run']}, best {report['best_epoch']}; post-processing {post}",
+             f"{record['epochs_run']}, best {record['best_epoch']}; post-processing {post} "
+             f"(size-normalised; native: {record['postprocessing_native']})",
              f"- synthetic test: {n_test} fresh {chosen.slide_size}x{chosen.slide_size} slides "
              f"(seed {TEST_SEED})", "",
              "| test set | pipeline | pixel Dice | pixel IoU | instance score |",
