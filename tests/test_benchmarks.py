@@ -1,0 +1,34 @@
+"""The benchmark scripts still run: each answers ``--help``, and ``quality.py --quick`` (a
+smoke run: 2 epochs of 2 steps on 64x64 slides) trains, scores and prints its table.
+
+Their numbers are measured by running them (``benchmarks/README.md``), never here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=BENCHMARKS.parent)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")))
+def test_every_benchmark_answers_help(script):
+    done = _run(str(BENCHMARKS / script), "--help")
+    assert done.returncode == 0 and "usage" in done.stdout, done.stderr[-1500:]
+
+
+def test_quality_quick_runs_end_to_end():
+    done = _run(str(BENCHMARKS / "quality.py"), "--quick", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for row in ("otsu_watershed", "unet_watershed_native", "unet_watershed"):
+        assert f"| synthetic | {row} |" in done.stdout
