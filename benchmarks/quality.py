@@ -83,7 +83,7 @@ def evaluate(model, record: dict, images, labels) -> dict:
             for name, v in baseline.baseline_scores(images, labels).items()}
     native = recipe.predict_classes(model, images)
     plan = rescale.pipeline(record)
-    sized = rescale.predict_pipeline(model, images, plan, first=native)
+    sized, _ = rescale.predict_pipeline(model, images, plan, first=native)
     runs = {"unet_components": (native, rescale.pipeline(record, 1)["settings"], "components"),
             "unet_watershed_native": (native, rescale.pipeline(record, 1)["settings"],
                                       "watershed"),

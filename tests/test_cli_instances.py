@@ -266,12 +266,59 @@ def test_predict_scale_refuses_bad_values(recipe_model, slides, tmp_path, capsys
 
 def test_predict_scale_auto_needs_the_record_and_a_recipe_model(recipe_model, models, slides,
                                                                  tmp_path, capsys):
-    for model, words in ((recipe_model["bare"], "no train_median_area"),
-                         (models["same"], "needs one of the recipe's models")):
+    for model, scale, words in ((recipe_model["bare"], "auto", "no train_median_area"),
+                                (models["same"], "auto", "no train_median_area"),
+                                (models["same"], "0.5", "only the recipe's models")):
         code = cli.main(["predict", "--model", str(model), "--input", str(slides),
-                         "--output", str(tmp_path / "out"), "--scale", "auto"])
+                         "--output", str(tmp_path / "out"), "--scale", scale])
         assert code == 2 and words in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
+    # --scale 1 is "as it is", which every model can do: a tiled model predicts as without it
+    for extra in ([], ["--scale", "1"]):
+        out = tmp_path / f"tiled{len(extra)}"
+        assert cli.main(["predict", "--model", str(models["same"]), "--input", str(slides),
+                         "--output", str(out), *extra]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "tiled0" / "a_labels.png")),
+                                  np.asarray(Image.open(tmp_path / "tiled2" / "a_labels.png")))
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("scale", "bogus", "metrics.json: scale must be 'auto' or a number from 0.1 to 10"),
+    ("scale", 0, "metrics.json: scale must be"),
+    ("train_median_area", None, "no train_median_area"),
+    ("train_median_area", -5, "train_median_area must be a positive number"),
+    ("train_median_area", "203", "train_median_area must be a positive number"),
+    ("postprocessing", "x", "postprocessing must be the watershed settings"),
+])
+def test_a_broken_record_is_refused_before_any_work(recipe_model, slides, tmp_path, capsys,
+                                                    key, value, words):
+    """A hand-edited metrics.json: predict and evaluate name the key and what train writes,
+    before the model is loaded or any image predicted; nothing is written."""
+    import shutil
+
+    from unet_course import files
+
+    folder = tmp_path / "run"
+    shutil.copytree(recipe_model["chosen"].parent, folder)
+    record = json.loads((folder / "metrics.json").read_text())
+    record[key] = value
+    if value is None:
+        del record[key]
+    files.write_run_record(folder, record)
+    for argv in (["predict", "--input", str(slides), "--output", str(tmp_path / "out")],
+                 ["evaluate", "--seed", "0", "--quick"]):
+        code = cli.main([argv[0], "--model", str(folder / "model.keras"), *argv[1:]])
+        assert code == 2 and words in capsys.readouterr().err, argv
+        assert not (tmp_path / "out").exists()
+
+
+def test_predict_says_when_it_has_no_record_and_which_scale_it_used(recipe_model, slides,
+                                                                    tmp_path, capsys):
+    for path, words in ((recipe_model["bare"], "no training record"),
+                        (recipe_model["chosen"], "predicted at scale")):
+        assert cli.main(["predict", "--model", str(path), "--input", str(slides),
+                         "--output", str(tmp_path / path.parent.name)]) == 0
+        assert words in capsys.readouterr().out
 
 
 def test_predict_follows_the_training_runs_choice_of_scale(recipe_model, slides, tmp_path):

@@ -97,10 +97,21 @@ def test_predict_pipeline_is_each_way_written_out(tiny):
     record = {"scale": "auto", "postprocessing": SIZED, "postprocessing_native": NATIVE,
               "train_median_area": 30.0}
     first = predict_classes(tiny, [image])
-    auto = rescale.predict_pipeline(tiny, [image], rescale.pipeline(record))
-    expected, _ = rescale.predict_size_normalised(tiny, [image], NATIVE, 30.0, first=first)
+    auto, factors = rescale.predict_pipeline(tiny, [image], rescale.pipeline(record))
+    expected, scales = rescale.predict_size_normalised(tiny, [image], NATIVE, 30.0, first=first)
     np.testing.assert_allclose(auto[0], expected[0], atol=1e-6)
-    same = rescale.predict_pipeline(tiny, [image], rescale.pipeline(record, 1))
+    assert factors == scales
+    same, _ = rescale.predict_pipeline(tiny, [image], rescale.pipeline(record, 1))
     np.testing.assert_allclose(same[0], first[0], atol=1e-6)
-    half = rescale.predict_pipeline(tiny, [image], rescale.pipeline(record, 0.5))
+    half, halves = rescale.predict_pipeline(tiny, [image], rescale.pipeline(record, 0.5))
     np.testing.assert_allclose(half[0], rescale.predict_at_scale(tiny, image, 0.5), atol=1e-6)
+    assert halves == [0.5]
+
+
+def test_predict_at_scale_keeps_the_shape_of_nuclei_and_refuses_huge_enlargements(tiny):
+    thin = np.random.default_rng(2).integers(0, 255, (16, 400, 3)).astype(np.uint8)
+    # 0.5 would make the 16-pixel side 8: the one factor is raised to keep it at 16 (here 1)
+    np.testing.assert_allclose(rescale.predict_at_scale(tiny, thin, 0.5),
+                               rescale.predict_at_scale(tiny, thin, 1.0), atol=1e-6)
+    with pytest.raises(ValueError, match="megapixels"):
+        rescale.predict_at_scale(tiny, np.zeros((600, 600, 3), np.uint8), 10)

@@ -112,7 +112,7 @@ def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
     if classes == 3:  # background / interior / boundary: the recipe's model
         record = settings.get("record") or {"postprocessing": settings.get("postprocessing")}
         plan = rescale.pipeline(record, settings.get("scale"))
-        probs = rescale.predict_pipeline(model, images.images, plan)
+        probs, _ = rescale.predict_pipeline(model, images.images, plan)
         post = plan["settings"]
         if threshold:
             post["threshold"] = threshold

@@ -21,6 +21,8 @@ import numpy as np
 
 LIMITS = (0.5, 2.0)  # never shrink or enlarge an image more than this
 _SAME = 0.1  # a scale within 10 % of 1 keeps the first pass
+MIN_SIDE = 16  # the shortest side a resized image is given
+MAX_PIXELS = 4096 * 4096  # the most an image is enlarged to (16 Mi pixels; memory)
 
 
 def median_area(labels) -> float:
@@ -47,7 +49,10 @@ def choose_scale(found, target_area: float, limits: tuple[float, float] = LIMITS
 
 def predict_at_scale(model, image, scale: float) -> np.ndarray:
     """``recipe.predict_classes`` of ``image`` resized by ``scale`` (bilinear, smoothed first
-    when shrinking), with the class maps resized back (bilinear) to the image's ``(H, W)``."""
+    when shrinking), with the class maps resized back (bilinear) to the image's ``(H, W)``.
+
+    Both sides are resized by one factor, so nuclei keep their shape: for an image whose
+    shorter side would come out under 16 pixels, the factor is raised until it does not."""
     from skimage.transform import resize
 
     from unet_course.recipe import predict_classes
@@ -56,7 +61,12 @@ def predict_at_scale(model, image, scale: float) -> np.ndarray:
     if scale == 1:
         return predict_classes(model, [image])[0]
     h, w = image.shape[:2]
-    size = (max(16, round(h * scale)), max(16, round(w * scale)))
+    scale = max(scale, MIN_SIDE / min(h, w))
+    size = (round(h * scale), round(w * scale))
+    if size[0] * size[1] > max(h * w, MAX_PIXELS):
+        raise ValueError(f"scale {scale:g} would enlarge a {w}x{h} image to {size[1]}x{size[0]} "
+                         f"pixels, more than {MAX_PIXELS // 2**20} megapixels to predict at once; "
+                         "use a smaller factor")
     resized = resize(image.astype(np.float32), size, order=1, anti_aliasing=scale < 1,
                      preserve_range=True)
     probs = predict_classes(model, [resized])[0]
@@ -88,13 +98,16 @@ def predict_size_normalised(model, images, settings: dict, target_area: float,
     return probs, scales
 
 
+FACTORS = (0.1, 10.0)  # the factors a user may give (--scale)
+
+
 def pipeline(record: dict | None, scale: float | str | None = None) -> dict:
     """How ``predict`` and ``evaluate`` run a recipe model, from its training record.
 
-    ``recipe.run`` chooses on the validation slides whether size normalisation helps (it
-    stores ``scale``: ``"auto"`` or 1.0) and the watershed settings for each way:
-    ``postprocessing`` for the chosen one, ``postprocessing_native`` for one pass at the
-    image's own size (also the first pass of ``"auto"``).
+    ``recipe.run`` stores ``scale`` (``"auto"``: size normalisation, the default) and the
+    watershed settings for each way: ``postprocessing`` for the stored way,
+    ``postprocessing_native`` for one pass at the image's own size (also the first pass of
+    ``"auto"``). Every value used is checked here, before any image is predicted.
 
     Args:
         record: the run's ``metrics.json`` (``files.read_run_record``), or None.
@@ -103,37 +116,68 @@ def pipeline(record: dict | None, scale: float | str | None = None) -> dict:
 
     Returns:
         ``{"scale", "first", "settings", "target_area"}``: the scale, the first pass's
-        settings (for ``"auto"``), the final settings and the training nuclei's median area.
+        settings (for ``"auto"``), the final settings (each a dict of its own) and the
+        training nuclei's median area.
 
     Raises:
-        ValueError: ``"auto"`` for a record without ``train_median_area``.
+        ValueError: a value of the record that is not what ``train`` writes (naming its key),
+            or ``"auto"`` for a record without ``train_median_area``.
     """
-    from unet_course.recipe import DEFAULT_POSTPROCESSING
-
     record = record or {}
     trained = record.get("scale", 1.0)
-    chosen = dict(record.get("postprocessing") or DEFAULT_POSTPROCESSING)
-    native = dict(record.get("postprocessing_native") or chosen)
+    _check_scale(trained, "metrics.json: scale")
+    chosen = _settings(record, "postprocessing", None)
+    native = _settings(record, "postprocessing_native", chosen)
     scale = trained if scale is None else scale
+    _check_scale(scale, "scale")
     target = record.get("train_median_area")
-    if scale == "auto" and not target:
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)
+                               or not np.isfinite(target) or target <= 0):
+        raise ValueError(f"metrics.json: train_median_area must be a positive number of "
+                         f"pixels, got {target!r}")
+    if scale == "auto" and target is None:
         raise ValueError("scale 'auto' needs the training nuclei's median area, which train "
                          "writes into metrics.json beside the model; this model's record has no "
                          "train_median_area (trained before it was recorded, or no record): "
-                         "give a factor instead, e.g. 0.5")
+                         "give a factor instead (1 = the images as they are)")
     settings = chosen if scale == "auto" and trained == "auto" else native
-    return {"scale": scale, "first": native, "settings": settings, "target_area": target}
+    return {"scale": scale, "first": dict(native), "settings": dict(settings),
+            "target_area": target}
 
 
-def predict_pipeline(model, images, plan: dict, first=None) -> list[np.ndarray]:
+def _check_scale(value, what: str) -> None:
+    low, high = FACTORS
+    if value == "auto" or (not isinstance(value, bool) and isinstance(value, int | float)
+                           and low <= value <= high):
+        return
+    raise ValueError(f"{what} must be 'auto' or a number from {low:g} to {high:g}, "
+                     f"got {value!r}")
+
+
+def _settings(record: dict, key: str, default: dict | None) -> dict:
+    value = record.get(key)
+    if value is None:
+        if default is None:  # imported here only: the recipe module imports Keras
+            from unet_course.recipe import DEFAULT_POSTPROCESSING as default
+        return dict(default)
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"metrics.json: {key} must be the watershed settings train writes "
+                         f"(a JSON object), got {value!r}")
+    return dict(value)
+
+
+def predict_pipeline(model, images, plan: dict, first=None):
     """The class maps of ``images`` as ``pipeline``'s ``plan`` says: size-normalised
-    (``"auto"``), or each image resized by the plan's factor (1 = as it is)."""
+    (``"auto"``), or each image resized by the plan's factor (1 = as it is).
+
+    Returns ``(class maps at each image's own size, the factor used for each)``."""
     from unet_course.recipe import predict_classes
 
     images = [np.asarray(image) for image in images]
     if plan["scale"] == "auto":
         return predict_size_normalised(model, images, plan["first"], plan["target_area"],
-                                       first=first)[0]
+                                       first=first)
+    factors = [float(plan["scale"])] * len(images)
     if plan["scale"] == 1:
-        return predict_classes(model, images) if first is None else list(first)
-    return [predict_at_scale(model, image, plan["scale"]) for image in images]
+        return (predict_classes(model, images) if first is None else list(first)), factors
+    return [predict_at_scale(model, image, plan["scale"]) for image in images], factors

@@ -22,8 +22,10 @@ def add(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="print pixel Dice and IoU of a trained model on held-out images (JSON)",
-        description="Predict each held-out image at its native resolution (reflect-pad to a "
-        "size the model accepts, crop the answer back) and print pixel Dice and IoU as JSON. "
+        description="Predict each held-out image (a model trained by train: size-normalised "
+        "as predict does, see --scale; reflect-padded to a size the model accepts, the answer "
+        "cropped back) and print pixel Dice and IoU and the instance score as JSON, beside the "
+        "Otsu baselines. "
         "Data settings and the threshold (chosen on validation data) default to those in "
         "metrics.json next to the model, so the held-out split is the one training never saw; "
         "a record that is missing or belongs to another model is refused unless you name the "
@@ -47,7 +49,7 @@ def add(subparsers) -> None:
                         help="recipe models: 'auto' (the default for a model trained by train) "
                         "predicts each image at the size where its nuclei look like the "
                         "training ones, as predict does; a number resizes every image by it "
-                        "(1 = as it is)")
+                        "(1 = as it is; from 0.1 to 10)")
     parser.add_argument("--quick", action="store_true", help="the quick-mode splits")
     parser.add_argument("--instances", choices=METHODS, default="watershed",
                         help="post-processing into nuclei for the instance score dsb_map "
@@ -83,10 +85,17 @@ def settings(args: argparse.Namespace) -> dict:
                          f"({str(args.model.parent / files.RECORD)!r} is missing), so its "
                          "test split is unknown; pass --seed (and --data) of its training run")
     trained = trained or {}
-    if args.scale == "auto" and not trained.get("train_median_area"):
-        raise UsageError(f"--scale auto: the record beside --model {str(args.model)!r} has no "
-                         "train_median_area (the training nuclei's median area, which train "
-                         "writes); give a factor instead, e.g. --scale 0.5")
+    if trained.get("model") in ("seed", "unet"):
+        if args.scale not in (None, 1):
+            raise UsageError(f"--scale {args.scale}: only the recipe's models are predicted at "
+                             f"another scale; {str(args.model)!r} is a {trained['model']} model")
+    elif "postprocessing" in trained or args.scale is not None:  # checked before any work
+        from unet_course.rescale import pipeline
+
+        try:
+            pipeline(trained, args.scale)
+        except ValueError as error:
+            raise UsageError(f"--model {str(args.model)!r}: {error}") from None
     settings = dict(
         data=args.data or trained.get("data", "synthetic"),
         img_size=args.img_size or trained.get("img_size"),

@@ -35,8 +35,10 @@ def add(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="segment images into nuclei; write 16-bit label PNGs and overlays",
-        description="Segment an image, or every image file of a folder, at its native size: "
-        "predicted tile by tile with mirrored borders (overlap-tile), split into nuclei, and "
+        description="Segment an image, or every image file of a folder, and write the nuclei "
+        "at the image's own size. A model trained by train predicts each whole image "
+        "size-normalised by default (--scale); older models predict tile by tile with "
+        "mirrored borders (overlap-tile). The probabilities are split into nuclei and "
         "written as OUTPUT/<name>_labels.png (16-bit: 0 = background, 1..n = nuclei) and "
         "OUTPUT/<name>_overlay.png. Images are read one way (unet_course.files): the recipe's "
         "models take the stored values (8-bit, 16-bit or float; they normalise each image by "
@@ -68,7 +70,7 @@ def add(subparsers) -> None:
                         "training nuclei's median area (notebook 06; needs the model's "
                         "metrics.json); or a factor for every image (1 = as it is; 0.5 when its "
                         "nuclei are twice as wide as the training ones). The labels keep the "
-                        "image's own size")
+                        "image's own size; a factor is a number from 0.1 to 10")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
 
@@ -146,58 +148,89 @@ def segment_files(model_path: Path, jobs: list[Job], output: Path, *, method: st
         log: Callable[[str], None] = print) -> int:
     """Predict every job's image and write its label PNG and overlay; return the file count.
 
-    The output folder is made if missing, and removed again if nothing could be written.
+    The model's training record is read and checked first (``rescale.pipeline``), then the
+    model is loaded. The output folder is made if missing, and removed again if nothing
+    could be written.
     """
     from unet_course import normalization, recipe
 
+    record, why = _read_record(model_path)
+    if record.get("model") in ("seed", "unet") and scale not in (None, 1):
+        raise ValueError(f"--scale {scale}: only the recipe's models are predicted at another "
+                         f"scale; {str(model_path)!r} is a {record['model']} model, predicted "
+                         "tile by tile at its own size")
+    try:
+        way = _recipe_way(record, scale, why)
+    except ValueError as error:
+        raise ValueError(f"--model {str(model_path)!r}: {error}") from None
     model = recipe.load_model(model_path)
     if model.input_shape[-1] not in (1, 3):
         raise ValueError(f"--model takes {model.input_shape[-1]}-channel images; expected 1 or 3")
     if any(isinstance(layer, normalization.PercentileNormalization) for layer in model.layers):
-        segment = _recipe_segmenter(model, model_path, method, threshold, min_size, scale)
-    elif scale is not None:
-        raise ValueError("--scale needs one of the recipe's models, which normalise each image "
-                         "themselves; this model is predicted tile by tile at 0-255")
+        if why:
+            log(f"note: {why}; so each image is predicted "
+                + ("at its own size" if way["scale"] == 1 else f"at scale {way['scale']}")
+                + " with the default settings (recipe.DEFAULT_POSTPROCESSING)")
+        segment = _recipe_segmenter(model, way, method, threshold, min_size)
+    elif scale not in (None, 1):
+        raise ValueError(f"--scale {scale}: only the recipe's models, which normalise each "
+                         "image themselves, are predicted at another scale; this model is "
+                         "predicted tile by tile at 0-255, at its own size")
     else:
         segment = _tiled_segmenter(model, method, threshold, min_size, tile, overlap)
     made = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     try:
         for job in jobs:
-            labels, shown = segment(files.read_image(job.image))
+            labels, shown, factor = segment(files.read_image(job.image))
             _write(job, labels, shown)
-            log(f"{job.image.name}: {labels.max()} nuclei, {labels.shape[1]}x{labels.shape[0]} "
-                f"-> {job.labels.name}, {job.overlay.name}")
+            at = "" if factor in (None, 1) else f" (predicted at scale {factor:.2f})"
+            log(f"{job.image.name}: {labels.max()} nuclei, {labels.shape[1]}x{labels.shape[0]}"
+                f"{at} -> {job.labels.name}, {job.overlay.name}")
     finally:
         if made and not any(output.iterdir()):
             output.rmdir()
     return 2 * len(jobs)
 
 
-def _recipe_segmenter(model, model_path: Path, method, threshold, min_size, scale=None):
-    """A model that normalises its own input: stored values in, whole images at once, with
-    the post-processing chosen in training (from its record, when the record is its own),
-    each image size-normalised or resized by ``scale`` as ``rescale.pipeline`` says."""
+def _read_record(model_path: Path) -> tuple[dict, str | None]:
+    """The model's own training record (``{}`` when there is none or it is not the model's)
+    and, when it cannot be used, why."""
+    try:
+        record = files.read_run_record(model_path)
+    except ValueError as error:
+        return {}, f"the training record was not used: {error}"
+    if record is None:
+        return {}, f"no training record ({files.RECORD}) beside {str(model_path)!r}"
+    return record, None
+
+
+def _recipe_way(record: dict, scale, why: str | None) -> dict:
+    """``rescale.pipeline`` for a recipe model, with the reason when the record was dropped."""
+    from unet_course import rescale
+
+    try:
+        return rescale.pipeline(record, scale)
+    except ValueError as error:
+        raise ValueError(f"{error}" + (f" ({why})" if why else "")) from None
+
+
+def _recipe_segmenter(model, way: dict, method, threshold, min_size):
+    """A model that normalises its own input: stored values in, whole images at once, each
+    size-normalised or resized as ``way`` (``rescale.pipeline``) says, split with the
+    post-processing chosen in training for that way."""
     from unet_course import rescale
     from unet_course.postprocess import label_instances
 
-    try:
-        trained = files.read_run_record(model_path) or {}
-    except ValueError:
-        trained = {}
-    try:
-        plan = rescale.pipeline(trained, scale)
-    except ValueError as error:
-        raise ValueError(f"--model {str(model_path)!r}, --scale auto: {error}") from None
-    post = plan["settings"]
+    post = way["settings"]
     if threshold:
         post["threshold"] = threshold
     if min_size is not None:
         post["min_size"] = min_size
 
     def segment(image):
-        probs = rescale.predict_pipeline(model, [image], plan)[0]
-        return label_instances(probs, method=method, **post), files.to_uint8(image)
+        (probs,), (factor,) = rescale.predict_pipeline(model, [image], way)
+        return label_instances(probs, method=method, **post), files.to_uint8(image), factor
 
     return segment
 
@@ -216,7 +249,7 @@ def _tiled_segmenter(model, method, threshold, min_size, tile, overlap):
         labels, _ = predict_instances(
             model, pixels, method, threshold or 0.5, tile=tile, overlap=overlap,
             min_size=10 if min_size is None else min_size)
-        return labels, pixels if not grey else pixels[..., 0]
+        return labels, pixels if not grey else pixels[..., 0], None
 
     return segment
 
