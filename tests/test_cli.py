@@ -279,4 +279,22 @@ def test_train_and_evaluate_choices_come_from_the_package_tables():
     defaults = inspect.signature(model.build_unet).parameters
     for option in ("base_filters", "depth", "dropout", "batch_norm", "upsampling", "activation"):
         assert getattr(args, option) == defaults[option].default, option
-    assert args.batch_size == train.TrainConfig().batch_size
+    assert args.batch_size is None  # the recipe's own (recipe.Recipe) or the seed/unet config's
+
+
+def test_train_help_states_the_recipes_own_defaults(capsys):
+    """The help names the recipe's crop, epochs, batch and peak learning rate: the numbers
+    of ``recipe.Recipe()``, not of the seed/unet training config."""
+    import re
+
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())
+    stated = {flag: re.search(rf"{flag} \S+ (\S.*?)(?= --|$)", text).group(1)
+              for flag in ("--img-size", "--epochs", "--batch-size", "--lr")}
+    numbers = {flag: re.search(r"recipe: ([0-9.e-]+)", help_).group(1)
+               for flag, help_ in stated.items()}
+    r = recipe.Recipe()
+    assert numbers == {"--img-size": str(r.img_size), "--epochs": str(r.epochs),
+                       "--batch-size": str(r.batch_size), "--lr": numbers["--lr"]}
+    assert float(numbers["--lr"]) == r.learning_rate

@@ -57,7 +57,7 @@ class Recipe:
     """
 
     img_size: int = 128
-    batch_size: int = 8
+    batch_size: int = 4
     base_filters: int = 16
     depth: int = 4
     batch_norm: bool = True
@@ -384,7 +384,8 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
         "epochs_run": len(losses_), "train_seconds": round(time.perf_counter() - start, 1),
         "data": str(data), "source": splits.source, "seed": recipe.seed,
         "quick": quick, "model": "recipe", "recipe": dataclasses.asdict(recipe),
-        "img_size": recipe.slide_size, "train_median_area": choice["target_area"],
+        "img_size": recipe.slide_size,
+        "train_median_area": choice["target_area"] if choice["scale"] == "auto" else None,
         "device": accelerator.describe(), "precision": accelerator.precision,
         "xla": accelerator.jit_compile, "keras_backend": keras.backend.backend(),
         "options": {"precision": precision, "xla": xla},

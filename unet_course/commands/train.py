@@ -51,7 +51,9 @@ def add(subparsers) -> None:
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help=f"maximum epochs (recipe: 16; seed/unet: {_CONFIG.epochs}; fewer "
                         "with --quick)")
-    parser.add_argument("--batch-size", type=positive_int, default=_CONFIG.batch_size)
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help=f"crops per step (recipe: 4; seed/unet: "
+                        f"{_CONFIG.batch_size})")
     parser.add_argument("--steps-per-epoch", type=positive_int, default=None,
                         help="seed/unet: batches per epoch (default: the whole training set; "
                         "2 with --quick)")
@@ -168,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
     splits = datasets.load_splits(args.data, settings["img_size"], quick=settings["quick"],
                                   seed=args.seed)
     print(splits.describe())
-    config = train.TrainConfig(epochs=settings["epochs"], batch_size=args.batch_size,
+    config = train.TrainConfig(epochs=settings["epochs"],
+                               batch_size=args.batch_size or _CONFIG.batch_size,
                                learning_rate=settings["lr"], loss=settings["loss"], seed=args.seed)
     accelerator = train.choose_accelerator(args.precision, args.xla)
     print(f"Training on {accelerator.describe()}")
@@ -216,7 +219,9 @@ def _first_batches(seq, steps: int):
 def _run_train_recipe(args: argparse.Namespace, settings: dict) -> int:
     from unet_course import recipe
 
-    options = {"img_size": settings["img_size"], "batch_size": args.batch_size, "seed": args.seed}
+    options = {"img_size": settings["img_size"], "seed": args.seed}
+    if args.batch_size:
+        options["batch_size"] = args.batch_size
     if args.epochs:
         options["epochs"] = args.epochs
     if args.lr:
@@ -246,7 +251,7 @@ def _run_settings(args, config, accelerator, splits, steps) -> dict:
 
     return {
         "config": dataclasses.asdict(config),
-        "options": {"batch_size": args.batch_size, "steps_per_epoch": steps,
+        "options": {"batch_size": config.batch_size, "steps_per_epoch": steps,
                     "augment": not args.no_augment, "weight_map": args.weight_map,
                     "workers": args.workers, "precision": args.precision,
                     "xla": args.xla},
