@@ -185,7 +185,8 @@ def segment_files(model_path: Path, jobs: list[Job], output: Path, *, method: st
             labels, shown, factor = segment(files.read_image(job.image))
             _write(job, labels, shown)
             at = "" if factor in (None, 1) else f" (predicted at scale {factor:.2f})"
-            log(f"{job.image.name}: {labels.max()} nuclei, {labels.shape[1]}x{labels.shape[0]}"
+            count = f"{labels.max()} nucle{'us' if labels.max() == 1 else 'i'}"
+            log(f"{job.image.name}: {count}, {labels.shape[1]}x{labels.shape[0]}"
                 f"{at} -> {job.labels.name}, {job.overlay.name}")
     finally:
         if made and not any(output.iterdir()):
