@@ -4,15 +4,17 @@ What belongs here: the settings that win (``Recipe``, each measured in
 ``benchmarks/quality.py``), the three-class training batches (``sequence.ThreeClassSequence``), the training run itself
 (``train_recipe``), prediction of the three class maps at native resolution
 (``predict_classes``) and the choice of the post-processing settings on *validation*
-predictions (``tune_postprocessing``), never on test images or true test masks.
+predictions (``tune_postprocessing``; ``choose_pipeline`` does it for predictions at the
+images' own size and size-normalised ones), never on test images or true test masks.
 
 The recipe, in one paragraph: a U-Net with batch normalisation whose first layer normalises
 each image by its own percentiles (``normalization.PercentileNormalization``), trained on
-random 128x128 crops of synthetic slides to predict three classes per pixel (background,
+steps of 4 random 128x128 crops of synthetic slides to predict three classes per pixel (background,
 nucleus interior, nucleus boundary: ``targets.three_class_targets``) with cross-entropy +
 soft Dice (``losses.ClassesDiceLoss``), Adam with a warm-up and cosine decay of the learning
 rate; nuclei are then separated by a marker-controlled watershed seeded from the predicted
 interiors (``postprocess.label_instances``), as the Data Science Bowl 2018 winners did.
+``predict`` and ``evaluate`` first bring each image to the training nuclei's size (``rescale``).
 """
 
 from __future__ import annotations

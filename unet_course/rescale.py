@@ -12,7 +12,10 @@ gives none. This module does the same for the course's models, in two passes:
    and resize the class maps back to the image's own size, so the nuclei come out in its pixels.
 
 ``choose_scale`` is step 2's rule; ``predict_at_scale`` the rescaled prediction;
-``predict_size_normalised`` both passes for a list of images.
+``predict_size_normalised`` both passes for a list of images. ``pipeline`` reads from a
+training record how ``predict`` and ``evaluate`` run a model (size-normalised by default, with
+the watershed settings ``train`` chose for that way) and checks the record's values;
+``predict_pipeline`` predicts that way.
 """
 
 from __future__ import annotations
