@@ -115,3 +115,10 @@ def test_predict_at_scale_keeps_the_shape_of_nuclei_and_refuses_huge_enlargement
                                rescale.predict_at_scale(tiny, thin, 1.0), atol=1e-6)
     with pytest.raises(ValueError, match="megapixels"):
         rescale.predict_at_scale(tiny, np.zeros((600, 600, 3), np.uint8), 10)
+
+
+def test_pipeline_refuses_another_scale_for_the_older_models():
+    for model in ("seed", "unet"):
+        with pytest.raises(ValueError, match="only the recipe's models"):
+            rescale.pipeline({"model": model}, 0.5)
+        assert rescale.pipeline({"model": model}, 1)["scale"] == 1  # as it is: fine

@@ -124,9 +124,13 @@ def pipeline(record: dict | None, scale: float | str | None = None) -> dict:
 
     Raises:
         ValueError: a value of the record that is not what ``train`` writes (naming its key),
-            or ``"auto"`` for a record without ``train_median_area``.
+            ``"auto"`` for a record without ``train_median_area``, or a factor other than 1
+            for a seed or unet model.
     """
     record = record or {}
+    if record.get("model") in ("seed", "unet") and scale not in (None, 1):
+        raise ValueError(f"only the recipe's models are predicted at another scale; this is a "
+                         f"{record['model']} model, predicted at its own size (scale {scale!r})")
     trained = record.get("scale", 1.0)
     _check_scale(trained, "metrics.json: scale")
     chosen = _settings(record, "postprocessing", None)

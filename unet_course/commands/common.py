@@ -8,6 +8,8 @@ import argparse
 import os
 from pathlib import Path
 
+from unet_course.rescale import FACTORS
+
 
 class UsageError(Exception):
     """A mistake in the user's arguments or files: reported in one line, exit code 2."""
@@ -43,11 +45,12 @@ nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 seed_type = _number(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 probability = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 learning_rate = probability  # Adam step sizes worth trying lie well inside (0, 1)
-_factor = _number(float, lambda v: 0.1 <= v <= 10, "'auto' or a number from 0.1 to 10")
+_factor = _number(float, lambda v: FACTORS[0] <= v <= FACTORS[1],
+                  f"'auto' or a number from {FACTORS[0]:g} to {FACTORS[1]:g}")
 
 
 def scale_factor(text: str) -> float | str:
-    """``--scale`` of predict and evaluate: ``"auto"`` or a number from 0.1 to 10."""
+    """``--scale`` of predict and evaluate: ``"auto"`` or a factor in ``rescale.FACTORS``."""
     return text if text == "auto" else _factor(text)
 
 

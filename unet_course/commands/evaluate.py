@@ -85,11 +85,7 @@ def settings(args: argparse.Namespace) -> dict:
                          f"({str(args.model.parent / files.RECORD)!r} is missing), so its "
                          "test split is unknown; pass --seed (and --data) of its training run")
     trained = trained or {}
-    if trained.get("model") in ("seed", "unet"):
-        if args.scale not in (None, 1):
-            raise UsageError(f"--scale {args.scale}: only the recipe's models are predicted at "
-                             f"another scale; {str(args.model)!r} is a {trained['model']} model")
-    elif "postprocessing" in trained or args.scale is not None:  # checked before any work
+    if "postprocessing" in trained or args.scale is not None:  # checked before any work
         from unet_course.rescale import pipeline
 
         try:

@@ -155,10 +155,6 @@ def segment_files(model_path: Path, jobs: list[Job], output: Path, *, method: st
     from unet_course import normalization, recipe
 
     record, why = _read_record(model_path)
-    if record.get("model") in ("seed", "unet") and scale not in (None, 1):
-        raise ValueError(f"--scale {scale}: only the recipe's models are predicted at another "
-                         f"scale; {str(model_path)!r} is a {record['model']} model, predicted "
-                         "tile by tile at its own size")
     try:
         way = _recipe_way(record, scale, why)
     except ValueError as error:
