@@ -38,9 +38,10 @@ def add(subparsers) -> None:
         description="Train a U-Net on synthetic nuclei or a DSB2018 folder. Writes "
         "OUT/model.keras (the best epoch), OUT/history.csv and OUT/metrics.json (validation "
         "scores and every setting of the run). With no tuning flags it runs the course's "
-        "default recipe (--model recipe: three classes, interior-seeded watershed; about 8 "
-        "minutes on a 2-core CPU, see benchmarks/quality.py). On a GPU, mixed precision and "
-        "XLA are switched on automatically (see `unet-course doctor`).",
+        "default recipe (--model recipe: three classes, interior-seeded watershed; an "
+        "estimated 8 minutes on a 2-core AVX2 CPU, see benchmarks/results/quality_cpu.md). "
+        "On a GPU, mixed precision and XLA are switched on automatically (see "
+        "`unet-course doctor`).",
     )
     parser.add_argument("--data", default="synthetic",
                         help="'synthetic' (default) or a folder in the DSB2018 layout")
