@@ -37,6 +37,64 @@ def test_choose_scale_matches_the_median_to_the_target():
         rescale.choose_scale(big, 100, limits=(1.5, 2.0))
 
 
+def test_choose_scale_around_another_rung_clips_to_its_limits():
+    big = squares((60, 90), [20, 20, 20])  # 400 pixels each, found at a rung of 0.5
+    assert rescale.choose_scale(big, 100, around=0.5) == pytest.approx(0.5)
+    assert rescale.choose_scale(big, 25, around=0.5) == pytest.approx(0.25)  # 0.5 * 0.5
+    assert rescale.choose_scale(big, 4, around=0.5) == pytest.approx(0.25)  # 0.1, clipped
+    assert rescale.choose_scale(big, 6400, around=0.5) == pytest.approx(1.0)  # 4, clipped
+    assert rescale.choose_scale(np.zeros((8, 8), np.int32), 100, around=0.5) == 0.5
+
+
+def test_confidence_is_the_mean_top_probability_over_nucleus_pixels():
+    probs = np.zeros((10, 10, 3), np.float32)
+    probs[..., 0] = 1.0  # background, left out
+    probs[:3, :] = (0.2, 0.8, 0.0)  # 30 nucleus pixels, 0.8 sure
+    probs[3, :5] = (0.1, 0.3, 0.6)  # 5 boundary pixels, 0.6 sure
+    assert rescale.confidence(probs) == pytest.approx((30 * 0.8 + 5 * 0.6) / 35)
+    probs[:3, :] = (0.6, 0.4, 0.0)  # now background: 5 nucleus pixels are too few
+    assert rescale.confidence(probs) is None
+
+
+def _fragmenting_network(model, images, batch_size=8):
+    """A stand-in for ``recipe.predict_classes`` that behaves like a network shown nuclei
+    twice too large: one square nucleus a quarter of the image wide, found whole and sure
+    (0.95) when the image is at most 80 pixels wide, else cut into 4x4 pieces, unsure (0.7)."""
+    out = []
+    for image in images:
+        n = image.shape[0]
+        probs = np.zeros((n, n, 3), np.float32)
+        probs[..., 0] = 1.0
+        side, sure = n // 4, n <= 80
+        pieces = 1 if sure else 4
+        step, low = side // pieces, (n - side) // 2
+        for i in range(pieces):
+            for j in range(pieces):
+                r, c = low + i * step, low + j * step
+                probs[r + 1:r + step - 1, c + 1:c + step - 1] = ((0.05, 0.95, 0) if sure
+                                                                 else (0.3, 0.7, 0))
+        out.append(probs)
+    return out
+
+
+def test_the_ladder_finds_nuclei_too_large_for_the_first_pass(monkeypatch):
+    from unet_course import recipe
+
+    monkeypatch.setattr(recipe, "predict_classes", _fragmenting_network)
+    image = np.zeros((128, 128, 3), np.uint8)
+    settings = {"threshold": 0.5, "seed_threshold": 0.5, "min_size": 0}
+    # the nucleus: 30x30 = 900 pixels inside its 32-pixel square; the training ones: 225
+    _, scales = rescale.predict_size_normalised(None, [image], settings, 225, ladder=(1.0,))
+    assert scales == [pytest.approx(2.0)]  # one estimate: 36-pixel pieces say "enlarge"
+    probs, scales = rescale.predict_size_normalised(None, [image], settings, 225)
+    # the ladder: 0.71 (91 pixels) is cut into pieces, 0.5 (64) is sure and whole; 0.35 would
+    # make the image narrower than LADDER_MIN_SIDE. At 0.5 the nucleus measures about 28x28
+    # pixels at the image's size: sqrt(225 / 784) = 0.54, within 10 % of 0.5, so that rung
+    # is kept
+    assert scales == [0.5]
+    np.testing.assert_allclose(probs[0], rescale.predict_at_scale(None, image, 0.5), atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     from unet_course.model import build_unet

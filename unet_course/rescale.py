@@ -4,18 +4,25 @@ A network learns nuclei of the sizes it was shown. A microscope at another magni
 another camera, gives nuclei of other sizes, and the network finds them less well. Cellpose
 (Stringer et al., *Nature Methods* 18, 2021) therefore rescales every image so that its cells
 have the diameter its models were trained on, estimated from the image itself when the user
-gives none. This module does the same for the course's models, in two passes:
+gives none. This module does the same for the course's models:
 
-1. predict the image as it is and separate the nuclei (``postprocess.label_instances``);
-2. if their median area differs from ``target_area`` (the median nucleus area of the training
-   labels, ``median_area``), resize the image by ``sqrt(target_area / found)``, predict again
-   and resize the class maps back to the image's own size, so the nuclei come out in its pixels.
+1. predict the image as it is (the first pass), and also shrunk by each factor of ``LADDER``
+   (0.71, 0.5, 0.35, 0.25), and keep the scale at which the network is most sure of the
+   pixels it calls nucleus (``confidence``). Nuclei much larger than the training ones are
+   not found at the image's own size: the network sees their insides without their edges and
+   cuts them into pieces or misses them, so the pieces' median area would say "enlarge".
+   Shrunk until they fit, they are found, and found with confidence.
+2. separate the nuclei found at that scale (``postprocess.label_instances``); if their median
+   area differs from ``target_area`` (the median nucleus area of the training labels,
+   ``median_area``), resize the image by ``sqrt(target_area / found)``, predict again and
+   resize the class maps back to the image's own size, so the nuclei come out in its pixels.
 
 ``choose_scale`` is step 2's rule; ``predict_at_scale`` the rescaled prediction;
-``predict_size_normalised`` both passes for a list of images. ``pipeline`` reads from a
+``predict_size_normalised`` both steps for a list of images. ``pipeline`` reads from a
 training record how ``predict`` and ``evaluate`` run a model (size-normalised by default, with
 the watershed settings ``train`` chose for that way) and checks the record's values;
-``predict_pipeline`` predicts that way.
+``predict_pipeline`` predicts that way. ``benchmarks/magnification.py`` measures both steps on
+the real slide and the synthetic test slides enlarged up to three times.
 """
 
 from __future__ import annotations
@@ -23,9 +30,13 @@ from __future__ import annotations
 import numpy as np
 
 LIMITS = (0.5, 2.0)  # never shrink or enlarge an image more than this
-_SAME = 0.1  # a scale within 10 % of 1 keeps the first pass
+_SAME = 0.1  # a scale within 10 % of one already predicted keeps that prediction
 MIN_SIDE = 16  # the shortest side a resized image is given
 MAX_PIXELS = 4096 * 4096  # the most an image is enlarged to (16 Mi pixels; memory)
+#: The scales tried for nuclei too large to be found at the image's own size (step 1).
+LADDER = (1.0, 2**-0.5, 0.5, 2**-1.5, 0.25)
+LADDER_MIN_SIDE = 64  # no rung shrinks an image's shorter side below this
+MIN_NUCLEUS_PIXELS = 20  # a rung with fewer pixels called nucleus has no confidence
 
 
 def median_area(labels) -> float:
@@ -37,17 +48,64 @@ def median_area(labels) -> float:
     return float(np.median(areas)) if areas.size else float("nan")
 
 
-def choose_scale(found, target_area: float, limits: tuple[float, float] = LIMITS) -> float:
-    """The factor that makes the median object of ``found`` (a label map) ``target_area``
-    pixels large: ``sqrt(target_area / median area)``, clipped to ``limits``; 1.0 when
-    nothing was found."""
+def choose_scale(found, target_area: float, limits: tuple[float, float] = LIMITS,
+                 around: float = 1.0) -> float:
+    """The factor that makes the median object of ``found`` (a label map at the image's own
+    size) ``target_area`` pixels large: ``sqrt(target_area / median area)``, clipped to
+    ``around * limits``; ``around`` when nothing was found. ``around`` is the scale at which
+    ``found`` was predicted (step 1 of the module's docstring)."""
     if not (np.isfinite(target_area) and target_area > 0):
         raise ValueError(f"target_area must be a positive number of pixels, got {target_area!r}")
     low, high = limits
     if not 0 < low <= 1 <= high:
         raise ValueError(f"limits must be (low, high) with 0 < low <= 1 <= high, got {limits!r}")
     area = median_area(found)
-    return 1.0 if not np.isfinite(area) else float(np.clip(np.sqrt(target_area / area), low, high))
+    if not np.isfinite(area):
+        return float(around)
+    return float(np.clip(np.sqrt(target_area / area), around * low, around * high))
+
+
+def confidence(probs) -> float | None:
+    """How sure a class map is of its nuclei: the mean, over the pixels it calls nucleus
+    (background probability under 0.5), of the largest class probability there; None when
+    fewer than ``MIN_NUCLEUS_PIXELS`` pixels are called nucleus."""
+    probs = np.asarray(probs)
+    nucleus = probs[..., 0] < 0.5
+    if nucleus.sum() < MIN_NUCLEUS_PIXELS:
+        return None
+    return float(probs.max(axis=-1)[nucleus].mean())
+
+
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    from skimage.transform import resize
+
+    h, w = image.shape[:2]
+    return resize(image.astype(np.float32), (round(h * scale), round(w * scale)), order=1,
+                  anti_aliasing=scale < 1, preserve_range=True)
+
+
+def _ladder(model, images, first, ladder) -> tuple[list[float], list[np.ndarray]]:
+    """Step 1 for each image: the rung whose class maps, resized back to the image's own size,
+    are most confident, and those maps. Each rung predicts all the images it shrinks at once."""
+    from skimage.transform import resize
+
+    from unet_course.recipe import predict_classes
+
+    best = [1.0] * len(images)
+    maps = list(first)
+    scores = [confidence(p) for p in first]
+    for scale in ladder:
+        if scale == 1:
+            continue
+        ids = [i for i, image in enumerate(images) if min(image.shape[:2]) * scale
+               >= LADDER_MIN_SIDE]
+        probs = predict_classes(model, [_resized(images[i], scale) for i in ids])
+        for i, p in zip(ids, probs, strict=True):  # compared on the image's own pixels
+            p = resize(p, images[i].shape[:2], order=1, preserve_range=True).astype(np.float32)
+            c = confidence(p)
+            if c is not None and (scores[i] is None or c > scores[i]):
+                best[i], scores[i], maps[i] = scale, c, p
+    return best, maps
 
 
 def predict_at_scale(model, image, scale: float) -> np.ndarray:
@@ -70,33 +128,35 @@ def predict_at_scale(model, image, scale: float) -> np.ndarray:
         raise ValueError(f"scale {scale:g} would enlarge a {w}x{h} image to {size[1]}x{size[0]} "
                          f"pixels, more than {MAX_PIXELS // 2**20} megapixels to predict at once; "
                          "use a smaller factor")
-    resized = resize(image.astype(np.float32), size, order=1, anti_aliasing=scale < 1,
-                     preserve_range=True)
-    probs = predict_classes(model, [resized])[0]
+    probs = predict_classes(model, [_resized(image, scale)])[0]
     return resize(probs, (h, w), order=1, preserve_range=True).astype(np.float32)
 
 
 def predict_size_normalised(model, images, settings: dict, target_area: float,
-                            first=None, limits: tuple[float, float] = LIMITS):
-    """Both passes for each image: ``(class maps at each image's own size, scales used)``.
+                            first=None, limits: tuple[float, float] = LIMITS,
+                            ladder: tuple[float, ...] = LADDER):
+    """Both steps of the module's docstring for each image: ``(class maps at each image's own
+    size, scales used)``.
 
     Args:
         images: a list of ``(H, W, 3)`` images (any dtype, as ``predict_classes`` takes).
-        settings: ``postprocess.label_instances`` keywords for the first pass's nuclei.
+        settings: ``postprocess.label_instances`` keywords for finding the nuclei of step 2.
         target_area: the training nuclei's median area (``median_area`` of the training labels).
         first: the first pass's class maps, when they are at hand (else predicted here).
+        ladder: the scales of step 1; ``(1.0,)`` skips it (one estimate from the first pass).
     """
     from unet_course.postprocess import label_instances
     from unet_course.recipe import predict_classes
 
     images = [np.asarray(image) for image in images]
     first = predict_classes(model, images) if first is None else list(first)
+    rungs, maps = _ladder(model, images, first, ladder)
     probs, scales = [], []
-    for image, p in zip(images, first, strict=True):
+    for image, rung, p in zip(images, rungs, maps, strict=True):
         scale = choose_scale(label_instances(p, method="watershed", **settings), target_area,
-                             limits)
-        keep = abs(scale - 1) < _SAME
-        scales.append(1.0 if keep else scale)
+                             limits, around=rung)
+        keep = abs(scale / rung - 1) < _SAME  # close to the scale already predicted
+        scales.append(rung if keep else scale)
         probs.append(p if keep else predict_at_scale(model, image, scale))
     return probs, scales
 
