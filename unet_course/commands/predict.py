@@ -66,7 +66,8 @@ def add(subparsers) -> None:
                         "model)")
     parser.add_argument("--scale", type=scale_factor, default=None,
                         help="recipe models: 'auto' (the default for a model trained by train): "
-                        "a factor per image, from a first pass, that gives its nuclei the "
+                        "a factor per image, estimated from the image at the scale where the "
+                        "network is most confident, that gives its nuclei the "
                         "training nuclei's median area (notebook 06; needs the model's "
                         "metrics.json); or a factor for every image (1 = as it is; 0.5 when its "
                         "nuclei are twice as wide as the training ones). The labels keep the "
