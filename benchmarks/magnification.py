@@ -79,20 +79,33 @@ def main() -> None:
                         help="a model.keras written by `python -m unet_course train`, with "
                              "its metrics.json beside it")
     parser.add_argument("--zooms", default="0.5,1,1.5,2,3",
-                        help="comma-separated factors by which the test images are resized")
-    parser.add_argument("--test-images", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=None)
+                        help="comma-separated factors by which the test images are resized, "
+                             "each from 0.25 to 4 (default: 0.5,1,1.5,2,3)")
+    parser.add_argument("--test-images", type=int, default=16,
+                        help="synthetic test slides, at least 1 (default: 16)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="a Markdown file to append the table to (made if missing; its "
+                             "folder must exist)")
     args = parser.parse_args()
     try:
         zooms = [float(z) for z in args.zooms.split(",")]
     except ValueError:
         parser.error(f"--zooms must be numbers separated by commas, got {args.zooms!r}")
-    if not all(0.25 <= z <= 4 for z in zooms) or args.test_images < 1:
-        parser.error(f"--zooms must lie in [0.25, 4] and --test-images be at least 1, got "
-                     f"{args.zooms!r} and {args.test_images}")
+    if not all(0.25 <= z <= 4 for z in zooms):
+        parser.error(f"--zooms must each lie from 0.25 to 4, got {args.zooms!r}")
+    if args.test_images < 1:
+        parser.error(f"--test-images must be at least 1, got {args.test_images}")
     if not args.model.is_file():
         parser.error(f"--model {str(args.model)!r} is not a file; train one first "
                      "(python -m unet_course train --out run)")
+    if args.out is not None:
+        taken = {args.model.resolve(), (args.model.parent / "metrics.json").resolve()}
+        if args.out.is_dir() or not args.out.parent.is_dir() or args.out.resolve() in taken:
+            parser.error(f"--out {str(args.out)!r} must be a Markdown file in an existing folder, "
+                         "not a folder, the model or its metrics.json")
+    if not (args.model.parent / "metrics.json").is_file():
+        parser.error(f"--model {str(args.model)!r} has no metrics.json beside it: this benchmark "
+                     "needs a model that `python -m unet_course train` wrote, with its record")
 
     import numpy as np
     from quality import _machine, report
@@ -105,8 +118,8 @@ def main() -> None:
         record = read_run_record(args.model)
         plan, native = rescale.pipeline(record, "auto"), rescale.pipeline(record, 1)["settings"]
     except ValueError as err:
-        parser.error(f"{args.model}: this benchmark needs a model that `python -m unet_course "
-                     f"train` wrote, with its metrics.json beside it ({err})")
+        parser.error(f"--model {str(args.model)!r}: its record is not one that "
+                     f"`python -m unet_course train` wrote ({err})")
     model = recipe.load_model(args.model)
     images, labels = make_nuclei(args.test_images, size=256, seed=TEST_SEED)
     sets = {"synthetic": (list(images), list(labels))}

@@ -56,6 +56,16 @@ def test_confidence_is_the_mean_top_probability_over_nucleus_pixels():
     assert rescale.confidence(probs) is None
 
 
+def test_confidence_of_a_one_channel_map_is_its_mean_nucleus_probability():
+    nucleus = np.zeros((10, 10, 1), np.float32)  # targets="binary": channel 0 is the nucleus
+    nucleus[:3, :, 0] = 0.9
+    nucleus[3, :, 0] = 0.6
+    nucleus[4, :, 0] = 0.4  # under 0.5: not nucleus, left out
+    assert rescale.confidence(nucleus) == pytest.approx((30 * 0.9 + 10 * 0.6) / 40)
+    unsure = np.full((10, 10, 1), 0.55, np.float32)
+    assert rescale.confidence(unsure) == pytest.approx(0.55)  # less sure than the map above
+
+
 def _fragmenting_network(model, images, batch_size=8):
     """A stand-in for ``recipe.predict_classes`` that behaves like a network shown nuclei
     twice too large: one square nucleus a quarter of the image wide, found whole and sure
@@ -87,6 +97,7 @@ def test_the_ladder_finds_nuclei_too_large_for_the_first_pass(monkeypatch):
     _, scales = rescale.predict_size_normalised(None, [image], settings, 225, ladder=(1.0,))
     assert scales == [pytest.approx(2.0)]  # one estimate: 36-pixel pieces say "enlarge"
     probs, scales = rescale.predict_size_normalised(None, [image], settings, 225)
+    assert rescale.most_confident_rungs(None, [image])[0] == [0.5]
     # the ladder: 0.71 (91 pixels) is cut into pieces, 0.5 (64) is sure and whole; 0.35 would
     # make the image narrower than LADDER_MIN_SIDE. At 0.5 the nucleus measures about 28x28
     # pixels at the image's size: sqrt(225 / 784) = 0.54, within 10 % of 0.5, so that rung

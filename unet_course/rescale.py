@@ -10,26 +10,29 @@ gives none. This module does the same for the course's models:
    (0.71, 0.5, 0.35, 0.25), and keep the scale at which the network is most sure of the
    pixels it calls nucleus (``confidence``). Nuclei much larger than the training ones are
    not found at the image's own size: the network sees their insides without their edges and
-   cuts them into pieces or misses them, so the pieces' median area would say "enlarge".
-   Shrunk until they fit, they are found, and found with confidence.
+   cuts them into pieces or misses them, so the pieces' median area would say "keep the
+   size" or even "enlarge". Shrunk until they fit, they are found, and found with confidence.
 2. separate the nuclei found at that scale (``postprocess.label_instances``); if their median
    area differs from ``target_area`` (the median nucleus area of the training labels,
-   ``median_area``), resize the image by ``sqrt(target_area / found)``, predict again and
-   resize the class maps back to the image's own size, so the nuclei come out in its pixels.
+   ``median_area``), resize the image by ``sqrt(target_area / found)`` (between ``LIMITS``
+   times the rung: half and twice), predict again and resize the class maps back to the
+   image's own size, so the nuclei come out in its pixels. A factor within 10 % of the rung
+   keeps the rung's prediction.
 
-``choose_scale`` is step 2's rule; ``predict_at_scale`` the rescaled prediction;
-``predict_size_normalised`` both steps for a list of images. ``pipeline`` reads from a
-training record how ``predict`` and ``evaluate`` run a model (size-normalised by default, with
-the watershed settings ``train`` chose for that way) and checks the record's values;
-``predict_pipeline`` predicts that way. ``benchmarks/magnification.py`` measures both steps on
-the real slide and the synthetic test slides enlarged up to three times.
+``most_confident_rungs`` is step 1, ``choose_scale`` step 2's rule; ``predict_at_scale`` the
+rescaled prediction; ``predict_size_normalised`` both steps for a list of images.
+``pipeline`` reads from a training record how ``predict`` and ``evaluate`` run a model
+(size-normalised by default, with the watershed settings ``train`` chose for that way) and
+checks the record's values; ``predict_pipeline`` predicts that way.
+``benchmarks/magnification.py`` measures both steps on the real slide and the synthetic test
+slides resized 0.5 to 3 times.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-LIMITS = (0.5, 2.0)  # never shrink or enlarge an image more than this
+LIMITS = (0.5, 2.0)  # the factor stays within these times the rung it is estimated at
 _SAME = 0.1  # a scale within 10 % of one already predicted keeps that prediction
 MIN_SIDE = 16  # the shortest side a resized image is given
 MAX_PIXELS = 4096 * 4096  # the most an image is enlarged to (16 Mi pixels; memory)
@@ -67,13 +70,23 @@ def choose_scale(found, target_area: float, limits: tuple[float, float] = LIMITS
 
 def confidence(probs) -> float | None:
     """How sure a class map is of its nuclei: the mean, over the pixels it calls nucleus
-    (background probability under 0.5), of the largest class probability there; None when
-    fewer than ``MIN_NUCLEUS_PIXELS`` pixels are called nucleus."""
+    (background probability under 0.5), of the largest class probability there; for a
+    one-channel map (``targets="binary"``: the nucleus probability) the mean nucleus
+    probability over those pixels. None when fewer than ``MIN_NUCLEUS_PIXELS`` pixels are
+    called nucleus.
+
+    Only the pixels called nucleus count, so a network that calls the whole image nucleus, and
+    is sure of it, is confident too: an untrained model can be, a trained one was not on the
+    slides of ``benchmarks/magnification.py``."""
+    from unet_course.recipe import foreground
+
     probs = np.asarray(probs)
-    nucleus = probs[..., 0] < 0.5
+    nucleus_probability = foreground(probs)
+    nucleus = nucleus_probability >= 0.5 if probs.shape[-1] == 1 else probs[..., 0] < 0.5
     if nucleus.sum() < MIN_NUCLEUS_PIXELS:
         return None
-    return float(probs.max(axis=-1)[nucleus].mean())
+    top = nucleus_probability if probs.shape[-1] == 1 else probs.max(axis=-1)
+    return float(top[nucleus].mean())
 
 
 def _resized(image: np.ndarray, scale: float) -> np.ndarray:
@@ -84,13 +97,21 @@ def _resized(image: np.ndarray, scale: float) -> np.ndarray:
                   anti_aliasing=scale < 1, preserve_range=True)
 
 
-def _ladder(model, images, first, ladder) -> tuple[list[float], list[np.ndarray]]:
-    """Step 1 for each image: the rung whose class maps, resized back to the image's own size,
-    are most confident, and those maps. Each rung predicts all the images it shrinks at once."""
+def most_confident_rungs(model, images, first=None, ladder: tuple[float, ...] = LADDER
+                         ) -> tuple[list[float], list[np.ndarray]]:
+    """Step 1 of the module's docstring: for each image, the rung of ``ladder`` whose class
+    maps, resized back to the image's own size, are most confident (``confidence``), and
+    those maps.
+
+    Rungs that would make an image's shorter side less than ``LADDER_MIN_SIDE`` are skipped;
+    ``first`` (the maps at the image's own size, rung 1) is predicted when not given. Each
+    rung predicts all the images it shrinks at once. Returns ``(rungs, maps)``."""
     from skimage.transform import resize
 
     from unet_course.recipe import predict_classes
 
+    images = [np.asarray(image) for image in images]
+    first = predict_classes(model, images) if first is None else first
     best = [1.0] * len(images)
     maps = list(first)
     scores = [confidence(p) for p in first]
@@ -150,7 +171,7 @@ def predict_size_normalised(model, images, settings: dict, target_area: float,
 
     images = [np.asarray(image) for image in images]
     first = predict_classes(model, images) if first is None else list(first)
-    rungs, maps = _ladder(model, images, first, ladder)
+    rungs, maps = most_confident_rungs(model, images, first, ladder)
     probs, scales = [], []
     for image, rung, p in zip(images, rungs, maps, strict=True):
         scale = choose_scale(label_instances(p, method="watershed", **settings), target_area,
