@@ -12,12 +12,13 @@ LAB_ARGS ?=
 # Keep TensorFlow's C++ start-up messages out of the notebooks (errors still show).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup lab test test-jax lint strip sync check benchmarks site site-check clean
+.PHONY: help setup lab test test-jax test-torch lint strip sync check benchmarks site site-check clean
 
 help:
 	@echo "make lab    set up .venv and open the course in JupyterLab"
 	@echo "make test   set up .venv, lint, check notebooks, run unit tests and every notebook (quick mode)"
 	@echo "make test-jax  every notebook in quick mode on the JAX backend"
+	@echo "make test-torch  the same on PyTorch (install it first: .venv/bin/pip install torch)"
 	@echo "make sync   regenerate the README table and the notebooks' navigation and Colab cells"
 	@echo "make strip  strip outputs and execution counts from the notebooks (tags are kept)"
 	@echo "make site   build the course site in build/site/html (notebooks executed, cached; quick mode"
@@ -56,6 +57,10 @@ test: lint check
 # Every notebook on the JAX backend, in quick mode (not part of `make test` or CI: see README).
 test-jax: $(STAMP)
 	KERAS_BACKEND=jax UNET_COURSE_QUICK=1 $(BIN)/python -m pytest -n $(JOBS) --nbmake --nbmake-timeout=$(NB_CELL_TIMEOUT) notebooks
+
+test-torch: $(STAMP)
+	@$(BIN)/python -c 'import torch' 2>/dev/null || { echo "PyTorch is not installed in $(VENV); install it with: $(BIN)/pip install torch (about 3 GB with its CUDA libraries)"; exit 1; }
+	KERAS_BACKEND=torch UNET_COURSE_QUICK=1 $(BIN)/python -m pytest -n $(JOBS) --nbmake --nbmake-timeout=$(NB_CELL_TIMEOUT) notebooks
 
 sync: $(STAMP)
 	$(BIN)/python -m unet_course.course sync
