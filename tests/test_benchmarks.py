@@ -32,3 +32,12 @@ def test_quality_quick_runs_end_to_end():
     assert done.returncode == 0, done.stderr[-3000:]
     for row in ("otsu_watershed", "unet_watershed_native", "unet_watershed"):
         assert f"| synthetic | {row} |" in done.stdout
+
+
+@pytest.mark.parametrize("script", ["magnification.py", "appearance.py"])
+def test_model_benchmarks_refuse_a_missing_model_before_any_work(script, tmp_path):
+    done = _run(str(BENCHMARKS / script), "--model", str(tmp_path / "none.keras"))
+    assert done.returncode == 2 and "is not a file" in done.stderr, done.stderr[-1500:]
+    done = _run(str(BENCHMARKS / script), "--model", str(tmp_path / "none.keras"),
+                "--test-images", "0")
+    assert done.returncode == 2 and "--test-images must be at least 1" in done.stderr

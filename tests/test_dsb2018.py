@@ -108,6 +108,24 @@ def test_missing_root_and_empty_root(tmp_path):
         dsb2018.load_dsb2018(tmp_path)
 
 
+def test_an_image_saved_in_its_dyes_colour_loads_as_its_grey_brightness(tmp_path):
+    """A blue DAPI image in the DSB layout loads grey, as recipe.predict_classes shows such
+    an image to the network, so training on it and predicting it agree."""
+    root = tmp_path / "d"
+    (root / "a" / "images").mkdir(parents=True)
+    (root / "a" / "masks").mkdir()
+    gray = np.random.default_rng(3).integers(0, 256, (20, 24)).astype(np.uint8)
+    blue = np.zeros((20, 24, 3), np.uint8)
+    blue[..., 2] = gray
+    Image.fromarray(blue).save(root / "a" / "images" / "a.png")
+    Image.fromarray(np.full((20, 24), 255, np.uint8)).save(root / "a" / "masks" / "m.png")
+    (image,), _ = dsb2018.load_dsb2018(root)
+    low, high = np.percentile(gray.astype(float), [1, 99.8])  # files.to_uint8 by hand
+    expected = np.clip(np.rint((gray - low) / (high - low) * 255), 0, 255).astype(np.uint8)
+    for k in range(3):
+        np.testing.assert_array_equal(image[..., k], expected)
+
+
 def test_sixteen_bit_gray_image_is_scaled(tmp_path):
     """16-bit images are mapped by their own 1st and 99.8th percentiles to 0 and 255 (the
     course's one normalisation, unet_course.files; issue 13: dividing by 257 made 12-bit

@@ -4,7 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from unet_course.normalization import PercentileNormalization, percentile_normalize
+from unet_course.normalization import (
+    PercentileNormalization,
+    dark_nuclei_flipped,
+    network_input,
+    one_colour_as_grey,
+    percentile_normalize,
+)
 
 
 def test_hand_example():
@@ -40,3 +46,93 @@ def test_bad_percentiles_are_refused():
         PercentileNormalization(low=50, high=10)
     with pytest.raises(TypeError, match="dtype"):
         percentile_normalize(np.array(["x"]))
+
+
+def _grey_slide(seed: int = 0) -> np.ndarray:
+    """A grey synthetic fluorescence slide as (H, W) uint8."""
+    from unet_course.data import make_nuclei
+
+    while True:
+        images, _ = make_nuclei(1, size=64, seed=seed, style="fluorescence")
+        image = images[0].astype(int)
+        if (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all():
+            return images[0][..., 0]
+        seed += 1
+
+
+@pytest.mark.parametrize("channel", [0, 1, 2])
+def test_a_slide_saved_in_one_dye_colour_comes_back_as_its_grey_brightness(channel):
+    grey = _grey_slide()
+    coloured = np.zeros(grey.shape + (3,), np.uint8)
+    coloured[..., channel] = grey  # DAPI in blue, GFP in green, ...
+    out = one_colour_as_grey(coloured)
+    assert out.dtype == np.float32 and out.shape == coloured.shape
+    for k in range(3):  # the brightness is the one channel that holds it, three times
+        np.testing.assert_allclose(out[..., k], grey, atol=1e-3)
+
+
+def test_a_tinted_slide_comes_back_proportional_to_its_grey_brightness():
+    grey = _grey_slide(3).astype(np.float64)
+    tint = np.array([0.0, 0.8, 0.5])  # cyan-ish: one empty channel
+    out = one_colour_as_grey(grey[..., None] * tint)
+    # independent of the eigenvectors: the brightness along the unit tint, by hand
+    np.testing.assert_allclose(out[..., 0], grey * np.linalg.norm(tint), rtol=1e-5, atol=1e-3)
+
+
+def test_grey_bright_field_and_two_dye_images_are_returned_as_they_are():
+    from unet_course.data import make_nuclei
+
+    grey = np.repeat(_grey_slide()[..., None], 3, axis=-1)
+    assert one_colour_as_grey(grey) is grey
+    bright, _ = make_nuclei(12, size=96, seed=5, style="brightfield")
+    for image in bright:  # purple nuclei on pink: two hues, not one colour
+        assert one_colour_as_grey(image) is image
+    a, b = _grey_slide(1), _grey_slide(2)  # two dyes on two structures
+    two = np.stack([a, b, np.zeros_like(a)], axis=-1)
+    assert one_colour_as_grey(two) is two
+    for other in (grey[..., :1], np.zeros((0, 0, 3)), np.full((4, 4, 3), np.nan)):
+        assert one_colour_as_grey(other) is other
+
+
+def test_a_grey_bright_field_slide_is_negated_and_then_normalises_as_its_inverse():
+    from unet_course.data import make_nuclei
+    from unet_course.files import to_grey
+
+    slides, _ = make_nuclei(8, size=128, seed=5, style="brightfield")
+    flipped = 0
+    for slide in slides:
+        grey = np.repeat(to_grey(slide), 3, axis=-1)  # dark nuclei on a light field
+        out = dark_nuclei_flipped(grey)
+        if out is grey:  # mostly nuclei: the median rule cannot tell (1 in 40 at 128x128)
+            continue
+        flipped += 1
+        assert out.dtype == np.float32
+        # independent of the sign trick: the inverted 8-bit picture, normalised the same way
+        np.testing.assert_allclose(percentile_normalize(out), percentile_normalize(255 - grey),
+                                   atol=1e-5)
+    assert flipped >= 7
+
+
+def test_the_flip_follows_the_baselines_polarity_rule_and_spares_other_images():
+    from unet_course.baseline import to_grey as baseline_grey
+    from unet_course.data import make_nuclei
+    from unet_course.files import to_grey
+
+    images, _ = make_nuclei(16, size=64, seed=8)  # both styles
+    for image in images:
+        grey = np.repeat(to_grey(image), 3, axis=-1)
+        flipped = dark_nuclei_flipped(grey) is not grey
+        dark = bool(np.all(baseline_grey(grey) <= 0))  # the baseline negates dark-nuclei images
+        assert flipped == dark
+        assert dark_nuclei_flipped(image) is image or flipped  # colour bright-field: as it is
+    fluorescence = np.repeat(_grey_slide()[..., None], 3, axis=-1)
+    assert dark_nuclei_flipped(fluorescence) is fluorescence
+
+
+def test_network_input_turns_a_blue_negated_slide_into_the_grey_one():
+    grey = _grey_slide()
+    blue_dark = np.zeros(grey.shape + (3,), np.uint8)
+    blue_dark[..., 2] = 255 - grey  # a one-colour picture of dark nuclei
+    np.testing.assert_allclose(percentile_normalize(network_input(blue_dark)),
+                               percentile_normalize(np.repeat(grey[..., None], 3, -1)),
+                               atol=1e-5)

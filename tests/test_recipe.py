@@ -185,3 +185,14 @@ def test_reusing_the_seed_peaks_changes_no_label():
     for a, b in zip(plain, reused, strict=True):
         np.testing.assert_array_equal(a, b)
     assert postprocess._PEAKS is None  # nothing kept after the block
+
+
+def test_predict_classes_sees_a_slide_in_one_dye_colour_as_the_grey_slide():
+    keras.utils.set_random_seed(0)
+    model = recipe.build_model(dataclasses.replace(recipe.Recipe(), base_filters=4, depth=2))
+    grey = np.random.default_rng(1).integers(0, 255, (24, 28)).astype(np.uint8)
+    blue = np.stack([np.zeros_like(grey), np.zeros_like(grey), grey], axis=-1)
+    as_grey, as_blue = recipe.predict_classes(model, [np.repeat(grey[..., None], 3, -1), blue])
+    np.testing.assert_allclose(as_blue, as_grey, atol=1e-5)
+    direct = keras.ops.convert_to_numpy(model(blue[None].astype(np.float32)))[0]
+    assert np.abs(direct - as_grey).max() > 1e-3  # given as it is, the network sees another image

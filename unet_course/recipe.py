@@ -199,7 +199,9 @@ def predict_classes(model: keras.Model, images, batch_size: int = 8) -> list[np.
     """Class probabilities of images of any size at their native resolution.
 
     Each image is reflect-padded up to the next multiple of ``2**depth`` (the pooling grid),
-    predicted and cropped back; same-size images are predicted together in batches.
+    predicted and cropped back; same-size images are predicted together in batches. Each image
+    goes in as ``normalization.network_input`` gives it: a fluorescence image saved in its
+    dye's colour as grey, a grey image of dark nuclei on a bright field negated.
 
     Args:
         images: ``(n, H, W, 3)`` array or a list of ``(H_i, W_i, 3)`` arrays, any dtype.
@@ -211,7 +213,7 @@ def predict_classes(model: keras.Model, images, batch_size: int = 8) -> list[np.
 
     depth, _ = unet_geometry(model)
     step = 2**depth
-    images = [np.asarray(image) for image in images]
+    images = [normalization.network_input(np.asarray(image)) for image in images]
     out: list[np.ndarray | None] = [None] * len(images)
     by_shape: dict[tuple, list[int]] = {}
     for i, image in enumerate(images):

@@ -1,0 +1,168 @@
+"""Images that look unlike the training slides: a dye's colour, dark nuclei on a bright field.
+
+    python -m unet_course train --out run
+    python benchmarks/appearance.py --model run/model.keras [--test-images 64]
+                                    [--out benchmarks/results/appearance_cpu.md]
+
+The course's synthetic slides are grey or tinted fluorescence (every channel at least a fifth
+of the strongest, nuclei bright on black) or bright-field slides in their stains' colours. Two
+common kinds of real image are neither: a fluorescence image saved in its dye's colour (DAPI in
+blue, GFP in green: one or two empty channels) and a grey bright-field image (nuclei dark on a
+light field). ``recipe.predict_classes`` gives the network such images as
+``normalization.network_input`` makes them: the first as grey, the second negated. This script
+scores the default pipeline of ``predict`` and ``evaluate`` (size-normalised, the model's own
+watershed settings) with that step and with it switched off:
+
+- the real slide of ``unet_course.real_slide`` in grey, in each of the six pure and mixed
+  colours, tinted, in blue with camera noise in the two empty channels (a channel counts as
+  empty while its range stays under a tenth of the widest channel's:
+  ``normalization.EMPTY_CHANNEL``), and negated (dark nuclei on a bright field);
+- ``--test-images`` fresh synthetic bright-field slides (256x256, seed 2027) turned grey
+  (``files.to_grey``), and the same slides in colour;
+- ``--test-images`` fresh synthetic test slides of both styles (seed 2026), which should not
+  change.
+
+Otsu + watershed (``unet_course.baseline``, with its own grey conversion and polarity rule)
+is given beside them. Appends a Markdown table to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TEST_SEED = 2026
+BRIGHT_SEED = 2027
+COLOURS = {"grey": (1, 1, 1), "red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1),
+           "cyan": (0, 1, 1), "magenta": (1, 0, 1), "yellow": (1, 1, 0),
+           "tinted (0.3, 0.9, 0.2)": (0.3, 0.9, 0.2)}
+NOISE = (0.02, 0.05)  # camera noise in the empty channels, as a fraction of the slide's range
+
+
+def coloured(grey, colour, noise: float = 0.0, seed: int = 0):
+    """A grey ``(H, W, 3)`` image with equal channels recoloured: each channel times
+    ``colour``, plus Gaussian noise of ``noise`` times the image's range in the channels that
+    ``colour`` leaves empty; the same dtype, rounded and clipped."""
+    import numpy as np
+
+    grey = np.asarray(grey)
+    top = float(np.iinfo(grey.dtype).max)
+    out = grey.astype(np.float64) * np.asarray(colour, np.float64)
+    if noise:
+        rng = np.random.default_rng(seed)
+        span = float(grey.max()) - float(grey.min())
+        empty = np.asarray(colour) == 0
+        out[..., empty] += rng.normal(0, noise * span, out[..., empty].shape)
+    return np.clip(np.round(out), 0, top).astype(grey.dtype)
+
+
+def scores(model, plan: dict, images, labels) -> tuple[float, float]:
+    """The default pipeline's instance score with ``network_input``, and without it."""
+    from unittest import mock
+
+    import numpy as np
+
+    from unet_course import recipe, rescale
+
+    def run() -> float:
+        probs, _ = rescale.predict_size_normalised(model, images, plan["first"],
+                                                   plan["target_area"])
+        return recipe.scores(labels, probs, plan["settings"])["dsb_map"]
+
+    with_it = run()
+    with mock.patch("unet_course.normalization.network_input",
+                    lambda image: np.asarray(image)):
+        without = run()
+    return with_it, without
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True,
+                        help="a model.keras written by `python -m unet_course train`, with "
+                             "its metrics.json beside it")
+    parser.add_argument("--test-images", type=int, default=64,
+                        help="synthetic test slides, at least 1 (default: 64)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="a Markdown file to append the table to (made if missing; its "
+                             "folder must exist)")
+    args = parser.parse_args()
+    if args.test_images < 1:
+        parser.error(f"--test-images must be at least 1, got {args.test_images}")
+    if not args.model.is_file():
+        parser.error(f"--model {str(args.model)!r} is not a file; train one first "
+                     "(python -m unet_course train --out run)")
+    if args.out is not None:
+        taken = {args.model.resolve(), (args.model.parent / "metrics.json").resolve()}
+        if args.out.is_dir() or not args.out.parent.is_dir() or args.out.resolve() in taken:
+            parser.error(f"--out {str(args.out)!r} must be a Markdown file in an existing folder, "
+                         "not a folder, the model or its metrics.json")
+    if not (args.model.parent / "metrics.json").is_file():
+        parser.error(f"--model {str(args.model)!r} has no metrics.json beside it: this benchmark "
+                     "needs a model that `python -m unet_course train` wrote, with its record")
+
+    import numpy as np
+    from quality import _machine, report
+
+    from unet_course import baseline, real_slide, recipe, rescale
+    from unet_course.data import make_nuclei
+    from unet_course.files import read_run_record, to_grey
+    from unet_course.normalization import network_input
+
+    try:  # the record's values are checked before any work
+        plan = rescale.pipeline(read_run_record(args.model), "auto")
+    except ValueError as err:
+        parser.error(f"--model {str(args.model)!r}: its record is not one that "
+                     f"`python -m unet_course train` wrote ({err})")
+    if not real_slide.is_fetched():
+        parser.error("the real slide is not under data/: run `python -m unet_course.real_slide` "
+                     "(or `make test`) once to fetch it")
+    model = recipe.load_model(args.model)
+    lines = [f"### `{args.model}`: a dye's colour, dark nuclei on a bright field", "",
+             f"- machine: {_machine()}",
+             "- the default pipeline of `predict` and `evaluate` (size-normalised); instance "
+             "scores", "",
+             "| test set | through `network_input` (the default) | as it is | what it did | "
+             "Otsu + watershed |",
+             "| --- | ---: | ---: | --- | ---: |"]
+
+    def row(name: str, images, labels) -> None:
+        with_it, without = scores(model, plan, images, labels)
+        otsu = baseline.baseline_scores(images, labels)["otsu_watershed"]["dsb_map"]
+        made = [network_input(im) for im in images]
+        grey = sum(m is not im and m.min() >= 0 for m, im in zip(made, images, strict=True))
+        flipped = sum(m is not im and m.max() <= 0 for m, im in zip(made, images, strict=True))
+        did = ", ".join(f"{n} {what}" for n, what in ((grey, "to grey"), (flipped, "negated"))
+                        if n) or "nothing"
+        if len(images) > 1:
+            did = f"{did} (of {len(images)})"
+        lines.append(f"| {name} | **{with_it:.3f}** | {without:.3f} | {did} | {otsu:.3f} |")
+        print(lines[-1], file=sys.stderr, flush=True)  # progress
+
+    image, truth = real_slide.load_real_slide()
+    grey = real_slide.as_rgb(image)
+    for name, colour in COLOURS.items():
+        row(f"real slide, {name}", [coloured(grey, colour)], [truth])
+    for n in NOISE:
+        row(f"real slide, blue, noise {n:.0%} of the range in red and green",
+            [coloured(grey, COLOURS["blue"], n)], [truth])
+    row("real slide, negated (dark nuclei on a bright field)",
+        [np.iinfo(grey.dtype).max - grey], [truth])
+    bright, bright_labels = make_nuclei(args.test_images, size=256, seed=BRIGHT_SEED,
+                                        style="brightfield")
+    bright, bright_labels = list(bright), list(bright_labels)
+    row(f"synthetic bright-field slides (seed {BRIGHT_SEED}), grey",
+        [np.repeat(to_grey(im), 3, axis=-1) for im in bright], bright_labels)
+    row("the same slides in colour", bright, bright_labels)
+    images, labels = make_nuclei(args.test_images, size=256, seed=TEST_SEED)
+    row(f"synthetic test slides (seed {TEST_SEED}), both styles", list(images), list(labels))
+    report("\n".join(lines) + "\n", args.out)
+
+
+if __name__ == "__main__":
+    main()
