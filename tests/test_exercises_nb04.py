@@ -42,6 +42,12 @@ def tiles(target, output=paper_output):
     return below, above, output(below), output(above)
 
 
+def strict_tiles(target):  # nearest strictly below and strictly above
+    below = max(s for s in range(1, target) if paper_output(s))
+    above = min(s for s in range(target + 1, 2000) if paper_output(s))
+    return below, above, paper_output(below), paper_output(above)
+
+
 def paper_output_no_bottleneck(size):  # forgets the bottleneck block's -4
     out = paper_output(size + 4 * 16)
     return out
@@ -71,5 +77,7 @@ def test_plausible_mistakes_are_wrong():
     assert nb04.check_exercise_1(lambda b: params(b, upconv=False), 4).status == "wrong"
     assert nb04.check_exercise_2(lambda t: tiles(t, paper_output_no_bottleneck)).status == "wrong"
     assert nb04.check_exercise_2(lambda t: tiles(t)[:2] + tiles(t)[2:][::-1]).status == "wrong"
+    strict = nb04.check_exercise_2(strict_tiles)
+    assert strict.status == "wrong" and "itself fits" in strict.message
     assert nb04.check_exercise_3(lambda d: rf(d, pool=False)).status == "wrong"
     assert nb04.check_exercise_3(lambda d: 1 + 2 * 2 * 2**d).status == "wrong"

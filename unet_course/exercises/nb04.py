@@ -47,8 +47,9 @@ def check_exercise_1(params_with_base: Callable[[int], int], times: Any) -> Resu
 
 
 def check_exercise_2(paper_tiles: Callable[[int], Any]) -> Result:
-    """``paper_tiles(target) -> (tile_below, tile_above, out_below, out_above)``: the nearest
-    input sides below and above ``target`` that the paper's unpadded depth-4 model accepts, and
+    """``paper_tiles(target) -> (tile_below, tile_above, out_below, out_above)``: the input
+    sides nearest to ``target`` that the paper's unpadded depth-4 model accepts, one at or below
+    ``target`` and one at or above it (both ``target`` itself when it fits, as 700 does), and
     their output sides."""
     from unet_course.geometry import nearest_valid_sizes, unet_output_size
 
@@ -62,6 +63,9 @@ def check_exercise_2(paper_tiles: Callable[[int], Any]) -> Result:
     def verify(got):
         for t, g, w in zip(targets, got, want, strict=True):
             g = tuple(int(v) for v in g)
+            if g[:2] != w[:2] and w[0] == w[1] == t:
+                return (f"for {t} you gave tiles {g[:2]}, but {t} itself fits the model: it is "
+                        "then both the tile at or below and the tile at or above")
             if g[:2] != w[:2]:
                 return (f"for {t} you gave tiles {g[:2]}; does every block lose 4 pixels, and "
                         "must the size be even before each pooling?")
