@@ -8,10 +8,11 @@ The course's synthetic slides are grey or tinted fluorescence (every channel at 
 of the strongest, nuclei bright on black) or bright-field slides in their stains' colours. Two
 common kinds of real image are neither: a fluorescence image saved in its dye's colour (DAPI in
 blue, GFP in green: one or two empty channels) and a grey bright-field image (nuclei dark on a
-light field). ``recipe.predict_classes`` gives the network such images as
-``normalization.network_input`` makes them: the first as grey, the second negated. This script
-scores the default pipeline of ``predict`` and ``evaluate`` (size-normalised, the model's own
-watershed settings) with that step and with it switched off:
+light field). ``recipe.predict_classes`` gives the network the first as grey
+(``normalization.one_colour_as_grey``) and predicts a grey image whose polarity is in doubt
+(``normalization.polarity_in_doubt``) both as it is and negated, keeping the maps the network is
+more confident of. This script scores the default pipeline of ``predict`` and ``evaluate``
+(size-normalised, the model's own watershed settings) with that step and with it switched off:
 
 - the real slide of ``unet_course.real_slide`` in grey, in each of the six pure and mixed
   colours, tinted, in blue with camera noise in the two empty channels (a channel counts as
@@ -19,6 +20,8 @@ watershed settings) with that step and with it switched off:
   ``normalization.EMPTY_CHANNEL``), and negated (dark nuclei on a bright field);
 - ``--test-images`` fresh synthetic bright-field slides (256x256, seed 2027) turned grey
   (``files.to_grey``), and the same slides in colour;
+- ``--test-images`` / 4 crowded synthetic fluorescence slides (nuclei over most of the field,
+  seed 7), whose polarity is in doubt too;
 - ``--test-images`` fresh synthetic test slides of both styles (seed 2026), which should not
   change.
 
@@ -38,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 TEST_SEED = 2026
 BRIGHT_SEED = 2027
+DENSE_SEED = 7
 COLOURS = {"grey": (1, 1, 1), "red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1),
            "cyan": (0, 1, 1), "magenta": (1, 0, 1), "yellow": (1, 1, 0),
            "tinted (0.3, 0.9, 0.2)": (0.3, 0.9, 0.2)}
@@ -62,7 +66,8 @@ def coloured(grey, colour, noise: float = 0.0, seed: int = 0):
 
 
 def scores(model, plan: dict, images, labels) -> tuple[float, float]:
-    """The default pipeline's instance score with ``network_input``, and without it."""
+    """The default pipeline's instance score as ``predict`` runs it, and with the colour and
+    polarity steps of ``recipe.predict_classes`` switched off."""
     from unittest import mock
 
     import numpy as np
@@ -75,8 +80,9 @@ def scores(model, plan: dict, images, labels) -> tuple[float, float]:
         return recipe.scores(labels, probs, plan["settings"])["dsb_map"]
 
     with_it = run()
-    with mock.patch("unet_course.normalization.network_input",
-                    lambda image: np.asarray(image)):
+    with mock.patch("unet_course.normalization.one_colour_as_grey",
+                    lambda image, *args, **kwargs: np.asarray(image)), \
+            mock.patch("unet_course.normalization.polarity_in_doubt", lambda image: False):
         without = run()
     return with_it, without
 
@@ -106,13 +112,15 @@ def main() -> None:
         parser.error(f"--model {str(args.model)!r} has no metrics.json beside it: this benchmark "
                      "needs a model that `python -m unet_course train` wrote, with its record")
 
+    import dataclasses
+
     import numpy as np
     from quality import _machine, report
 
     from unet_course import baseline, real_slide, recipe, rescale
-    from unet_course.data import make_nuclei
+    from unet_course.data import Difficulty, make_nuclei
     from unet_course.files import read_run_record, to_grey
-    from unet_course.normalization import network_input
+    from unet_course.normalization import one_colour_as_grey, polarity_in_doubt
 
     try:  # the record's values are checked before any work
         plan = rescale.pipeline(read_run_record(args.model), "auto")
@@ -127,18 +135,28 @@ def main() -> None:
              f"- machine: {_machine()}",
              "- the default pipeline of `predict` and `evaluate` (size-normalised); instance "
              "scores", "",
-             "| test set | through `network_input` (the default) | as it is | what it did | "
-             "Otsu + watershed |",
+             "| test set | as `predict` runs it | colour and polarity steps off | what they did "
+             "| Otsu + watershed |",
              "| --- | ---: | ---: | --- | ---: |"]
+
+    def negated_kept(image) -> bool:
+        """Whether ``recipe.predict_classes`` keeps the negated maps of ``image`` (own size)."""
+        image = one_colour_as_grey(image)
+        if not polarity_in_doubt(image):
+            return False
+        as_is, flipped = recipe._predict_padded(model, [image, -image.astype(np.float32)], 2)
+        a, b = rescale.confidence(as_is), rescale.confidence(flipped)
+        return b is not None and (a is None or b > a)
 
     def row(name: str, images, labels) -> None:
         with_it, without = scores(model, plan, images, labels)
         otsu = baseline.baseline_scores(images, labels)["otsu_watershed"]["dsb_map"]
-        made = [network_input(im) for im in images]
-        grey = sum(m is not im and m.min() >= 0 for m, im in zip(made, images, strict=True))
-        flipped = sum(m is not im and m.max() <= 0 for m, im in zip(made, images, strict=True))
-        did = ", ".join(f"{n} {what}" for n, what in ((grey, "to grey"), (flipped, "negated"))
-                        if n) or "nothing"
+        grey = sum(one_colour_as_grey(im) is not im for im in images)
+        doubt = sum(polarity_in_doubt(one_colour_as_grey(im)) for im in images)
+        negated = sum(negated_kept(im) for im in images)
+        did = ", ".join(f"{n} {what}" for n, what in ((grey, "to grey"), (doubt, "in doubt"),
+                                                        (negated, "negated kept")) if n)
+        did = did or "nothing"
         if len(images) > 1:
             did = f"{did} (of {len(images)})"
         lines.append(f"| {name} | **{with_it:.3f}** | {without:.3f} | {did} | {otsu:.3f} |")
@@ -159,6 +177,12 @@ def main() -> None:
     row(f"synthetic bright-field slides (seed {BRIGHT_SEED}), grey",
         [np.repeat(to_grey(im), 3, axis=-1) for im in bright], bright_labels)
     row("the same slides in colour", bright, bright_labels)
+    crowded = dataclasses.replace(Difficulty(), brightness_spread=0.3, mitotic=0.0,
+                                  illumination=0.3, magnification=(1.0, 1.3))
+    dense, dense_labels = make_nuclei(max(1, args.test_images // 4), size=256, seed=DENSE_SEED,
+                                      style="fluorescence", nuclei=(350, 400), difficulty=crowded)
+    row(f"crowded synthetic fluorescence slides (seed {DENSE_SEED})", list(dense),
+        list(dense_labels))
     images, labels = make_nuclei(args.test_images, size=256, seed=TEST_SEED)
     row(f"synthetic test slides (seed {TEST_SEED}), both styles", list(images), list(labels))
     report("\n".join(lines) + "\n", args.out)

@@ -6,10 +6,9 @@ import pytest
 
 from unet_course.normalization import (
     PercentileNormalization,
-    dark_nuclei_flipped,
-    network_input,
     one_colour_as_grey,
     percentile_normalize,
+    polarity_in_doubt,
 )
 
 
@@ -94,45 +93,26 @@ def test_grey_bright_field_and_two_dye_images_are_returned_as_they_are():
         assert one_colour_as_grey(other) is other
 
 
-def test_a_grey_bright_field_slide_is_negated_and_then_normalises_as_its_inverse():
+def test_grey_bright_field_is_in_doubt_and_fluorescence_and_colour_are_not():
     from unet_course.data import make_nuclei
     from unet_course.files import to_grey
 
     slides, _ = make_nuclei(8, size=128, seed=5, style="brightfield")
-    flipped = 0
     for slide in slides:
-        grey = np.repeat(to_grey(slide), 3, axis=-1)  # dark nuclei on a light field
-        out = dark_nuclei_flipped(grey)
-        if out is grey:  # mostly nuclei: the median rule cannot tell (1 in 40 at 128x128)
-            continue
-        flipped += 1
-        assert out.dtype == np.float32
-        # independent of the sign trick: the inverted 8-bit picture, normalised the same way
-        np.testing.assert_allclose(percentile_normalize(out), percentile_normalize(255 - grey),
-                                   atol=1e-5)
-    assert flipped >= 7
-
-
-def test_the_flip_follows_the_baselines_polarity_rule_and_spares_other_images():
-    from unet_course.baseline import to_grey as baseline_grey
-    from unet_course.data import make_nuclei
-    from unet_course.files import to_grey
-
-    images, _ = make_nuclei(16, size=64, seed=8)  # both styles
-    for image in images:
-        grey = np.repeat(to_grey(image), 3, axis=-1)
-        flipped = dark_nuclei_flipped(grey) is not grey
-        dark = bool(np.all(baseline_grey(grey) <= 0))  # the baseline negates dark-nuclei images
-        assert flipped == dark
-        assert dark_nuclei_flipped(image) is image or flipped  # colour bright-field: as it is
+        assert not polarity_in_doubt(slide)  # in colour: the networks know bright-field
+        assert polarity_in_doubt(np.repeat(to_grey(slide), 3, axis=-1))  # dark on light
     fluorescence = np.repeat(_grey_slide()[..., None], 3, axis=-1)
-    assert dark_nuclei_flipped(fluorescence) is fluorescence
+    assert not polarity_in_doubt(fluorescence)
+    assert polarity_in_doubt(255 - fluorescence)  # the same slide negated
 
 
-def test_network_input_turns_a_blue_negated_slide_into_the_grey_one():
-    grey = _grey_slide()
-    blue_dark = np.zeros(grey.shape + (3,), np.uint8)
-    blue_dark[..., 2] = 255 - grey  # a one-colour picture of dark nuclei
-    np.testing.assert_allclose(percentile_normalize(network_input(blue_dark)),
-                               percentile_normalize(np.repeat(grey[..., None], 3, -1)),
-                               atol=1e-5)
+def test_polarity_doubt_is_the_median_against_the_range_by_hand():
+    image = np.zeros((30, 30, 3), np.uint8)  # percentiles of 0 / 1 / 2 laid out by hand
+    image[:10] = 100
+    image[10:20] = 20 + 1  # the median, 21: 0.21 of the way from 0 to 100
+    assert not polarity_in_doubt(image)
+    image[10:20] = 40  # 0.4 of the way: in doubt
+    assert polarity_in_doubt(image)
+    for other in (image[..., :1], np.zeros((0, 0, 3)), np.full((4, 4, 3), np.nan),
+                  np.full((4, 4, 3), 7)):
+        assert not polarity_in_doubt(other)

@@ -196,3 +196,28 @@ def test_predict_classes_sees_a_slide_in_one_dye_colour_as_the_grey_slide():
     np.testing.assert_allclose(as_blue, as_grey, atol=1e-5)
     direct = keras.ops.convert_to_numpy(model(blue[None].astype(np.float32)))[0]
     assert np.abs(direct - as_grey).max() > 1e-3  # given as it is, the network sees another image
+
+
+def test_predict_classes_keeps_the_polarity_the_network_is_surer_of(monkeypatch):
+    """A grey image in doubt is predicted both ways and the more confident maps are kept; an
+    image not in doubt is predicted once (a stand-in network, sure of negated images)."""
+    calls = []
+
+    def stand_in(model, images, batch_size):
+        calls.append(len(images))
+        maps = []
+        for image in images:
+            sure = 0.95 if float(np.mean(image)) < 0 else 0.6  # sure of negated pictures
+            p = np.zeros(image.shape[:2] + (3,), np.float32)
+            p[..., 1], p[..., 0] = sure, 1 - sure  # every pixel called interior
+            maps.append(p)
+        return maps
+
+    monkeypatch.setattr(recipe, "_predict_padded", stand_in)
+    light = np.full((24, 24, 3), 200, np.uint8)
+    light[8:16, 8:16] = 40  # a dark nucleus on a light field: in doubt
+    dark = 240 - light  # the same, bright on black: not in doubt
+    kept_light, kept_dark = recipe.predict_classes(None, [light, dark])
+    assert calls == [2, 1]
+    assert kept_light[0, 0, 1] == pytest.approx(0.95)  # the negated maps won
+    assert kept_dark[0, 0, 1] == pytest.approx(0.6)  # predicted once, as it is

@@ -84,15 +84,14 @@ def _open_png(path: Path) -> Image.Image:
 def _read_rgb(path: Path) -> np.ndarray:
     """``(H, W, 3)`` uint8 by the course's one image reader (``files.read_image`` then
     ``files.to_uint8``): alpha dropped, grey repeated, 16-bit and float mapped by their
-    1st and 99.8th percentiles (so 12-bit data stored in 16 bits is not darkened). Each
-    image as ``recipe.predict_classes`` gives it to the network
-    (``normalization.network_input``: a fluorescence image saved in its dye's colour grey, a
-    grey image of dark nuclei on a bright field negated), so a model trained on such images
-    sees at prediction what it learnt from."""
+    1st and 99.8th percentiles (so 12-bit data stored in 16 bits is not darkened). A
+    fluorescence image saved in its dye's colour comes out grey
+    (``normalization.one_colour_as_grey``), as ``recipe.predict_classes`` gives it to the
+    network, so a model trained on such images sees at prediction what it learnt from."""
     from unet_course.files import read_image, to_uint8
-    from unet_course.normalization import network_input
+    from unet_course.normalization import one_colour_as_grey
 
-    return to_uint8(network_input(read_image(path)))
+    return to_uint8(one_colour_as_grey(read_image(path)))
 
 
 def _read_mask(path: Path) -> np.ndarray:

@@ -9,10 +9,10 @@ outside; nothing is clipped). This is the normalisation StarDist and CSBDeep use
 depth, so a dim 12-bit slide and a bright 8-bit one look alike to the network, while bright
 outliers (a few mitotic nuclei) cannot squash the rest as a min-max stretch would.
 
-Also here: ``network_input``, what ``recipe.predict_classes`` gives the network for an image:
-a fluorescence image saved in its dye's colour (DAPI in blue) as the grey image it is
-(``one_colour_as_grey``), and a grey image of dark nuclei on a bright field negated, so its
-nuclei are bright as in the grey slides the networks learn from (``dark_nuclei_flipped``).
+Also here, for images that look like no training slide (``recipe.predict_classes`` uses them):
+``one_colour_as_grey`` gives the network a fluorescence image saved in its dye's colour (DAPI
+in blue) as the grey image it is, and ``polarity_in_doubt`` says when a grey image may hold
+dark nuclei on a light field (grey bright-field), so that the network is asked both ways.
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ def one_colour_as_grey(image: Any, tolerance: float = ONE_COLOUR_TOLERANCE) -> n
     itself when only one is left), three times, float32 ``(H, W, 3)``. Images whose three
     channels are equal already, images with another channel count, bright-field slides (their
     nuclei and background differ in hue: 2 to 9 % of the span on the synthetic ones, and no
-    channel is empty) and composites of several dyes are returned as they are (the same object).
+    channel is empty) and composites of dyes of similar strength are returned as they are (the
+    same object). A composite whose other dyes are more than ten times weaker than one of them
+    is taken for that one dye alone: save the nuclear channel by itself.
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.size == 0:
@@ -103,40 +105,35 @@ def one_colour_as_grey(image: Any, tolerance: float = ONE_COLOUR_TOLERANCE) -> n
     return np.repeat(brightness[..., None], 3, axis=-1)
 
 
-def dark_nuclei_flipped(image: Any) -> np.ndarray:
-    """A grey image of dark nuclei on a bright background, negated; any other image as it is.
+#: A grey image whose median lies above this fraction of its range (1st to 99.8th percentile)
+#: is not clearly fluorescence (bright nuclei on a dark field): ``polarity_in_doubt``.
+POLARITY_DOUBT = 0.3
 
-    Grey bright-field images (nuclei stained dark on a light field, as in part of the Data
-    Science Bowl 2018) are new to the course's networks, which learn grey slides as
-    fluorescence (nuclei bright on black) and bright-field slides in their stains' colours:
-    the recipe's model scored 0.02 on synthetic bright-field slides turned grey and 0.001 on
-    the real slide negated, against 0.29 and 0.51 with this flip
-    (``benchmarks/results/appearance_cpu.md``). The rule is the classical baseline's
-    (``baseline.to_grey``): a grey image (three equal channels) whose median lies in the upper
-    half of its range (here the 1st to 99.8th percentile) is mostly bright background, so it
-    is returned negated, float32; percentile normalisation then maps it to [0, 1] with the
-    nuclei bright. Colour images are returned as they are (the same object), and so are grey
-    images with a dark background.
+
+def polarity_in_doubt(image: Any) -> bool:
+    """True for a grey ``(H, W, 3)`` image (three equal channels) that is not clearly bright
+    nuclei on a dark field: its median lies above ``POLARITY_DOUBT`` (0.3) of the way from its
+    1st to its 99.8th percentile.
+
+    Fluorescence slides are mostly dark background (median at 0.03 to 0.09 of the range on
+    synthetic ones); grey bright-field slides mostly light background (0.55 to 0.83); crowded
+    fluorescence, nuclei over most of the field, lies between (0.35 to 0.60), so no rule on
+    the brightness alone tells the two apart there (the classical baseline's rule, median above
+    0.5, negated 8 of 16 such slides). ``recipe.predict_classes`` therefore asks the network:
+    it predicts an image in doubt both as it is and negated, and keeps the maps it is more
+    confident of. Colour images are never in doubt: the networks learnt bright-field slides in
+    their stains' colours.
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.size == 0:
-        return image
+        return False
     if not ((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()):
-        return image
-    plane = image[..., 0].astype(np.float64)
+        return False
+    plane = image[..., 0][::3, ::3].astype(np.float64)
     if not np.isfinite(plane).all():
-        return image
+        return False
     low, median, high = np.percentile(plane, [LOW, 50, HIGH])
-    if not median > (low + high) / 2:
-        return image
-    return -image.astype(np.float32)
-
-
-def network_input(image: Any) -> np.ndarray:
-    """The picture the course's networks are given for ``image``: ``one_colour_as_grey``,
-    then ``dark_nuclei_flipped`` (``recipe.predict_classes`` calls it, and the Data Science
-    Bowl loader reads every image through it, so training and prediction agree)."""
-    return dark_nuclei_flipped(one_colour_as_grey(image))
+    return bool(high > low and median > low + POLARITY_DOUBT * (high - low))
 
 
 def _check_percentiles(low: float, high: float) -> None:

@@ -195,25 +195,13 @@ def train_recipe(model: keras.Model, splits, recipe: Recipe, out_dir: str | Path
                      callbacks=callbacks, verbose=verbose)
 
 
-def predict_classes(model: keras.Model, images, batch_size: int = 8) -> list[np.ndarray]:
-    """Class probabilities of images of any size at their native resolution.
-
-    Each image is reflect-padded up to the next multiple of ``2**depth`` (the pooling grid),
-    predicted and cropped back; same-size images are predicted together in batches. Each image
-    goes in as ``normalization.network_input`` gives it: a fluorescence image saved in its
-    dye's colour as grey, a grey image of dark nuclei on a bright field negated.
-
-    Args:
-        images: ``(n, H, W, 3)`` array or a list of ``(H_i, W_i, 3)`` arrays, any dtype.
-
-    Returns:
-        a list of ``(H_i, W_i, K)`` float32 arrays.
-    """
+def _predict_padded(model: keras.Model, images: list[np.ndarray], batch_size: int
+                    ) -> list[np.ndarray]:
+    """The model's maps of each image, reflect-padded to the pooling grid and cropped back."""
     from unet_course.geometry import unet_geometry
 
     depth, _ = unet_geometry(model)
     step = 2**depth
-    images = [normalization.network_input(np.asarray(image)) for image in images]
     out: list[np.ndarray | None] = [None] * len(images)
     by_shape: dict[tuple, list[int]] = {}
     for i, image in enumerate(images):
@@ -227,6 +215,44 @@ def predict_classes(model: keras.Model, images, batch_size: int = 8) -> list[np.
             probs = np.asarray(model.predict_on_batch(batch.astype(np.float32)), np.float32)
             for i, p in zip(chunk, probs, strict=True):
                 out[i] = p[:h, :w]
+    return out
+
+
+def predict_classes(model: keras.Model, images, batch_size: int = 8) -> list[np.ndarray]:
+    """Class probabilities of images of any size at their native resolution.
+
+    Each image is reflect-padded up to the next multiple of ``2**depth`` (the pooling grid),
+    predicted and cropped back; same-size images are predicted together in batches.
+
+    Two kinds of image that look like no training slide are given to the network as one that
+    does (``benchmarks/results/appearance_cpu.md``):
+
+    - a fluorescence image saved in its dye's colour goes in as its grey brightness
+      (``normalization.one_colour_as_grey``);
+    - a grey image whose polarity is in doubt (``normalization.polarity_in_doubt``: not
+      clearly bright nuclei on a dark field; grey bright-field images have dark nuclei on a
+      light one) is predicted as it is and negated, and the maps the network is more confident
+      of are kept (``rescale.confidence``, as for the scale). The network itself says which
+      way its nuclei look, so a model trained on dark nuclei keeps them dark.
+
+    Args:
+        images: ``(n, H, W, 3)`` array or a list of ``(H_i, W_i, 3)`` arrays, any dtype.
+
+    Returns:
+        a list of ``(H_i, W_i, K)`` float32 arrays.
+    """
+    from unet_course.rescale import confidence
+
+    images = [normalization.one_colour_as_grey(np.asarray(image)) for image in images]
+    out = _predict_padded(model, images, batch_size)
+    doubt = [i for i, image in enumerate(images) if normalization.polarity_in_doubt(image)]
+    if doubt:
+        negated = _predict_padded(model, [-images[i].astype(np.float32) for i in doubt],
+                                  batch_size)
+        for i, p in zip(doubt, negated, strict=True):
+            as_is, flipped = confidence(out[i]), confidence(p)
+            if flipped is not None and (as_is is None or flipped > as_is):
+                out[i] = p
     return out
 
 
