@@ -362,3 +362,19 @@ def test_evaluate_scores_the_size_normalised_pipeline(recipe_model, capsys):
     code = cli.main(["evaluate", "--model", str(recipe_model["bare"]), "--seed", "0", "--quick",
                      "--scale", "auto"])
     assert code == 2 and "no train_median_area" in capsys.readouterr().err
+
+
+def test_predict_gives_an_older_model_an_image_in_its_dyes_colour_as_grey(models, tmp_path):
+    from unet_course.data import make_nuclei
+
+    images, _ = make_nuclei(1, size=64, seed=3, style="fluorescence")
+    grey = images[0].max(axis=-1)  # one brightness plane
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(folder / "grey.png")
+    Image.fromarray(np.stack([np.zeros_like(grey)] * 2 + [grey], axis=-1)).save(folder / "blue.png")
+    out = tmp_path / "out"
+    assert cli.main(["predict", "--model", str(models["same"]), "--input", str(folder),
+                     "--output", str(out), "--tile", "64"]) == 0
+    labels = {s: np.asarray(Image.open(out / f"{s}_labels.png")) for s in ("grey", "blue")}
+    assert np.array_equal(labels["blue"], labels["grey"])

@@ -235,7 +235,8 @@ def _recipe_segmenter(model, way: dict, method, threshold, min_size):
 
 def _tiled_segmenter(model, method, threshold, min_size, tile, overlap):
     """An older model (``Rescaling(1/255)``): 0-255 pixels in, overlap-tile prediction; an
-    image saved in its dye's colour goes in grey (``normalization.one_colour_as_grey``)."""
+    image saved in its dye's colour (``normalization.one_colour_as_grey``) goes in as its
+    strongest channel, three times, so its values keep their scale."""
     from unet_course.normalization import one_colour_as_grey
     from unet_course.predict import predict_instances, tile_plan
 
@@ -244,7 +245,9 @@ def _tiled_segmenter(model, method, threshold, min_size, tile, overlap):
     grey = model.input_shape[-1] == 1
 
     def segment(image):
-        pixels = files.to_uint8(one_colour_as_grey(image))
+        if one_colour_as_grey(image) is not image:
+            image = np.repeat(image.max(axis=-1, keepdims=True), 3, axis=-1)
+        pixels = files.to_uint8(image)
         pixels = files.to_grey(pixels) if grey else pixels
         labels, _ = predict_instances(
             model, pixels, method, threshold or 0.5, tile=tile, overlap=overlap,
