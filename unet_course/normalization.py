@@ -115,14 +115,15 @@ def polarity_in_doubt(image: Any) -> bool:
     nuclei on a dark field: its median lies above ``POLARITY_DOUBT`` (0.3) of the way from its
     1st to its 99.8th percentile.
 
-    Fluorescence slides are mostly dark background (median at 0.03 to 0.09 of the range on
-    synthetic ones); grey bright-field slides mostly light background (0.55 to 0.83); crowded
-    fluorescence, nuclei over most of the field, lies between (0.35 to 0.60), so no rule on
-    the brightness alone tells the two apart there (the classical baseline's rule, median above
-    0.5, negated 8 of 16 such slides). ``recipe.predict_classes`` therefore asks the network:
-    it predicts an image in doubt both as it is and negated, and keeps the maps it is more
-    confident of. Colour images are never in doubt: the networks learnt bright-field slides in
-    their stains' colours.
+    Fluorescence slides are mostly dark background (median at 0.15 of the range or less on the
+    recipe's synthetic slides); grey bright-field slides mostly light background (0.47 to 0.83
+    on 64 synthetic ones); crowded fluorescence, nuclei over most of the field, lies between
+    (0.35 to 0.60), so no rule on the brightness alone tells the two apart there (the classical
+    baseline's rule, median in the upper half, would negate 5 of the 16 crowded slides of
+    ``benchmarks/results/appearance_cpu.md``). ``recipe.predict_classes`` therefore asks the
+    network: it predicts an image in doubt both as it is and negated, and keeps the maps it is
+    more confident of. Colour images are never in doubt: the networks learnt bright-field
+    slides in their stains' colours.
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.size == 0:

@@ -236,7 +236,8 @@ def _recipe_segmenter(model, way: dict, method, threshold, min_size):
 def _tiled_segmenter(model, method, threshold, min_size, tile, overlap):
     """An older model (``Rescaling(1/255)``): 0-255 pixels in, overlap-tile prediction; an
     image saved in its dye's colour (``normalization.one_colour_as_grey``) goes in as its
-    strongest channel, three times, so its values keep their scale."""
+    channel with the widest range, three times, so its values keep their scale. (No polarity
+    step: that needs the confidence of a three-class recipe model.)"""
     from unet_course.normalization import one_colour_as_grey
     from unet_course.predict import predict_instances, tile_plan
 
@@ -246,7 +247,8 @@ def _tiled_segmenter(model, method, threshold, min_size, tile, overlap):
 
     def segment(image):
         if one_colour_as_grey(image) is not image:
-            image = np.repeat(image.max(axis=-1, keepdims=True), 3, axis=-1)
+            widest = np.argmax(np.ptp(image.reshape(-1, 3), axis=0))
+            image = np.repeat(image[..., widest:widest + 1], 3, axis=-1)
         pixels = files.to_uint8(image)
         pixels = files.to_grey(pixels) if grey else pixels
         labels, _ = predict_instances(
