@@ -364,7 +364,8 @@ def test_evaluate_scores_the_size_normalised_pipeline(recipe_model, capsys):
     assert code == 2 and "no train_median_area" in capsys.readouterr().err
 
 
-def test_predict_gives_an_older_model_an_image_in_its_dyes_colour_as_grey(models, tmp_path):
+def test_predict_gives_an_older_model_an_image_in_its_dyes_colour_as_grey(models, tmp_path,
+                                                                         capsys):
     from unet_course.data import make_nuclei
 
     images, _ = make_nuclei(1, size=64, seed=3, style="fluorescence")
@@ -378,3 +379,6 @@ def test_predict_gives_an_older_model_an_image_in_its_dyes_colour_as_grey(models
                      "--output", str(out), "--tile", "64"]) == 0
     labels = {s: np.asarray(Image.open(out / f"{s}_labels.png")) for s in ("grey", "blue")}
     assert np.array_equal(labels["blue"], labels["grey"])
+    said = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert said["blue.png"].endswith("(one colour: predicted as grey)")
+    assert said["grey.png"].endswith("grey_overlay.png")  # nothing to say

@@ -6,6 +6,7 @@ import pytest
 
 from unet_course.normalization import (
     PercentileNormalization,
+    appearance_note,
     one_colour_as_grey,
     percentile_normalize,
     polarity_in_doubt,
@@ -116,3 +117,20 @@ def test_polarity_doubt_is_the_median_against_the_range_by_hand():
     for other in (image[..., :1], np.zeros((0, 0, 3)), np.full((4, 4, 3), np.nan),
                   np.full((4, 4, 3), 7)):
         assert not polarity_in_doubt(other)
+
+
+def test_the_appearance_note_names_what_is_done_and_spots_a_composite_of_dyes():
+    from unet_course.data import make_nuclei
+
+    grey = np.repeat(_grey_slide()[..., None], 3, axis=-1)
+    assert appearance_note(grey) == ""
+    blue = np.zeros_like(grey)
+    blue[..., 2] = grey[..., 0]
+    assert appearance_note(blue) == "one colour: predicted as grey"
+    assert "negated" in appearance_note(255 - grey)
+    assert appearance_note(255 - grey, polarity=False) == ""  # older models: no polarity step
+    two = blue.copy()
+    two[..., 1] = np.roll(grey[..., 0], 20, axis=1)  # another structure in green
+    assert "composite" in appearance_note(two)
+    bright, _ = make_nuclei(6, size=96, seed=2, style="brightfield")
+    assert all(appearance_note(image) == "" for image in bright)  # light field: no advice

@@ -82,27 +82,70 @@ def one_colour_as_grey(image: Any, tolerance: float = ONE_COLOUR_TOLERANCE) -> n
     is taken for that one dye alone: save the nuclear channel by itself.
     """
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3 or image.size == 0:
+    colour = _colour_spread(image)
+    if colour is None or colour[2] > tolerance:
         return image
-    if (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all():
-        return image
+    kept, u, _ = colour
+    brightness = image[..., kept].astype(np.float32) @ u.astype(np.float32)
+    return np.repeat(brightness[..., None], 3, axis=-1)
+
+
+def _is_grey(image: np.ndarray) -> bool:
+    return bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
+
+
+def _colour_spread(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """For a colour ``(H, W, 3)`` image: the channels that are not empty, their principal
+    colour ``u`` and what lies off it as a fraction of the brightness span (steps 1 and 2 of
+    ``one_colour_as_grey``, on every 7th pixel); None for a grey image, another shape, a flat
+    image or one with non-finite values."""
+    if image.ndim != 3 or image.shape[-1] != 3 or image.size == 0 or _is_grey(image):
+        return None
     sample = image.reshape(-1, 3)[::7].astype(np.float64)
     if not np.isfinite(sample).all():
-        return image
+        return None
     low, high = np.percentile(sample, [LOW, HIGH], axis=0)
     ranges = high - low
     if not ranges.max() > 0:
-        return image
+        return None
     kept = np.flatnonzero(ranges >= EMPTY_CHANNEL * ranges.max())
     sample = sample[:, kept]
     eigenvalues, vectors = np.linalg.eigh(sample.T @ sample / len(sample))  # ascending
     u = vectors[:, -1] * (1.0 if vectors[:, -1].sum() >= 0 else -1.0)
     low, high = np.percentile(sample @ u, [LOW, HIGH])
+    if not high > low:
+        return None
     off = np.sqrt(max(float(eigenvalues[:-1].sum()), 0.0))
-    if not high > low or off > tolerance * (high - low):
-        return image
-    brightness = image[..., kept].astype(np.float32) @ u.astype(np.float32)
-    return np.repeat(brightness[..., None], 3, axis=-1)
+    return kept, u, off / (high - low)
+
+
+#: An image whose colours stray further than this from one colour, on a dark field, looks like
+#: a composite of several dyes (``appearance_note``).
+COMPOSITE = 0.1
+
+
+def appearance_note(image: Any, polarity: bool = True) -> str:
+    """One line for ``predict``'s log on how ``recipe.predict_classes`` takes ``image``: ""
+    for a picture like the training slides; else what is done, or, for what looks like a
+    composite of several dyes (colours that stray more than ``COMPOSITE`` from one colour, on
+    a mostly dark field, where bright-field slides are mostly light), the advice to give the
+    nuclear channel alone, which the network cannot pick out by itself. ``polarity=False``
+    for models without the polarity step (the older 0-255 ones)."""
+    image = np.asarray(image)
+    colour = _colour_spread(image)
+    doubt = "grey on a light field: predicted as it is and negated, the surer kept"
+    if colour is not None and colour[2] <= ONE_COLOUR_TOLERANCE:
+        in_doubt = polarity and polarity_in_doubt(one_colour_as_grey(image))
+        return "one colour: predicted as grey" + (f"; {doubt}" if in_doubt else "")
+    if polarity and polarity_in_doubt(image):
+        return doubt
+    if colour is not None and colour[2] > COMPOSITE:
+        plane = image.max(axis=-1)[::3, ::3].astype(np.float64)
+        low, median, high = np.percentile(plane, [LOW, 50, HIGH])
+        if high > low and median < low + POLARITY_DOUBT * (high - low):
+            return ("several colours on a dark field, like a composite of dyes: the network "
+                    "learnt one nuclear channel; give that channel alone")
+    return ""
 
 
 #: A grey image whose median lies above this fraction of its range (1st to 99.8th percentile)
@@ -128,7 +171,7 @@ def polarity_in_doubt(image: Any) -> bool:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.size == 0:
         return False
-    if not ((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()):
+    if not _is_grey(image):
         return False
     plane = image[..., 0][::3, ::3].astype(np.float64)
     if not np.isfinite(plane).all():

@@ -169,22 +169,28 @@ def segment_files(model_path: Path, jobs: list[Job], output: Path, *, method: st
                 + ("at its own size" if way["scale"] == 1 else f"at scale {way['scale']}")
                 + " with the default settings (recipe.DEFAULT_POSTPROCESSING)")
         segment = _recipe_segmenter(model, way, method, threshold, min_size)
+        appearance = normalization.appearance_note
     elif scale not in (None, 1):
         raise ValueError(f"--scale {scale}: only the recipe's models, which normalise each "
                          "image themselves, are predicted at another scale; this model is "
                          "predicted tile by tile at 0-255, at its own size")
     else:
         segment = _tiled_segmenter(model, method, threshold, min_size, tile, overlap)
+
+        def appearance(image):
+            return normalization.appearance_note(image, polarity=False)
     made = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     try:
         for job in jobs:
-            labels, shown, factor = segment(files.read_image(job.image))
+            image = files.read_image(job.image)
+            labels, shown, factor = segment(image)
             _write(job, labels, shown)
             at = "" if factor in (None, 1) else f" (predicted at scale {factor:.2f})"
             count = f"{labels.max()} nucle{'us' if labels.max() == 1 else 'i'}"
+            note = appearance(image)
             log(f"{job.image.name}: {count}, {labels.shape[1]}x{labels.shape[0]}"
-                f"{at} -> {job.labels.name}, {job.overlay.name}")
+                f"{at} -> {job.labels.name}, {job.overlay.name}" + (f" ({note})" if note else ""))
     finally:
         if made and not any(output.iterdir()):
             output.rmdir()
