@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from unet_course import cli, evaluate, postprocess, predict, scoring, targets
@@ -127,12 +128,17 @@ def test_predict_user_errors(models, slides, tmp_path, capsys):
     empty.mkdir()
     a_file = tmp_path / "file"
     a_file.write_text("x")
+    holes = tmp_path / "holes.tif"
+    float_image = np.ones((16, 16), np.float32)
+    float_image[3, 4] = np.nan
+    tifffile.imwrite(holes, float_image)
     cases = [
         (["--model", str(tmp_path / "no.keras"), "--input", str(slides)], "no such .keras file"),
         (["--model", model, "--input", str(tmp_path / "missing")], "expected an image file"),
         (["--model", model, "--input", str(slides / "notes.txt")], "expected an image file"),
         (["--model", model, "--input", str(empty)], "holds no"),
         (["--model", model, "--input", str(broken)], "not a readable image"),
+        (["--model", model, "--input", str(holes)], "1 pixels are NaN or infinite"),
     ]
     for argv, words in cases:
         code = cli.main(["predict", *argv, "--output", str(tmp_path / "out")])

@@ -115,7 +115,11 @@ def plan(model: Path, source: Path, output: Path, overwrite: bool = False) -> li
                          "label PNGs would be read as images next time; choose another folder")
     files.check_writable(output, "--output")
     for path in inputs:
-        files.read_image(path)  # every pixel decoded: a truncated file stops us here
+        pixels = files.read_image(path)  # every pixel decoded: a truncated file stops us here
+        if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
+            bad = int((~np.isfinite(pixels)).any(axis=-1).sum())
+            raise ValueError(f"{str(path)!r}: {bad} pixels are NaN or infinite; expected "
+                             "finite values (a network cannot predict from them)")
     jobs = [Job(p, output / f"{p.stem}_labels.png", output / f"{p.stem}_overlay.png")
             for p in inputs]
     stems = [p.stem for p in inputs]
