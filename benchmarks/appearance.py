@@ -117,7 +117,7 @@ def main() -> None:
     import numpy as np
     from quality import _machine, report
 
-    from unet_course import baseline, real_slide, recipe, rescale
+    from unet_course import baseline, inference, real_slide, recipe, rescale
     from unet_course.data import Difficulty, make_nuclei
     from unet_course.files import read_run_record, to_grey
     from unet_course.normalization import one_colour_as_grey, polarity_in_doubt
@@ -144,7 +144,7 @@ def main() -> None:
         image = one_colour_as_grey(image)
         if not polarity_in_doubt(image):
             return False
-        as_is, flipped = recipe._predict_padded(model, [image, -image.astype(np.float32)], 2)
+        as_is, flipped = inference.predict_as_given(model, [image, -image.astype(np.float32)], 2)
         a, b = rescale.confidence(as_is), rescale.confidence(flipped)
         return b is not None and (a is None or b > a)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unet_course import postprocess, recipe, scoring, sequence, targets
+from unet_course import inference, postprocess, recipe, scoring, sequence, targets
 from unet_course.data import Difficulty, make_nuclei
 from unet_course.losses import ClassesDiceLoss
 
@@ -213,7 +213,7 @@ def test_predict_classes_keeps_the_polarity_the_network_is_surer_of(monkeypatch)
             maps.append(p)
         return maps
 
-    monkeypatch.setattr(recipe, "_predict_padded", stand_in)
+    monkeypatch.setattr(inference, "predict_as_given", stand_in)
     light = np.full((24, 24, 3), 200, np.uint8)
     light[8:16, 8:16] = 40  # a dark nucleus on a light field: in doubt
     dark = 240 - light  # the same, bright on black: not in doubt
