@@ -32,6 +32,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from quality import _machine, check_model_and_out, report  # noqa: E402
+
 TEST_SEED = 2026
 
 
@@ -93,22 +95,9 @@ def main() -> None:
         parser.error(f"--zooms must be numbers separated by commas, got {args.zooms!r}")
     if not all(0.25 <= z <= 4 for z in zooms):
         parser.error(f"--zooms must each lie from 0.25 to 4, got {args.zooms!r}")
-    if args.test_images < 1:
-        parser.error(f"--test-images must be at least 1, got {args.test_images}")
-    if not args.model.is_file():
-        parser.error(f"--model {str(args.model)!r} is not a file; train one first "
-                     "(python -m unet_course train --out run)")
-    if args.out is not None:
-        taken = {args.model.resolve(), (args.model.parent / "metrics.json").resolve()}
-        if args.out.is_dir() or not args.out.parent.is_dir() or args.out.resolve() in taken:
-            parser.error(f"--out {str(args.out)!r} must be a Markdown file in an existing folder, "
-                         "not a folder, the model or its metrics.json")
-    if not (args.model.parent / "metrics.json").is_file():
-        parser.error(f"--model {str(args.model)!r} has no metrics.json beside it: this benchmark "
-                     "needs a model that `python -m unet_course train` wrote, with its record")
+    check_model_and_out(parser, args)
 
     import numpy as np
-    from quality import _machine, report
 
     from unet_course import real_slide, recipe, rescale
     from unet_course.data import make_nuclei

@@ -62,6 +62,26 @@ def _machine() -> str:
             f"Keras {keras.__version__} on {keras.backend.backend()}")
 
 
+def check_model_and_out(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """For the benchmarks that score a trained model (``magnification.py``, ``appearance.py``):
+    refuse, before any work, ``--test-images`` under 1, a ``--model`` that is not a file or
+    has no ``metrics.json`` beside it, and an ``--out`` that is a folder, lies in no existing
+    folder, or is the model or its record."""
+    if args.test_images < 1:
+        parser.error(f"--test-images must be at least 1, got {args.test_images}")
+    if not args.model.is_file():
+        parser.error(f"--model {str(args.model)!r} is not a file; train one first "
+                     "(python -m unet_course train --out run)")
+    if args.out is not None:
+        taken = {args.model.resolve(), (args.model.parent / "metrics.json").resolve()}
+        if args.out.is_dir() or not args.out.parent.is_dir() or args.out.resolve() in taken:
+            parser.error(f"--out {str(args.out)!r} must be a Markdown file in an existing folder, "
+                         "not a folder, the model or its metrics.json")
+    if not (args.model.parent / "metrics.json").is_file():
+        parser.error(f"--model {str(args.model)!r} has no metrics.json beside it: this benchmark "
+                     "needs a model that `python -m unet_course train` wrote, with its record")
+
+
 def report(text: str, out: Path | None) -> None:
     """Print a Markdown report and append it to ``out`` when given (every benchmark here)."""
     print(text)
