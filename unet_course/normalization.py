@@ -12,7 +12,9 @@ outliers (a few mitotic nuclei) cannot squash the rest as a min-max stretch woul
 Also here, for images that look like no training slide (``recipe.predict_classes`` uses them):
 ``one_colour_as_grey`` gives the network a fluorescence image saved in its dye's colour (DAPI
 in blue) as the grey image it is, and ``polarity_in_doubt`` says when a grey image may hold
-dark nuclei on a light field (grey bright-field), so that the network is asked both ways.
+dark nuclei on a light field (grey bright-field), so that the network is asked both ways;
+``appearance_note`` is the line ``predict`` prints about either, or about an image that looks
+like a composite of several dyes.
 """
 
 from __future__ import annotations
