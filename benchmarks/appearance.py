@@ -39,7 +39,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import _machine, check_model_and_out, report  # noqa: E402
+from quality import _machine, add_model_arguments, check_model_and_out, report  # noqa: E402
 
 TEST_SEED = 2026
 BRIGHT_SEED = 2027
@@ -91,14 +91,7 @@ def scores(model, plan: dict, images, labels) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True,
-                        help="a model.keras written by `python -m unet_course train`, with "
-                             "its metrics.json beside it")
-    parser.add_argument("--test-images", type=int, default=64,
-                        help="synthetic test slides, at least 1 (default: 64)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="a Markdown file to append the table to (made if missing; its "
-                             "folder must exist)")
+    add_model_arguments(parser, test_images=64)
     args = parser.parse_args()
     check_model_and_out(parser, args)
 

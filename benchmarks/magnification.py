@@ -32,7 +32,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import _machine, check_model_and_out, report  # noqa: E402
+from quality import _machine, add_model_arguments, check_model_and_out, report  # noqa: E402
 
 TEST_SEED = 2026
 
@@ -77,17 +77,10 @@ def rows_for(model, plan: dict, native: dict, images, labels) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True,
-                        help="a model.keras written by `python -m unet_course train`, with "
-                             "its metrics.json beside it")
+    add_model_arguments(parser, test_images=16)
     parser.add_argument("--zooms", default="0.5,1,1.5,2,3",
                         help="comma-separated factors by which the test images are resized, "
                              "each from 0.25 to 4 (default: 0.5,1,1.5,2,3)")
-    parser.add_argument("--test-images", type=int, default=16,
-                        help="synthetic test slides, at least 1 (default: 16)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="a Markdown file to append the table to (made if missing; its "
-                             "folder must exist)")
     args = parser.parse_args()
     try:
         zooms = [float(z) for z in args.zooms.split(",")]

@@ -62,6 +62,19 @@ def _machine() -> str:
             f"Keras {keras.__version__} on {keras.backend.backend()}")
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, test_images: int) -> None:
+    """``--model``, ``--test-images`` and ``--out`` of the benchmarks that score a trained model
+    (checked by ``check_model_and_out``)."""
+    parser.add_argument("--model", type=Path, required=True,
+                        help="a model.keras written by `python -m unet_course train`, with "
+                             "its metrics.json beside it")
+    parser.add_argument("--test-images", type=int, default=test_images,
+                        help=f"synthetic test slides, at least 1 (default: {test_images})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="a Markdown file to append the table to (made if missing; its "
+                             "folder must exist)")
+
+
 def check_model_and_out(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """For the benchmarks that score a trained model (``magnification.py``, ``appearance.py``):
     refuse, before any work, ``--test-images`` under 1, a ``--model`` that is not a file or
