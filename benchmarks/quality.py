@@ -1,6 +1,6 @@
 """Does the U-Net earn its place? The default recipe against the classical baseline (issue 9).
 
-    python benchmarks/quality.py [--set epochs=12 --set base_filters=8 ...] [--precision auto]
+    python benchmarks/quality.py [--set steps=1920 --set base_filters=8 ...] [--precision auto]
                                  [--out benchmarks/results/quality_cpu.md] [--quick]
 
 Trains the default recipe (``unet_course.recipe``, exactly what ``python -m unet_course
@@ -161,8 +161,8 @@ def main() -> None:
     lines = [f"### recipe {json.dumps(changes) if changes else '(defaults)'}"
              f"{' [quick]' if args.quick else ''}", "",
              f"- machine: {_machine()}; {record['device']}",
-             f"- training wall time (data + fit + tuning): {wall:.0f} s; epochs run "
-             f"{record['epochs_run']}, best {record['best_epoch']}; post-processing {post} "
+             f"- training wall time (data + fit + tuning): {wall:.0f} s; steps run "
+             f"{record['steps_run']}, best at step {record['best_step']}; post-processing {post} "
              f"(size-normalised; native: {record['postprocessing_native']})",
              f"- synthetic test: {n_test} fresh {chosen.slide_size}x{chosen.slide_size} slides "
              f"(seed {TEST_SEED})", "",

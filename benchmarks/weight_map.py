@@ -1,7 +1,7 @@
 """Does the U-Net paper's border weight map give better nuclei? Two trainings that differ only
 in the weights (issue 11).
 
-    python benchmarks/weight_map.py [--set epochs=32 ...] [--out benchmarks/results/weight_map_cpu.md]
+    python benchmarks/weight_map.py [--set steps=1920 ...] [--out benchmarks/results/weight_map_cpu.md]
     python benchmarks/weight_map.py --quick      # a smoke run of the script (learns nothing)
 
 Both arms train the recipe's model with one sigmoid output (``recipe.build_model`` with
@@ -52,12 +52,9 @@ def train_arm(splits, chosen, weigh) -> tuple:
     train_seq = SegmentationSequence(
         splits.train.images, separated, chosen.batch_size, size=chosen.img_size, augment=True,
         shuffle=True, seed=chosen.seed, weights=[weigh(m) for m in separated],
-        image_dtype="uint8", augment_options=no_change)
-    val_seq = SegmentationSequence(splits.val.images, splits.val.labels, chosen.batch_size,
-                                   size=chosen.img_size, augment=False, shuffle=False,
-                                   image_dtype="uint8")
+        image_dtype="uint8", augment_options=no_change, batches=recipe.steps_per_check(chosen))
     start = time.perf_counter()
-    model.fit(train_seq, validation_data=val_seq, epochs=chosen.epochs, verbose=0)
+    model.fit(train_seq, epochs=chosen.checks, verbose=0)
     return model, time.perf_counter() - start
 
 
@@ -115,7 +112,7 @@ def main() -> None:
                         f"{r['components_f1']:.3f} | {r['watershed']:.3f} | "
                         f"{r['watershed_f1']:.3f} | {seconds:.0f} s |")
             print(rows[-1], flush=True)
-    steps = chosen.epochs * chosen.steps_per_epoch
+    steps = chosen.checks * recipe.steps_per_check(chosen)
     text = "\n".join([
         f"### {steps} steps of {chosen.batch_size} crops of {chosen.img_size}x{chosen.img_size}"
         f"{' [quick]' if args.quick else ''}", "",

@@ -149,6 +149,70 @@ def test_brightness_contrast_touch_the_image_only():
     np.testing.assert_array_equal(out_labels, labels)
 
 
+def test_uint16_brightness_contrast_uses_the_full_range_and_never_wraps():
+    """A 16-bit slide (background 0, bright nuclei) against the same transform in float64,
+    with 65535 as the full range, clipped to 0..65535: a bare cast would wrap the darkened
+    background round to about 65,000."""
+    image = np.zeros((40, 40, 3), np.uint16)
+    yy, xx = np.mgrid[:40, :40]
+    image[(yy - 12) ** 2 + (xx - 14) ** 2 < 60] = 40_000  # two bright nuclei
+    image[(yy - 28) ** 2 + (xx - 26) ** 2 < 40] = 64_000  # one near saturation
+    signs = set()
+    for seed in range(12):
+        out = augment.adjust_brightness_contrast(image, np.random.default_rng(seed),
+                                                 brightness=0.2, contrast=0.3)
+        c, b = augment._draw_intensity(np.random.default_rng(seed), 0.2, 0.3)
+        x = image.astype(np.float64)
+        mean = x.mean(axis=(0, 1))
+        want = np.clip(np.rint((x - mean) * c + mean + b * 65535), 0, 65535)
+        assert out.dtype == np.uint16 and out.shape == image.shape
+        np.testing.assert_allclose(out, want, atol=1, rtol=0, err_msg=f"seed {seed}")
+        background = out[image == 0]
+        assert background.min() == background.max() < 20_000  # one level, at the low end
+        signs.add(bool(b < 0))
+    assert signs == {True, False}  # darkened and brightened both checked
+    # uint8 keeps its range of 255 and float images their range of 1
+    eight = augment.adjust_brightness_contrast(np.zeros((4, 4), np.uint8), 3, 0.2, 0.0)
+    _, b = augment._draw_intensity(np.random.default_rng(3), 0.2, 0.0)
+    assert eight[0, 0] == np.clip(np.rint(b * 255), 0, 255)
+    real = augment.adjust_brightness_contrast(np.zeros((4, 4), np.float32), 3, 0.2, 0.0)
+    assert real.dtype == np.float32 and real[0, 0] == pytest.approx(b, abs=1e-7)
+
+
+def test_three_class_gamma_serves_float_and_uint8_images():
+    """``ThreeClassSequence(gamma>0)`` raises each image to a drawn power: float images (the
+    default ``image_dtype="float32"``) as ``x ** power``, uint8 ones as uint8, through
+    ``skimage.exposure.adjust_gamma``'s rounded lookup table."""
+    from skimage.exposure import adjust_gamma
+
+    pairs = [labelled_pattern(32, 32, seed) for seed in (1, 2)]
+    eight = np.stack([image for image, _, _ in pairs])
+    labels = np.stack([lab for _, lab, _ in pairs])
+    real = eight.astype(np.float32) / 255  # float32 in [0, 1]
+    for images, image_dtype in ((real, "float32"), (eight, "float32"), (eight, "uint8")):
+        # default augmentation: flips, brightness and contrast (floats may go below 0) first
+        x, y = sequence.ThreeClassSequence(images, labels, 2, size=32, gamma=0.3,
+                                           image_dtype=image_dtype)[0]
+        assert x.shape == (2, 32, 32, 3) and x.dtype == np.dtype(image_dtype)
+        assert np.isfinite(x).all() and x.min() >= 0
+        assert y.shape == (2, 32, 32, 3) and (y.sum(axis=-1) == 1).all()
+    # the gamma alone; the power each image drew is read off the float twin (same draws)
+    plain = {"flip": False, "rotate90": False, "brightness": 0.0, "contrast": 0.0}
+    twins = [sequence.ThreeClassSequence(images, labels, 2, size=32, gamma=0.3, shuffle=False,
+                                         augment_options=plain, image_dtype=image_dtype)[0][0]
+             for images, image_dtype in ((real, "float32"), (eight, "uint8"))]
+    powers = []
+    for i in range(2):
+        inside = (real[i] > 0.05) & (real[i] < 0.95)
+        power = float(np.median(np.log(twins[0][i][inside]) / np.log(real[i][inside])))
+        assert np.exp(-0.3) <= power <= np.exp(0.3) and abs(power - 1) > 0.01
+        np.testing.assert_allclose(twins[0][i], real[i] ** power, rtol=1e-5, atol=1e-6)
+        assert twins[1][i].dtype == np.uint8
+        np.testing.assert_array_equal(twins[1][i], adjust_gamma(eight[i], power))
+        powers.append(power)
+    assert abs(powers[0] - powers[1]) > 0.01  # a power per image
+
+
 def test_weights_follow_the_mask():
     image, labels, lut = labelled_pattern()
     weights = 1.0 + 0.5 * labels.astype(np.float32)

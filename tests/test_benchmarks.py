@@ -1,5 +1,5 @@
 """The benchmark scripts still run: each answers ``--help``, and ``quality.py --quick`` (a
-smoke run: 2 epochs of 2 steps on 64x64 slides) trains, scores and prints its table.
+smoke run: 8 steps on 64x64 slides) trains, scores and prints its table.
 
 Their numbers are measured by running them (``benchmarks/README.md``), never here."""
 

@@ -186,9 +186,9 @@ def test_the_default_recipe_trains_records_and_evaluates_beside_the_baseline(tmp
     from unet_course import baseline, datasets
 
     out = tmp_path / "run"
-    assert cli.main(["train", "--out", str(out), "--quick", "--epochs", "1"]) == 0
+    assert cli.main(["train", "--out", str(out), "--quick", "--steps", "4"]) == 0
     report = json.loads((out / "metrics.json").read_text())
-    assert report["model"] == "recipe" and report["recipe"]["epochs"] == 1
+    assert report["model"] == "recipe" and report["recipe"]["steps"] == 4
     assert set(report["postprocessing"]) == set(recipe.POSTPROCESSING_GRID)
     assert 0 <= report["val_iou"] <= report["val_dice"] <= 1
     # Both ways chosen on the validation slides, written out: one pass at their own size, then
@@ -283,7 +283,7 @@ def test_train_and_evaluate_choices_come_from_the_package_tables():
 
 
 def test_train_help_states_the_recipes_own_defaults(capsys):
-    """The help names the recipe's crop, epochs, batch and peak learning rate: the numbers
+    """The help names the recipe's crop, steps, batch and peak learning rate: the numbers
     of ``recipe.Recipe()``, not of the seed/unet training config."""
     import re
 
@@ -291,10 +291,10 @@ def test_train_help_states_the_recipes_own_defaults(capsys):
         cli.build_parser().parse_args(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())
     stated = {flag: re.search(rf"{flag} \S+ (\S.*?)(?= --|$)", text).group(1)
-              for flag in ("--img-size", "--epochs", "--batch-size", "--lr")}
-    numbers = {flag: re.search(r"recipe: ([0-9.e-]+)", help_).group(1)
+              for flag in ("--img-size", "--steps", "--batch-size", "--lr")}
+    numbers = {flag: re.search(r"(?:recipe: |default )([0-9.e-]+)", help_).group(1)
                for flag, help_ in stated.items()}
     r = recipe.Recipe()
-    assert numbers == {"--img-size": str(r.img_size), "--epochs": str(r.epochs),
+    assert numbers == {"--img-size": str(r.img_size), "--steps": str(r.steps),
                        "--batch-size": str(r.batch_size), "--lr": numbers["--lr"]}
     assert float(numbers["--lr"]) == r.learning_rate

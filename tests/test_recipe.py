@@ -152,12 +152,14 @@ def test_bad_recipes_are_refused():
         recipe.Recipe(img_size=100)
     with pytest.raises(ValueError, match="learning_rate"):
         recipe.Recipe(learning_rate=2.0)
-    with pytest.raises(ValueError, match="warmup_epochs"):
-        recipe.Recipe(epochs=2, warmup_epochs=2)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        recipe.Recipe(steps=2, warmup_steps=2)
+    with pytest.raises(ValueError, match="synthetic_share"):
+        recipe.Recipe(synthetic_share=1.0)
 
 
 def test_a_quick_binary_run_writes_a_complete_record(tmp_path):
-    chosen = recipe.settings(quick=True, targets="binary", epochs=1, base_filters=4)
+    chosen = recipe.settings(quick=True, targets="binary", steps=4, base_filters=4)
     report = recipe.run("synthetic", chosen, tmp_path, quick=True, log=lambda *a: None)
     assert {p.name for p in tmp_path.iterdir()} == {"model.keras", "history.csv", "metrics.json"}
     assert report["recipe"]["targets"] == "binary"

@@ -119,17 +119,28 @@ def adjust_brightness_contrast(image: np.ndarray, rng, brightness: float = 0.1,
     """Random contrast then brightness change of one image; same shape and dtype back.
 
     ``x -> (x - mean) * c + mean + b * full_range`` with ``c ~ U(1 - contrast, 1 + contrast)``,
-    ``b ~ U(-brightness, brightness)``, ``mean`` per channel, ``full_range`` 255 for uint8
-    (then rounded and clipped to 0..255) and 1.0 for float images (not clipped).
+    ``b ~ U(-brightness, brightness)``, ``mean`` per channel. For an integer dtype
+    ``full_range`` is the dtype's own (255 for uint8, 65535 for uint16) and the result is
+    rounded and clipped to the dtype's range, so nothing wraps around; float images use
+    ``full_range`` 1.0 and are not clipped.
     """
     rng = _rng(rng)
     c, b = _draw_intensity(rng, brightness, contrast)
-    full = 255.0 if image.dtype == np.uint8 else 1.0
-    x = image.astype(np.float32)
+    integer = np.issubdtype(image.dtype, np.integer)
+    full = float(np.iinfo(image.dtype).max - np.iinfo(image.dtype).min) if integer else 1.0
+    # float32 holds integers of up to 24 bits exactly; wider ones are computed in float64
+    x = image.astype(np.float64 if integer and image.dtype.itemsize > 2 else np.float32)
     x = _intensity(x, channel_means(image), c, b, full)  # (C,) means broadcast over (H, W, C)
-    if image.dtype == np.uint8:
-        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-    return x.astype(image.dtype)
+    return _as_dtype(x, image.dtype)
+
+
+def _as_dtype(x: np.ndarray, dtype) -> np.ndarray:
+    """``x`` cast to ``dtype``: rounded and clipped to its range for an integer dtype (a cast
+    alone wraps: -1 becomes 65535 in uint16), as it is for a float one."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(x), info.min, info.max).astype(dtype)
+    return x.astype(dtype)
 
 
 def _draw_intensity(rng: np.random.Generator, brightness: float, contrast: float):
@@ -232,9 +243,7 @@ def _warp(a: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
         x = a.astype(np.float32).reshape(h, w, -1)
         out = np.stack([ndimage.map_coordinates(x[..., c], coords, order=order, mode="reflect")
                         for c in range(x.shape[-1])], axis=-1).reshape(coords.shape[1:] + a.shape[2:])
-    if a.dtype == np.uint8:
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    return out.astype(a.dtype)
+    return _as_dtype(out, a.dtype)
 
 
 def _bilinear(a: np.ndarray, coords: np.ndarray) -> np.ndarray:

@@ -3,8 +3,9 @@
 What belongs here: ``make_callbacks`` (the course's set for ``train.fit``: early stopping,
 checkpoint, learning-rate cuts, CSV history, interrupt), ``AtomicCheckpoint`` and
 ``AtomicCSVLogger`` (files written with ``files.atomic_path``: complete or the previous ones)
-and ``HonourInterrupt`` (Ctrl-C stops training at the end of the batch). The recipe
-(``recipe.train_recipe``) uses the same three classes.
+``HonourInterrupt`` (Ctrl-C stops training at the end of the batch) and ``ScoreCheckpoint``
+(the model kept by its score on whole validation slides, as the recipe's
+``recipe.train_recipe`` keeps it).
 """
 
 from __future__ import annotations
@@ -160,3 +161,51 @@ def _csv_value(value):
     array = np.asarray(value)
     return float(array) if array.ndim == 0 and array.dtype.kind in "fiub" else value
 
+
+
+class ScoreCheckpoint(keras.callbacks.Callback):
+    """At each epoch's end, score the model on whole validation slides and keep the best.
+
+    The slides are predicted as ``predict`` predicts them (``inference.predict_classes``:
+    inference mode, the model's own normalisation), and ``score(labels, probs)`` returns a
+    dict whose ``"val_score"`` (higher is better) picks the model; every entry is added to the
+    epoch's logs. The best weights are kept in memory (``restore_best`` puts them back) and,
+    when ``path`` is given, saved there atomically (``files.atomic_path``).
+
+    Args:
+        images, labels: validation slides and their instance label maps (any sizes).
+        score: ``(labels, probs) -> {"val_score": float, ...}``.
+        path: a ``.keras`` file, or None.
+    """
+
+    def __init__(self, images, labels, score, path: str | Path | None = None):
+        super().__init__()
+        if len(images) == 0 or len(images) != len(labels):
+            raise ValueError(f"need as many label maps as images (at least one), got "
+                             f"{len(images)} images and {len(labels)} label maps")
+        self.images, self.labels, self.score = list(images), list(labels), score
+        self.path = None if path is None else Path(path)
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self._weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from unet_course.inference import predict_classes
+
+        found = self.score(self.labels, predict_classes(self.model, self.images))
+        if logs is not None:
+            logs.update(found)
+        value = float(found["val_score"])
+        if self.best is None or value > self.best:
+            self.best, self.best_epoch = value, epoch
+            self._weights = [np.array(w) for w in self.model.get_weights()]
+            if self.path is not None:
+                from unet_course.files import atomic_path
+
+                with atomic_path(self.path) as tmp:
+                    self.model.save(tmp)
+
+    def restore_best(self) -> None:
+        """Put the best check's weights back into the model (nothing if none was made)."""
+        if self._weights is not None:
+            self.model.set_weights(self._weights)

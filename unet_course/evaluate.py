@@ -124,15 +124,21 @@ def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
         scores = pixel_scores(images.masks, probs, settings["threshold"])
         result.update(dice=scores["dice"], iou=scores["iou"], threshold=scores["threshold"])
         result.update(instance_score(images.labels, probs, settings["threshold"], method))
-    result["baseline"] = _baseline_beside(images, result)
+    tuned = (settings.get("record") or {}).get("val_classical", {}).get("settings")
+    result["baseline"] = _baseline_beside(images, result, tuned)
     return images, probs, result
 
 
-def _baseline_beside(split, result: dict) -> dict:
-    """The Otsu pipelines on the same images, and whether the model beats the best of them."""
-    from unet_course.baseline import baseline_scores
+def _baseline_beside(split, result: dict, classical_settings: dict | None = None) -> dict:
+    """The classical pipelines on the same images, and whether the model beats the best of
+    them: the two Otsu pipelines, and ``baseline.classical_instances`` with the settings
+    ``train`` tuned on the validation slides (``CLASSICAL_DEFAULT`` without a record)."""
+    from unet_course.baseline import CLASSICAL_DEFAULT, baseline_scores, classical_scores
 
     classical = baseline_scores(split.images, split.labels)
+    tuned = dict(classical_settings or CLASSICAL_DEFAULT)
+    classical["classical"] = {**classical_scores(split.images, split.labels, tuned),
+                              "settings": tuned}
     best = max(classical, key=lambda name: classical[name]["dsb_map"])
-    return {**classical, "model_beats_baseline": bool(
+    return {**classical, "best_baseline": best, "model_beats_baseline": bool(
         result["dice"] > classical[best]["dice"] and result["dsb_map"] > classical[best]["dsb_map"])}

@@ -194,9 +194,16 @@ class PercentileNormalization(keras.layers.Layer):
     Input ``(B, H, W, C)`` of any real dtype; output float32 of the same shape. Equal to
     ``percentile_normalize`` image by image (``keras.ops.quantile`` with linear
     interpolation, NumPy's default). It has no weights and works on every Keras backend.
+
+    It always computes in float32, whatever the global dtype policy and whatever ``dtype`` a
+    caller or a saved config gives: under ``mixed_float16`` Keras would otherwise cast its
+    input to float16 before ``call`` (65535 becomes inf, and the whole output NaN) and under
+    ``mixed_bfloat16`` to 8 bits of mantissa (16-bit values 30,000 to 31,000 fall on 9
+    levels). The next layer casts the normalised output to its own compute dtype.
     """
 
     def __init__(self, low: float = LOW, high: float = HIGH, **kwargs):
+        kwargs["dtype"] = "float32"  # see above; also overrides a mixed policy in old files
         super().__init__(**kwargs)
         _check_percentiles(low, high)
         self.low, self.high = float(low), float(high)

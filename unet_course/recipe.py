@@ -43,13 +43,19 @@ class Recipe:
         img_size: side of the random training crops.
         batch_size: crops per gradient step.
         base_filters, depth, batch_norm: the U-Net (``model.build_unet``).
-        epochs: passes over the ``train_images`` slides (one random crop of each per pass).
-        learning_rate: Adam's peak learning rate, reached after ``warmup_epochs`` and then
+        steps: optimizer steps in all, whatever the number of training slides: each crop is
+            cut from a slide drawn at random, so a folder of 10 slides and one of 600 get the
+            same training.
+        check_every: steps between two checks on the validation slides; the kept model is
+            the one with the best validation score at a check (``ScoreCheckpoint``).
+        learning_rate: Adam's peak learning rate, reached after ``warmup_steps`` and then
             decayed to zero along a cosine.
-        warmup_epochs: epochs of linear warm-up from a tenth of the peak.
+        warmup_steps: steps of linear warm-up from a tenth of the peak.
         elastic: the U-Net paper's elastic deformation as augmentation.
         train_images, val_images: synthetic slides to train on and to tune on.
         slide_size: side of the synthetic slides (training crops are cut from them).
+        synthetic_share: on a folder of real slides, the share of the training crops cut
+            from ``train_images`` synthetic slides instead (0 = the folder alone).
         seed: seeds the data, the weights and the batches.
         boundary_width: width in pixels of the boundary class where nuclei touch
             (``targets.three_class_targets``).
@@ -64,20 +70,22 @@ class Recipe:
     base_filters: int = 16
     depth: int = 4
     batch_norm: bool = True
-    epochs: int = 16
+    steps: int = 960
+    check_every: int = 120
     learning_rate: float = 3e-3
-    warmup_epochs: int = 1
+    warmup_steps: int = 60
     elastic: bool = False
     train_images: int = 240
     val_images: int = 32
     slide_size: int = 256
+    synthetic_share: float = 0.5
     seed: int = 42
     targets: str = "three_class"
     boundary_width: int = 2
     gamma: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("img_size", "batch_size", "base_filters", "depth", "epochs",
+        for name in ("img_size", "batch_size", "base_filters", "depth", "steps", "check_every",
                      "train_images", "val_images", "slide_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -89,18 +97,22 @@ class Recipe:
             raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
         if not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs!r}")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps!r}")
+        if not 0 <= self.synthetic_share < 1:
+            raise ValueError(f"synthetic_share must be in [0, 1), got {self.synthetic_share!r}")
 
     @property
-    def steps_per_epoch(self) -> int:
-        return -(-self.train_images // self.batch_size)
+    def checks(self) -> int:
+        """How many times the validation slides are scored: after every ``check_every``
+        steps, and after the last step."""
+        return -(-self.steps // self.check_every)
 
 
 def quick(recipe: Recipe | None = None) -> Recipe:
     """The same recipe shrunk for quick mode: a few small steps, a few images."""
     recipe = recipe or Recipe()
-    return dataclasses.replace(recipe, img_size=64, epochs=2, warmup_epochs=0,
+    return dataclasses.replace(recipe, img_size=64, steps=8, check_every=4, warmup_steps=0,
                                train_images=16, val_images=6, slide_size=64)
 
 
@@ -126,24 +138,41 @@ def build_model(recipe: Recipe) -> keras.Model:
                       batch_norm=recipe.batch_norm, normalize=True, name="recipe_unet")
 
 
-def make_sequences(splits, recipe: Recipe) -> tuple[ThreeClassSequence, ThreeClassSequence]:
+def steps_per_check(recipe: Recipe) -> int:
+    """Steps between two checks: ``recipe.steps`` spread evenly over ``recipe.checks``."""
+    return -(-recipe.steps // recipe.checks)
+
+
+def make_sequences(splits, recipe: Recipe, extra_train=None) -> tuple[ThreeClassSequence, ThreeClassSequence]:
     """Training batches (augmented random crops) and validation batches (centre crops).
+
+    A pass of the training batches is ``steps_per_check(recipe)`` steps, each crop cut from a
+    training slide drawn at random, so the training lasts ``recipe.steps`` whatever the
+    number of slides. ``extra_train`` (a ``datasets.Split`` of synthetic slides, or None)
+    joins the training slides with ``recipe.synthetic_share`` of the crops.
 
     The images need no brightness or contrast augmentation: the model's first layer
     normalises each image by its own percentiles, which undoes any such change.
 
-    Both are served by two threads (``workers=2``), which changes no batch. With one,
-    Keras on TensorFlow reads a ``PyDataset`` through ``tf.data``'s ``from_generator`` with
-    autotuned prefetching, and the first batch of a pass sometimes waited 15-20 s with the
-    CPU idle: about one pass in three (``benchmarks/results/fit_speed_cpu.md``).
+    Both are served by two threads (``workers=2``), which changes no batch: with one,
+    TensorFlow's ``tf.data`` reader can wait seconds for a pass's first batch.
     """
     options = {"brightness": 0.0, "contrast": 0.0, "elastic": recipe.elastic}
     extra = {"boundary_width": recipe.boundary_width, "gamma": recipe.gamma,
              "three_class": recipe.targets == "three_class", "image_dtype": "uint8",
              "workers": 2}
-    train_seq = ThreeClassSequence(splits.train.images, splits.train.labels, recipe.batch_size,
-                                   size=recipe.img_size, augment=True, shuffle=True,
-                                   seed=recipe.seed, augment_options=options, **extra)
+    images, labels = list(splits.train.images), list(splits.train.labels)
+    draw = None
+    if extra_train is not None and len(extra_train) and recipe.synthetic_share > 0:
+        n, m = len(images), len(extra_train)
+        images += list(extra_train.images)
+        labels += list(extra_train.labels)
+        draw = np.r_[np.full(n, (1 - recipe.synthetic_share) / n),
+                     np.full(m, recipe.synthetic_share / m)]
+    train_seq = ThreeClassSequence(images, labels, recipe.batch_size, size=recipe.img_size,
+                                   augment=True, shuffle=True, seed=recipe.seed,
+                                   augment_options=options, batches=steps_per_check(recipe),
+                                   draw=draw, **extra)
     val_seq = ThreeClassSequence(splits.val.images, splits.val.labels, recipe.batch_size,
                                  size=recipe.img_size, augment=False, shuffle=False, **extra)
     return train_seq, val_seq
@@ -151,13 +180,14 @@ def make_sequences(splits, recipe: Recipe) -> tuple[ThreeClassSequence, ThreeCla
 
 def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | None = None,
                   metrics: list | None = None, loss: keras.losses.Loss | None = None):
-    """Adam with linear warm-up then cosine decay to 0; ``losses.ClassesDiceLoss`` for three
-    classes, ``losses.BCEDiceLoss`` for binary targets, unless ``loss`` is given; ``metrics``
-    (e.g. ``metrics.Dice()``) are logged each epoch and change nothing in training."""
+    """Adam with linear warm-up then cosine decay to 0 over the recipe's steps;
+    ``losses.ClassesDiceLoss`` for three classes, ``losses.BCEDiceLoss`` for binary targets,
+    unless ``loss`` is given; ``metrics`` (e.g. ``metrics.Dice()``) are logged and change
+    nothing in training."""
     from unet_course.losses import BCEDiceLoss, ClassesDiceLoss
 
-    total = recipe.epochs * recipe.steps_per_epoch
-    warmup = recipe.warmup_epochs * recipe.steps_per_epoch
+    total = recipe.checks * steps_per_check(recipe)
+    warmup = recipe.warmup_steps
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=recipe.learning_rate / 10 if warmup else recipe.learning_rate,
         decay_steps=total - warmup, warmup_target=recipe.learning_rate if warmup else None,
@@ -173,27 +203,55 @@ def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | None =
     return model
 
 
+MAX_CHECK_IMAGES = 24  # validation slides scored at each check (all of them at the end)
+
+
 def train_recipe(model: keras.Model, splits, recipe: Recipe, out_dir: str | Path | None = None,
-                 verbose: int | str = "auto") -> keras.callbacks.History:
-    """Train ``model`` (compiled by ``compile_model``) on ``splits`` for ``recipe``'s steps.
+                 verbose: int | str = "auto", extra_train=None) -> keras.callbacks.History:
+    """Train ``model`` (compiled by ``compile_model``) on ``splits`` for ``recipe.steps``.
 
-    The weights of the epoch with the lowest validation loss are kept (restored at the end,
-    and written to ``out_dir/model.keras`` when ``out_dir`` is given, with
-    ``out_dir/history.csv``).
+    Every ``recipe.check_every`` steps the validation slides (at most ``MAX_CHECK_IMAGES``
+    of them, whole, as ``predict`` sees them) are scored: the instance score with
+    ``DEFAULT_POSTPROCESSING`` for three classes, pixel Dice for binary targets
+    (``ScoreCheckpoint``). The weights of the best check are kept: restored at the end, and
+    written to ``out_dir/model.keras`` when ``out_dir`` is given, with ``out_dir/history.csv``.
+    The history holds ``val_score`` and ``val_dice`` for each check.
     """
-    train_seq, val_seq = make_sequences(splits, recipe)
-    from unet_course.callbacks import AtomicCheckpoint, AtomicCSVLogger, HonourInterrupt
+    train_seq, _ = make_sequences(splits, recipe, extra_train)
+    from unet_course.callbacks import AtomicCSVLogger, HonourInterrupt, ScoreCheckpoint
 
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.epochs,
-                                               restore_best_weights=True), HonourInterrupt()]
+    pick = check_slides(len(splits.val), recipe.seed)
+    checker = ScoreCheckpoint([splits.val.images[i] for i in pick],
+                              [splits.val.labels[i] for i in pick],
+                              lambda labels, probs: check_scores(labels, probs),
+                              None if out_dir is None else Path(out_dir) / "model.keras")
+    callbacks = [HonourInterrupt(), checker]
     if out_dir is not None:  # both written atomically: complete files or the previous ones
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        callbacks.append(AtomicCSVLogger(Path(out_dir) / "history.csv"))
+    history = model.fit(train_seq, epochs=recipe.checks, callbacks=callbacks, verbose=verbose)
+    checker.restore_best()
+    return history
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        callbacks += [AtomicCheckpoint(out / "model.keras", monitor="val_loss", mode="min"),
-                      AtomicCSVLogger(out / "history.csv")]
-    return model.fit(train_seq, validation_data=val_seq, epochs=recipe.epochs,
-                     callbacks=callbacks, verbose=verbose)
+
+def check_slides(n: int, seed: int) -> list[int]:
+    """The indices of the validation slides a check scores: all ``n`` of them, or
+    ``MAX_CHECK_IMAGES`` drawn with ``seed``, in increasing order."""
+    return sorted(int(i) for i in np.random.default_rng(seed).permutation(n)[:MAX_CHECK_IMAGES])
+
+
+def check_scores(labels, probs) -> dict[str, float]:
+    """What a check logs: ``val_dice`` and ``val_iou`` (pixel scores at 0.5, counts summed
+    over the slides) and ``val_score``, the score that picks the model: the instance score
+    with ``DEFAULT_POSTPROCESSING`` for three-class maps, the pixel Dice for one-channel maps."""
+    from unet_course.evaluate import pixel_scores
+
+    pixel = pixel_scores([np.asarray(t) > 0 for t in labels], [foreground(p) for p in probs],
+                         0.5)
+    logged = {"val_dice": pixel["dice"], "val_iou": pixel["iou"]}
+    if np.asarray(probs[0]).shape[-1] != len(CLASSES):
+        return {**logged, "val_score": pixel["dice"]}
+    return {**logged, "val_score": scores(labels, probs, DEFAULT_POSTPROCESSING)["dsb_map"]}
 
 
 def foreground(probs: np.ndarray) -> np.ndarray:
@@ -302,8 +360,11 @@ def choose_pipeline(model: keras.Model, splits) -> dict:
 
 
 def settings(quick: bool = False, **changes) -> Recipe:
-    """The recipe for this run: ``Recipe()`` (or ``quick()`` in quick mode) with ``changes``."""
+    """The recipe for this run: ``Recipe()`` (or ``quick()`` in quick mode) with ``changes``;
+    a change of ``steps`` keeps the warm-up's share of them unless ``warmup_steps`` is given."""
     base = globals()["quick"]() if quick else Recipe()
+    if "steps" in changes and "warmup_steps" not in changes:  # the same share of warm-up
+        changes["warmup_steps"] = base.warmup_steps * changes["steps"] // base.steps
     return dataclasses.replace(base, **changes)
 
 
@@ -322,6 +383,11 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
         quick: a DSB2018 folder is cut to a few dozen images (synthetic data follow
             ``recipe``'s counts and sizes either way).
 
+    On a folder, ``recipe.synthetic_share`` of the training crops come from synthetic
+    slides. At the end the classical pipeline (``baseline.tune_classical``) is tuned and
+    scored on the same validation slides, both scores are logged side by side and recorded,
+    and a warning says so when the U-Net does not beat it.
+
     Returns:
         the report written to ``metrics.json``.
     """
@@ -335,23 +401,39 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
     splits = datasets.load_splits(data, recipe.slide_size, quick=quick, seed=recipe.seed,
                                   counts=counts)
     log(splits.describe())
+    extra = None
+    if data != datasets.SYNTHETIC and recipe.synthetic_share > 0:
+        extra = datasets.load_split(datasets.SYNTHETIC, "train", recipe.slide_size,
+                                    seed=recipe.seed, counts={"train": recipe.train_images})
+        log(f"with {recipe.synthetic_share:.0%} of the training crops cut from "
+            f"{len(extra)} synthetic slides")
+    log(f"{recipe.checks * steps_per_check(recipe)} steps of {recipe.batch_size} crops of "
+        f"{recipe.img_size}x{recipe.img_size}; the validation slides are scored every "
+        f"{steps_per_check(recipe)} steps and the best check is kept")
     accelerator = train.choose_accelerator(precision, xla)
     log(f"Training on {accelerator.describe()}")
     model = train.build_model(lambda: build_model(recipe), accelerator)
     compile_model(model, recipe, accelerator.jit_compile)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    history = train_recipe(model, splits, recipe, out, verbose=2)
+    history = train_recipe(model, splits, recipe, out, verbose=2, extra_train=extra)
     choice = choose_pipeline(model, splits)
     val = choice["val"]
-    losses_ = history.history["val_loss"]
+    checks = history.history["val_score"]
+    from unet_course.baseline import tune_classical
+
+    classical = tune_classical(splits.val.images, splits.val.labels)
     report = {
         "val_dice": val["dice"], "val_iou": val["iou"], "val_dsb_map": val["dsb_map"],
         "postprocessing": choice["settings"], "best_threshold": choice["settings"]["threshold"],
         "scale": choice["scale"], "postprocessing_native": choice["native"],
         "val_dsb_map_native": choice["val_native"]["dsb_map"],
-        "val_images": len(splits.val), "best_epoch": int(np.argmin(losses_)) + 1,
-        "epochs_run": len(losses_), "train_seconds": round(time.perf_counter() - start, 1),
+        "val_images": len(splits.val), "best_check": int(np.argmax(checks)) + 1,
+        "best_step": (int(np.argmax(checks)) + 1) * steps_per_check(recipe),
+        "checks_run": len(checks), "steps_run": len(checks) * steps_per_check(recipe),
+        "val_classical": classical,
+        "synthetic_slides": 0 if extra is None else len(extra),
+        "train_seconds": round(time.perf_counter() - start, 1),
         "data": str(data), "source": splits.source, "seed": recipe.seed,
         "quick": quick, "model": "recipe", "recipe": dataclasses.asdict(recipe),
         "img_size": recipe.slide_size,

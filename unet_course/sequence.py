@@ -67,6 +67,21 @@ def _check_dataset(images: list, masks: list, weights, size, image_dtype: str) -
         raise ValueError("images have different sizes; pass size=(h, w) to crop/pad them")
 
 
+def _check_draw(batches, draw, n: int):
+    """``(batches, draw)`` checked: ``draw`` as ``(n,)`` float64 probabilities or ``None``."""
+    if batches is not None and (isinstance(batches, bool) or not isinstance(batches, (int, np.integer))
+                                or batches < 1):
+        raise ValueError(f"batches must be None or a positive int, got {batches!r}")
+    if draw is None:
+        return batches, None
+    if batches is None:
+        raise ValueError("draw needs batches: a pass over the data shows each image once")
+    draw = np.asarray(draw, np.float64)
+    if draw.shape != (n,) or not np.all(np.isfinite(draw)) or draw.min() < 0 or draw.sum() <= 0:
+        raise ValueError(f"draw must hold {n} non-negative weights, not all 0; got {draw!r}")
+    return int(batches), draw / draw.sum()
+
+
 def _dihedral_view(a: np.ndarray, k: int, flip_v: bool, flip_h: bool) -> np.ndarray:
     """``augment._dihedral``'s transform of one array, as a view."""
     a = np.rot90(a, k, axes=(0, 1))
@@ -105,6 +120,12 @@ class SegmentationSequence(keras.utils.PyDataset):
             model that rescales inside).
         workers, use_multiprocessing, max_queue_size: passed to ``keras.utils.PyDataset``
             (``workers > 1`` builds batches ahead in threads, or processes).
+        batches: ``None`` (default): a pass shows each image once, in a new order. An int:
+            a pass is that many batches whatever the number of images, each crop cut from
+            an image drawn at random (with replacement), so training takes a fixed number of
+            steps on a folder of 10 slides or of 600.
+        draw: with ``batches``, the probability of drawing each image, ``(N,)`` (default:
+            all equal); e.g. to give two sources of slides fixed shares of the crops.
 
     Each item is ``(images (B, h, w, C), masks (B, h, w, 1) float32)``, plus
     ``weights (B, h, w) float32`` when weights are given. Masks that have a channel axis keep it.
@@ -120,7 +141,8 @@ class SegmentationSequence(keras.utils.PyDataset):
     def __init__(self, images, masks, batch_size: int = 8, *, size=None, augment: bool = True,
                  shuffle: bool = True, seed: int = 0, binarize: bool = True, weights=None,
                  image_dtype: str = "float32", augment_options: dict | None = None,
-                 workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10):
+                 workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10,
+                 batches: int | None = None, draw=None):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
                          max_queue_size=max_queue_size)
         images, masks = _as_list(images, "images"), _as_list(masks, "masks")
@@ -142,6 +164,7 @@ class SegmentationSequence(keras.utils.PyDataset):
         self.batch_size, self.size, self.augment = int(batch_size), size, bool(augment)
         self.shuffle, self.seed, self.binarize = bool(shuffle), int(seed), bool(binarize)
         self.image_dtype, self.augment_options = image_dtype, options
+        self.batches, self.draw = _check_draw(batches, draw, len(images))
         self.epoch = 0
         self._served: set[int] = set()
         self._planes = self._planar_copies()
@@ -162,6 +185,8 @@ class SegmentationSequence(keras.utils.PyDataset):
         return type(self)._sample is SegmentationSequence._sample
 
     def __len__(self) -> int:
+        if self.batches is not None:
+            return self.batches
         return math.ceil(len(self.images) / self.batch_size)
 
     def on_epoch_end(self) -> None:
@@ -181,8 +206,11 @@ class SegmentationSequence(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
         epoch = self.epoch
-        ids = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, epoch, index])
+        if self.batches is None:
+            ids = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
+        else:  # drawn with replacement, from this batch's own generator
+            ids = rng.choice(len(self.images), self.batch_size, p=self.draw)
         self._served.add(int(index))
         if any(p is not None for p in self._planes):
             return self._fast_batch(ids, rng)
@@ -337,10 +365,11 @@ class ThreeClassSequence(SegmentationSequence):
         image, labels = super()._sample(i, rng)
         if self._per_slide:  # class numbers (or 0/1), moved with the image
             return image, labels
-        if self.gamma and self.augment:
+        if self.gamma and self.augment:  # uint8 stays uint8; floats: max(x, 0) ** power
+            from skimage.exposure import adjust_gamma
+
             power = float(np.exp(rng.uniform(-self.gamma, self.gamma)))
-            lut = np.round(255 * (np.arange(256) / 255) ** power).astype(np.uint8)
-            image = lut[image]
+            image = adjust_gamma(image if image.dtype == np.uint8 else np.maximum(image, 0), power)
         if not self.three_class:
             return image, (labels > 0).astype(np.float32)
         classes = three_class_targets(labels[..., 0].astype(np.int32), self.boundary_width)

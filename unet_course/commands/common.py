@@ -44,6 +44,7 @@ positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 seed_type = _number(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 probability = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+share = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 learning_rate = probability  # Adam step sizes worth trying lie well inside (0, 1)
 _factor = _number(float, lambda v: FACTORS[0] <= v <= FACTORS[1],
                   f"'auto' or a number from {FACTORS[0]:g} to {FACTORS[1]:g}")

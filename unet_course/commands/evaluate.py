@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from unet_course.commands.common import (
@@ -129,6 +130,20 @@ def _check_report_file(args: argparse.Namespace, data: str) -> None:
     files.check_writable(out, "--out")
 
 
+def beside_line(result: dict) -> str:
+    """One sentence: the model's instance score beside the best classical pipeline's."""
+    side = result["baseline"]
+    best = side["best_baseline"]
+    line = (f"{result['split']} instance score on {result['images']} images: model "
+            f"{result['dsb_map']:.3f}, best classical pipeline ({best}) "
+            f"{side[best]['dsb_map']:.3f}")
+    if side["model_beats_baseline"]:
+        return line
+    return (line + "\nwarning: the model does not beat the classical pipeline on these images "
+            "(pixel Dice and instance score). Train longer (train --steps), check the masks and "
+            "the polarity of your images.")
+
+
 def run(args: argparse.Namespace) -> int:
     from unet_course.evaluate import evaluate_model
 
@@ -137,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     _, _, result = evaluate_model(args.model, chosen, args.split, args.instances, args.threshold)
     text = json.dumps(result, indent=2)
     print(text)
+    print(beside_line(result), file=sys.stderr)
     if args.out is not None:
         from unet_course.files import write_text
 
