@@ -33,6 +33,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m unet_course.real_slide
+	@# JupyterLab draws every cell, so matplotlib's to_jshtml animations show after Run All
+	@# (its default windowing leaves off-screen animations blank)
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp site/lab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $(STAMP)
 
 SITE_STAMP := $(VENV)/.site-installed
