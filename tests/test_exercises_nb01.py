@@ -53,11 +53,10 @@ def _grey(image):
     return image.astype(float).mean(axis=-1)  # not rgb2gray's weights: still accepted
 
 
-def nuclei_mask(image):
+def nuclei_mask(image):  # nuclei are the smaller side of Otsu's level, in either style
     grey = _grey(image)
-    if np.median(grey) > 128:  # bright background: bright-field, nuclei dark
-        grey = -grey
-    return grey > threshold_otsu(grey)
+    above = grey > threshold_otsu(grey)
+    return above if above.mean() < 0.5 else ~above
 
 
 def nuclei_mask_not_flipped(image):
@@ -65,9 +64,21 @@ def nuclei_mask_not_flipped(image):
     return grey > threshold_otsu(grey)
 
 
-def nuclei_mask_fixed_threshold(image):  # half the range instead of Otsu's level
+def nuclei_mask_mean_128(image):  # a fixed level: fails on under- or over-exposed slides
+    grey = _grey(image)
+    grey = -grey if image.mean() > 128 else grey
+    return grey > threshold_otsu(grey)
+
+
+def nuclei_mask_median_128(image):
     grey = _grey(image)
     grey = -grey if np.median(grey) > 128 else grey
+    return grey > threshold_otsu(grey)
+
+
+def nuclei_mask_fixed_threshold(image):  # half the range instead of Otsu's level
+    grey = _grey(image)
+    grey = -grey if np.median(grey) > (grey.min() + grey.max()) / 2 else grey
     return grey > (grey.min() + grey.max()) / 2
 
 
@@ -106,6 +117,8 @@ def test_the_right_answer_is_right(number):
     (nb01.check_exercise_3, (to_one_hot_channels_first, from_one_hot), "channels last"),
     (nb01.check_exercise_3, (to_one_hot, from_one_hot_wrong_axis), "axis"),
     (nb01.check_exercise_4, (nuclei_mask_not_flipped,), "dark"),
+    (nb01.check_exercise_4, (nuclei_mask_mean_128,), "fixed level"),
+    (nb01.check_exercise_4, (nuclei_mask_median_128,), "fixed level"),
     (nb01.check_exercise_4, (nuclei_mask_fixed_threshold,), "Otsu"),
 ])  # fmt: skip
 def test_a_plausible_mistake_is_wrong(check, answer, hint):

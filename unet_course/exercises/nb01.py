@@ -108,33 +108,49 @@ def check_exercise_3(to_one_hot: Callable, from_one_hot: Callable) -> Result:
     return run_check("Exercise 3", attempt, verify)
 
 
+def _exercise_4_slides() -> list[tuple[str, np.ndarray]]:
+    """``(description, image (96, 96, 3) uint8)``: two easy slides of each style, an
+    under-exposed bright-field slide (lit background below 128) and a fluorescence slide with a
+    raised background (above 128), so that no fixed grey level tells the styles apart. Easy
+    slides, so that any fair grey conversion gives Otsu's mask: the polarity is what is checked."""
+    from unet_course.data import Difficulty, make_nuclei
+
+    easy = Difficulty.easy()
+    slides = []
+    for style in ("fluorescence", "brightfield"):
+        images, _ = make_nuclei(2, size=96, seed=5, style=style, difficulty=easy)
+        slides += [(f"{style} slide", image) for image in images]
+    (dim,), _ = make_nuclei(1, size=96, seed=6, style="brightfield", difficulty=easy)
+    slides.append(("under-exposed brightfield slide", (dim * 0.4).astype(np.uint8)))
+    (raised,), _ = make_nuclei(1, size=96, seed=6, style="fluorescence", difficulty=easy)
+    slides.append(("fluorescence slide with a raised background",
+                   np.clip(raised.astype(np.int32) + 120, 0, 255).astype(np.uint8)))
+    return slides
+
+
 def check_exercise_4(nuclei_mask: Callable) -> Result:
     """``nuclei_mask(image (H, W, 3) uint8) -> (H, W) bool``: global Otsu, nuclei True in both
-    styles. Compared with scikit-image's Otsu on the grey image, flipped where the style is
-    known to be bright-field."""
+    styles, whatever the exposure. Compared with scikit-image's Otsu on the grey image, flipped
+    where the slide is known to be bright-field."""
     from skimage.color import rgb2gray
     from skimage.filters import threshold_otsu
 
-    from unet_course.data import Difficulty, make_nuclei
-
     cases = []
-    for style in ("fluorescence", "brightfield"):
-        images, _ = make_nuclei(2, size=96, seed=5, style=style, difficulty=Difficulty.easy())
-        for image in images:
-            grey = rgb2gray(image)
-            grey = -grey if style == "brightfield" else grey
-            cases.append((style, image, grey > threshold_otsu(grey)))
+    for what, image in _exercise_4_slides():
+        grey = -rgb2gray(image) if "brightfield" in what else rgb2gray(image)
+        cases.append((what, image, grey > threshold_otsu(grey)))
 
     def verify(masks):
-        for (style, _, want), got in zip(cases, masks, strict=True):
+        for (what, image, want), got in zip(cases, masks, strict=True):
             got = np.asarray(got)
             if got.shape != want.shape or got.dtype != bool:
                 return f"expected a {want.shape} bool mask, got {got.shape} {got.dtype}"
             iou = np.sum(got & want) / max(np.sum(got | want), 1)
             if iou < 0.9:
-                return (f"on a {style} image your mask overlaps Otsu's nuclei by IoU {iou:.2f}; "
-                        + ("are the nuclei dark there?" if style == "brightfield"
-                           else "is it Otsu's threshold, with nuclei True?"))
+                hint = ("is it Otsu's threshold, with nuclei True?" if iou > 0.2 else
+                        "are the nuclei dark or bright there? A slide's mean grey level is "
+                        f"{image.mean():.0f} here: does your rule compare with a fixed level?")
+                return f"on a {what} your mask overlaps Otsu's nuclei by IoU {iou:.2f}; {hint}"
         return None
 
     return run_check("Exercise 4", lambda: [nuclei_mask(image) for _, image, _ in cases], verify)
