@@ -46,34 +46,45 @@ def check_exercise_1(unet_up_shapes: Callable) -> Result:
     return run_check("Exercise 1", unet_up_shapes, verify)
 
 
-def check_exercise_2(dot_product_sides: Callable) -> Result:
-    """``dot_product_sides(x, kernel, y, stride, padding) -> (lhs, rhs)``: ``(C x) · y`` and
-    ``x · (C.T y)``, each against Keras' ``Conv2D`` / ``Conv2DTranspose``."""
+def check_exercise_2(conv_transpose_by_stamps: Callable) -> Result:
+    """``conv_transpose_by_stamps(y, kernel, stride) -> (H, W, in_channels)``: the learner's own
+    transposed convolution (``'valid'``, ``y`` of shape ``(h, w, filters)``, a ``Conv2D`` kernel
+    ``(kh, kw, in_channels, filters)``), judged by the dot-product test ``(C x) · y = x · (T y)``
+    with ``C x`` from Keras' ``Conv2D`` on random ``x`` and ``y``, then against ``Conv2DTranspose``."""
     import keras
 
     rng = np.random.default_rng(3)
-    cases = [((9, 9, 2), (3, 3, 2, 3), 2, "valid"), ((8, 7, 1), (2, 3, 1, 2), 1, "same"),
-             ((8, 8, 3), (3, 3, 3, 2), 2, "same")]  # shapes where C.T y has x's shape  # fmt: skip
+    # (x shape, kernel shape, stride): each x has the size a 'valid' transpose gives back; the
+    # (9, 9, 2) -> 2 filters case has as many filters as channels, so swapped axes show as values
+    cases = [((9, 9, 2), (3, 3, 2, 3), 2), ((9, 9, 2), (3, 3, 2, 2), 2), ((8, 7, 1), (2, 3, 1, 2), 1),
+             ((8, 8, 3), (2, 2, 3, 2), 2), ((9, 10, 1), (3, 4, 1, 2), 3)]  # fmt: skip
     data = []
-    for x_shape, k_shape, stride, padding in cases:
-        x, k = rng.standard_normal(x_shape), rng.standard_normal(k_shape)
-        layer = _keras_layer("Conv2D", k, k_shape[3], stride, padding, x_shape)
-        cx = keras.ops.convert_to_numpy(layer(x[None].astype("float32")))[0]
-        data.append((x, k, rng.standard_normal(cx.shape), stride, padding, cx))
+    for x_shape, k_shape, stride in cases:
+        k = rng.standard_normal(k_shape)
+        forward = _keras_layer("Conv2D", k, k_shape[3], stride, "valid", x_shape)
+        xs = [rng.standard_normal(x_shape) for _ in range(2)]
+        cxs = [keras.ops.convert_to_numpy(forward(x[None].astype("float32")))[0] for x in xs]
+        ys = [rng.standard_normal(cxs[0].shape) for _ in range(2)]
+        data.append((k, stride, xs, cxs, ys))
 
     def attempt():
-        return [tuple(float(v) for v in dot_product_sides(x, k, y, s, p))
-                for x, k, y, s, p, _ in data]  # fmt: skip
+        return [[np.asarray(conv_transpose_by_stamps(y, k, s), dtype=float) for y in ys]
+                for k, s, _, _, ys in data]  # fmt: skip
 
     def verify(answers):
-        for (x, k, y, s, p, cx), (lhs, rhs) in zip(data, answers, strict=True):
-            back = _keras_layer("Conv2DTranspose", k, k.shape[2], s, p, y.shape)
-            ct_y = keras.ops.convert_to_numpy(back(y[None].astype("float32")))[0]
-            where = f"for x {x.shape}, kernel {k.shape}, stride {s}, '{p}'"
-            if not np.isclose(lhs, np.sum(cx * y), rtol=1e-4, atol=1e-4):
-                return f"{where}: lhs is not (conv of x) · y"
-            if not np.isclose(rhs, np.sum(x * ct_y), rtol=1e-4, atol=1e-4):
-                return f"{where}: rhs is not x · (transposed conv of y) with the same kernel array"
+        for (k, s, xs, cxs, ys), outs in zip(data, answers, strict=True):
+            where = f"for y {ys[0].shape}, kernel {k.shape}, stride {s}"
+            if outs[0].shape != xs[0].shape:
+                return f"{where}: your output has shape {outs[0].shape}, the convolution's input {xs[0].shape}"
+            for x, cx, y, out in zip(xs, cxs, ys, outs, strict=True):
+                lhs, rhs = float(np.sum(cx * y)), float(np.sum(x * out))
+                if not np.isclose(lhs, rhs, rtol=1e-4, atol=1e-3):
+                    return (f"{where}: the dot-product test fails: (C x) · y = {lhs:.4f} but "
+                            f"x · (your map of y) = {rhs:.4f}")
+            back = _keras_layer("Conv2DTranspose", k, k.shape[2], s, "valid", ys[0].shape)
+            want = keras.ops.convert_to_numpy(back(ys[0][None].astype("float32")))[0]
+            if not np.allclose(outs[0], want, atol=1e-4):
+                return f"{where}: your output differs from Conv2DTranspose with the same kernel array"
         return None
 
     return run_check("Exercise 2", attempt, verify)
