@@ -66,7 +66,7 @@ def test_notebook_follows_the_skeleton(nb):
     assert "**Learning goals.**" in header and 3 <= len(goals) <= 5
     assert "colab-install" in tags[2] and any("setup" in t for t in tags)
     setup = course.cell_text(next(c for c, t in zip(cells, tags, strict=True) if "setup" in t))
-    assert "QUICK = unet_course.quick_mode()" in setup and "runtime_summary()" in setup
+    assert "QUICK = unet_course.quick_mode()" in setup and "runtime_summary(" in setup
     lines = [
         line
         for c in cells

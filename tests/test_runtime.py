@@ -37,6 +37,7 @@ def test_runtime_summary_names_backend_and_mode(monkeypatch):
     assert f"backend {keras.backend.backend()}" in line and "quick mode" in line
     if not runtime.gpu_devices():
         assert "Change runtime type" in line  # tells a Colab learner what to do
+        assert "GPU" not in runtime.runtime_summary(trains=False).split("·")[-1]  # trains nothing
 
 
 def test_quiet_startup_keeps_cpp_start_up_lines_out():

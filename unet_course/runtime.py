@@ -88,11 +88,11 @@ def gpu_devices() -> list[str]:
         return []
 
 
-def runtime_summary() -> str:
+def runtime_summary(trains: bool = True) -> str:
     """One line for a notebook's Setup cell: Keras version, backend, device, quick mode.
 
-    When no GPU is visible it adds what to do about it (on Colab: Runtime > Change runtime
-    type > GPU).
+    When no GPU is visible and the notebook ``trains`` a network, it adds what to do about it
+    (on Colab: Runtime > Change runtime type > GPU).
     """
     import keras
 
@@ -100,7 +100,7 @@ def runtime_summary() -> str:
     mode = "quick" if quick_mode() else "full"
     device = f"GPU: {', '.join(gpus)}" if gpus else "no GPU (CPU only)"
     line = f"Keras {keras.__version__} · backend {keras.backend.backend()} · {device} · {mode} mode"
-    if not gpus:
+    if not gpus and trains:
         line += (
             "\nHint: training is much faster on a GPU. On Colab choose "
             "Runtime > Change runtime type > GPU, then run the notebook again."
