@@ -12,7 +12,7 @@ LAB_ARGS ?=
 # Keep TensorFlow's C++ start-up messages out of the notebooks (errors still show).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup lab test test-jax test-torch lint strip sync check benchmarks site site-check clean
+.PHONY: lab-check help setup lab test test-jax test-torch lint strip sync check benchmarks site site-check clean
 
 help:
 	@echo "make lab    set up .venv and open the course in JupyterLab"
@@ -24,10 +24,11 @@ help:
 	@echo "make site   build the course site in build/site/html (notebooks executed, cached; quick mode"
 	@echo "            unless UNET_COURSE_QUICK=0)"
 	@echo "make site-check  build the site, then check every page in headless Chromium"
+	@echo "make lab-check   Run All in JupyterLab (headless Chromium): the animations show"
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml site/lab-overrides.json
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else f"Python 3.11 or newer is needed; $(PYTHON) is {v.major}.{v.minor}")'
 	@$(BIN)/python -c 'import sys' 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -81,6 +82,10 @@ site: $(SITE_STAMP)
 # Needs Chromium (Debian: apt-get install -y chromium); screenshots go to build/site/screenshots.
 site-check: site
 	$(BIN)/python site/check_site.py
+
+# Needs Chromium too; screenshots go to build/lab-screenshots.
+lab-check: $(STAMP)
+	$(BIN)/python site/check_lab.py
 
 benchmarks: $(STAMP)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done

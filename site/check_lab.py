@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         lab = start_lab(port, Path(work))
         try:
             for notebook in notebooks:  # a fresh browser each: no leave-page dialog
-                with tempfile.TemporaryDirectory() as profile:
+                with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
                     browser, ws_url = start_chromium(Path(profile))
                     try:
                         tab = DevTools(ws_url)
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                         problems += check(tab, notebook, state, args.shots)
                     finally:
                         browser.kill()
+                        browser.wait(30)
         finally:
             lab.terminate()
             lab.wait(30)
