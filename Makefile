@@ -21,8 +21,8 @@ help:
 	@echo "make test-torch  the same on PyTorch (install it first: .venv/bin/pip install torch)"
 	@echo "make sync   regenerate the README table and the notebooks' navigation and Colab cells"
 	@echo "make strip  strip outputs and execution counts from the notebooks (tags are kept)"
-	@echo "make site   build the course site in build/site/html (notebooks executed, cached; quick mode"
-	@echo "            unless UNET_COURSE_QUICK=0)"
+	@echo "make site   build the course site in build/site/html (notebooks executed in full mode,"
+	@echo "            cached; UNET_COURSE_QUICK=1 for quick mode)"
 	@echo "make site-check  build the site, then check every page in headless Chromium"
 	@echo "make lab-check   Run All in JupyterLab (headless Chromium): the animations show"
 
@@ -74,9 +74,9 @@ strip: $(STAMP)
 	$(BIN)/nbstripout --keep-id notebooks/*.ipynb
 
 # The site executes the notebooks itself (JOBS at a time, cached in build/site/cache), then runs
-# Sphinx; a failing notebook or a Sphinx warning fails it. Quick mode unless UNET_COURSE_QUICK=0.
+# Sphinx; a failing notebook or a Sphinx warning fails it. Full mode unless UNET_COURSE_QUICK=1.
 site: $(SITE_STAMP)
-	UNET_COURSE_QUICK=$${UNET_COURSE_QUICK:-1} $(BIN)/python site/build_site.py \
+	UNET_COURSE_QUICK=$${UNET_COURSE_QUICK:-0} $(BIN)/python site/build_site.py \
 		--jobs $(JOBS) --timeout $(NB_CELL_TIMEOUT)
 
 # Needs Chromium (Debian: apt-get install -y chromium); screenshots go to build/site/screenshots.

@@ -157,14 +157,15 @@ def _github_links(text: str, repo: str, branch: str) -> str:
 
 
 def home_page(quick: bool) -> str:
-    """The home page: the README up to its Quickstart, the notebook table, the table of contents.
+    """The home page: the README up to its command line, the notebook table, the table of
+    contents.
 
     The README's own table is replaced by a fresh one whose links point at the site's pages.
     """
     from unet_course import course
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    intro = readme.split("\n## Quickstart", 1)[0]
+    intro = readme.split("\n## The command line", 1)[0]
     head, rest = intro.split(course.README_START, 1)
     tail = rest.split(course.README_END, 1)[1]
     notebooks = course.find_notebooks(ROOT)
