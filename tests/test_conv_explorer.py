@@ -44,3 +44,21 @@ def test_interactive_explorer_builds_its_sliders():
     widget = conv_explorer.interactive_explorer()
     names = {c.description for c in widget.widget.children if hasattr(c, "description")}
     assert {"input n", "kernel k", "stride s", "padding", "window"} <= names
+
+
+def test_the_window_slider_ends_at_the_last_window():
+    pytest.importorskip("ipywidgets")
+    widget = conv_explorer.interactive_explorer()
+    sliders = {c.description: c for c in widget.widget.children if hasattr(c, "description")}
+    n, k, s, padding, window = (sliders[name] for name in
+                                ("input n", "kernel k", "stride s", "padding", "window"))
+    assert window.max == 3 * 3 - 1  # the default: 5x5, k=3, s=2, 'same' -> 3x3 windows
+    window.value = window.max
+    n.value, k.value, s.value, padding.value = 9, 1, 1, "same"
+    assert window.max == 9 * 9 - 1
+    window.value = 80
+    k.value, s.value, padding.value = 4, 3, "valid"  # Conv2D gives 2x2 outputs here
+    want = keras.layers.Conv2D(1, 4, strides=3).compute_output_shape((1, 9, 9, 1))[1]
+    assert window.max == want * want - 1 and window.value == window.max
+    n.value, k.value = 3, 5  # a kernel larger than the image: no output, one position left
+    assert window.max == 0

@@ -72,3 +72,9 @@ def test_the_right_answer_is_right(check, answer):
 ])  # fmt: skip
 def test_a_plausible_mistake_is_wrong(check, wrong):
     assert check(wrong).status == "wrong"
+
+
+def test_exercise_3_does_not_print_the_answer():
+    result = nb02.check_exercise_3(lambda h, w: (3 * h - 2) * (3 * w - 2))
+    assert result.status == "wrong" and "nnz_valid(3, 3) gave 49" in result.message
+    assert "9" not in result.message.replace("49", "")  # 9 entries for the 3x3 case: not said

@@ -106,10 +106,13 @@ def interactive_explorer(max_n: int = 9) -> Any:
     """Sliders for input size, kernel size, stride, padding and window around
     :func:`draw_conv_geometry` (``ipywidgets.interact``; raises ImportError without ipywidgets).
 
+    The window slider ends at the last window of the current setting (``H_out * W_out - 1``).
     A kernel larger than the padded input is reported in words instead of drawn.
     """
     import ipywidgets as w
     import matplotlib.pyplot as plt
+
+    from unet_course import conv
 
     def show(n: int, k: int, s: int, padding: str, window: int) -> None:
         try:
@@ -119,11 +122,21 @@ def interactive_explorer(max_n: int = 9) -> Any:
             return
         plt.show()
 
-    return w.interact(
-        show,
-        n=w.IntSlider(value=5, min=3, max=max_n, description="input n"),
-        k=w.IntSlider(value=3, min=1, max=5, description="kernel k"),
-        s=w.IntSlider(value=2, min=1, max=3, description="stride s"),
-        padding=w.ToggleButtons(options=list(PADDINGS), value="same", description="padding"),
-        window=w.IntSlider(value=0, min=0, max=max_n * max_n - 1, description="window"),
-    )
+    n = w.IntSlider(value=5, min=3, max=max_n, description="input n")
+    k = w.IntSlider(value=3, min=1, max=5, description="kernel k")
+    s = w.IntSlider(value=2, min=1, max=3, description="stride s")
+    padding = w.ToggleButtons(options=list(PADDINGS), value="same", description="padding")
+    window = w.IntSlider(value=0, min=0, max=max_n * max_n - 1, description="window")
+
+    def end_at_last_window(_change: Any = None) -> None:
+        try:
+            out = conv.conv_output_shape((n.value, n.value), (k.value, k.value), s.value,
+                                         padding.value)[0]  # fmt: skip
+        except ValueError:  # no output: the figure says so in words
+            out = 1
+        window.max = out * out - 1  # ipywidgets lowers a value above the new max
+
+    for control in (n, k, s, padding):
+        control.observe(end_at_last_window, names="value")
+    end_at_last_window()
+    return w.interact(show, n=n, k=k, s=s, padding=padding, window=window)

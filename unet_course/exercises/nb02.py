@@ -75,7 +75,9 @@ def check_exercise_3(nnz_valid: Callable) -> Result:
         for (h, w), got in zip(cases, answers, strict=True):
             outputs = scipy.signal.correlate2d(np.ones((h, w)), np.ones((3, 3)), "valid").size
             if got != 9 * outputs:  # every 'valid' window lies inside: 9 entries per row
-                return f"nnz_valid({h}, {w}) gave {got}, the matrix stores {9 * outputs}"
+                return (f"nnz_valid({h}, {w}) gave {got}, not the number of entries the matrix "
+                        "stores: count the 'valid' windows (one row of C each), then the "
+                        "entries in each row")  # fmt: skip
         return None
 
     return run_check("Exercise 3", attempt, verify)
