@@ -58,6 +58,12 @@ def write_sample(root: Path, h: int, w: int, mode: str, rng: np.random.Generator
         alpha = np.full((h, w, 1), 255, np.uint8)
         Image.fromarray(np.concatenate([rgb, alpha], -1), "RGBA").save(
             root / sample_id / "images" / f"{sample_id}.png")
+    elif mode == "I;16":  # 12-bit data in a 16-bit grey PNG (what load_dsb2018 gives differs)
+        grey = rgb[..., 0].astype(np.uint16) * 16
+        Image.fromarray(grey).save(root / sample_id / "images" / f"{sample_id}.png")
+    elif mode == "dark":  # grey bright-field: dark nuclei on a light field
+        Image.fromarray(255 - rgb[..., 0], "L").save(
+            root / sample_id / "images" / f"{sample_id}.png")
     elif mode == "L":
         rgb = np.repeat(rgb[..., :1], 3, axis=-1)
         Image.fromarray(rgb[..., 0], "L").save(root / sample_id / "images" / f"{sample_id}.png")

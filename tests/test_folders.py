@@ -15,8 +15,9 @@ from unet_course import baseline, cli, datasets, recipe, scoring
 from unet_course.callbacks import ScoreCheckpoint
 from unet_course.sequence import ThreeClassSequence
 
-# A folder as a practitioner has one: sizes from 64 to 96 pixels, RGBA, RGB and grey files.
-MIXED = [(64, 96, "RGBA"), (80, 64, "RGB"), (72, 72, "L"), (96, 80, "RGBA"), (64, 64, "L")]
+# A folder as a practitioner has one: sizes from 64 to 96 pixels, RGBA, RGB, 8- and 16-bit grey
+# files, bright nuclei on dark and dark on light, mixed in one folder.
+MIXED = [(64, 96, "RGBA"), (80, 64, "RGB"), (72, 72, "L"), (96, 80, "I;16"), (64, 64, "dark")]
 
 
 def _splits(n: int, seed: int = 0) -> datasets.Splits:
