@@ -93,6 +93,23 @@ def test_build_unet_parameter_count_matches_formula(c_in, base, depth, classes):
     assert bn.count_params() == m.count_params() + 3 * convs
 
 
+def test_build_unet_without_skips_drops_the_concatenated_channels():
+    # depth 3, base 8: the first 3x3 convolution of each decoder block loses the skip's
+    # 8, 16 and 32 input channels, each feeding 8, 16 and 32 filters (batch norm: no bias)
+    removed = 3 * 3 * (8 * 8 + 16 * 16 + 32 * 32)
+    assert removed == 12_096
+    for batch_norm in (False, True):
+        kw = dict(base_filters=8, depth=3, batch_norm=batch_norm)
+        with_skips = M.build_unet((None, None, 3), **kw)
+        without = M.build_unet((None, None, 3), skips=False, **kw)
+        assert with_skips.count_params() - without.count_params() == removed
+        assert not any("concat" in layer.name for layer in without.layers)
+    y = without.predict(np.zeros((2, 24, 40, 3), np.float32), verbose=0)
+    assert y.shape == (2, 24, 40, 1)
+    with pytest.raises(TypeError, match="skips"):
+        M.build_unet((None, None, 3), skips="no")
+
+
 def test_seed_unet_matches_popular_code_line_by_line(seed):
     popular = popular_keras_unet()
     assert popular.count_params() == seed.count_params()

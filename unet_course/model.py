@@ -80,7 +80,8 @@ def _conv_block(x: Any, filters: int, level: int, rate: float, cfg: dict) -> Any
 
 
 def _up_block(x: Any, skip: Any, filters: int, level: int, crop: int, cfg: dict) -> Any:
-    """Up-sample by 2 to ``filters`` channels, crop the skip if needed, concatenate."""
+    """Up-sample by 2 to ``filters`` channels, crop the skip if needed, concatenate
+    (``skip=None``: the up-sampled features alone)."""
     from keras import layers
 
     init = cfg["kernel_initializer"]
@@ -91,6 +92,8 @@ def _up_block(x: Any, skip: Any, filters: int, level: int, crop: int, cfg: dict)
     else:  # the paper's wording: up-sample, then a 2x2 convolution that halves the channels
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"u{level}_upsample")(x)
         x = layers.Conv2D(filters, 2, padding="same", kernel_initializer=init, name=f"u{level}")(x)
+    if skip is None:
+        return x
     if crop:
         skip = layers.Cropping2D(crop, name=f"u{level}_crop")(skip)
     return layers.Concatenate(name=f"u{level}_concat")([x, skip])
@@ -126,6 +129,7 @@ def build_unet(
     kernel_initializer: str = "he_normal",
     rescale: float | None = None,
     normalize: bool = False,
+    skips: bool = True,
     name: str = "unet",
 ) -> Any:
     """Build a U-Net as a ``keras.Model``.
@@ -138,6 +142,8 @@ def build_unet(
     up) or ``2 * depth + 1``. ``rescale`` (e.g. ``1/255``) adds a ``Rescaling`` layer;
     ``normalize=True`` instead adds ``normalization.PercentileNormalization`` (each image's
     1st and 99.8th percentiles to 0 and 1), so the model takes images of any bit depth.
+    ``skips=False`` drops the skip connections: each decoder block gets only the up-sampled
+    features (an encoder-decoder without the U-Net's concatenations).
     Output: ``(batch, H', W', num_classes)`` float32, sigmoid if ``num_classes == 1`` else
     softmax; ``H' = H`` for ``same`` and ``unet_output_size(H, depth, "valid")`` otherwise.
     Raises ValueError (naming the nearest sizes that work) if a fixed H or W does not fit.
@@ -154,6 +160,8 @@ def build_unet(
         kernel_initializer=kernel_initializer,
     )
     _check_build_args(input_shape, num_classes, base_filters, cfg)
+    if not isinstance(skips, bool):
+        raise TypeError(f"skips must be True or False, got {skips!r}")
     rates = _dropout_rates(dropout, depth)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = layers.Rescaling(rescale, name="rescale")(inputs) if rescale is not None else inputs
@@ -163,16 +171,17 @@ def build_unet(
         from unet_course.normalization import PercentileNormalization
 
         x = PercentileNormalization(name="normalize")(inputs)
-    skips = []
+    skip_outputs = []
     for k in range(depth):  # contracting path: blocks 1 .. depth
         x = _conv_block(x, base_filters * 2**k, k + 1, rates[k], cfg)
-        skips.append(x)
+        skip_outputs.append(x)
         x = layers.MaxPooling2D(2, name=f"p{k + 1}")(x)
     x = _conv_block(x, base_filters * 2**depth, depth + 1, rates[depth], cfg)  # bottleneck
     crops = skip_crops(depth, padding)
     for k in range(depth - 1, -1, -1):  # expanding path: blocks depth+2 .. 2*depth+1
         level = 2 * depth + 1 - k
-        x = _up_block(x, skips[k], base_filters * 2**k, level, crops[k], cfg)
+        skip = skip_outputs[k] if skips else None
+        x = _up_block(x, skip, base_filters * 2**k, level, crops[k], cfg)
         x = _conv_block(x, base_filters * 2**k, level, rates[level - 1], cfg)
     head = "sigmoid" if num_classes == 1 else "softmax"
     # float32 head: under mixed precision the probabilities stay float32 (see notebook 05).
