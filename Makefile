@@ -84,7 +84,7 @@ site-check: site
 	$(BIN)/python site/check_site.py
 
 # Needs Chromium too; screenshots go to build/lab-screenshots.
-lab-check: $(STAMP)
+lab-check: $(SITE_STAMP)
 	$(BIN)/python site/check_lab.py
 
 benchmarks: $(STAMP)
