@@ -77,7 +77,9 @@ def test_evaluate_out_inside_the_data_folder_is_refused(run, tmp_path, capsys):
 
 def test_evaluate_writes_out_atomically_and_only_over_a_file_when_asked(run, tmp_path, capsys):
     out = tmp_path / "result.json"
-    out.write_text("old")
+    old = {"model": "m.keras", "data": "synthetic", "split": "test", "images": 1, "dice": 0.5,
+           "iou": 0.3}  # a report an earlier evaluate wrote
+    out.write_text(json.dumps(old))
     argv = ["evaluate", "--model", str(run / "model.keras"), "--out", str(out), "--overwrite"]
     assert cli.main(argv) == 0
     printed = json.loads(capsys.readouterr().out)

@@ -37,7 +37,8 @@ The submodules, by topic:
 - ``plotting``: the course's figures.
 - ``runtime``: quick mode, backend and device reports.
 - ``cli``: the command line, ``python -m unet_course train | evaluate | predict | doctor``,
-  one module of ``commands`` per subcommand.
+  one module of ``commands`` per subcommand; ``interrupts``: Ctrl-C recorded for a whole
+  command and honoured between its stages.
 - ``exercises``: the open exercises' right / wrong / not-yet checks, one module per notebook.
 - ``course``: the README table, notebook navigation and Colab links (maintainers' tool).
 """

@@ -58,7 +58,8 @@ class HonourInterrupt(keras.callbacks.Callback):
     goes on with the next epoch. Here SIGINT is only recorded while ``fit`` runs and raised as
     ``KeyboardInterrupt`` from the next batch or epoch end, in the main thread, where nothing
     swallows it; files being written are finished first (``files.atomic_path``). A second
-    Ctrl-C interrupts at once.
+    Ctrl-C interrupts at once. A Ctrl-C that the command line recorded before training began
+    (``interrupts.recording``) stops it at the first batch.
     """
 
     def __init__(self):
@@ -83,7 +84,9 @@ class HonourInterrupt(keras.callbacks.Callback):
         self._caught.append(signum)
 
     def _check(self, *args, **kwargs):
-        if self._caught:
+        from unet_course import interrupts
+
+        if self._caught or interrupts.pending():  # also a Ctrl-C recorded before fit began
             self._restore()
             raise KeyboardInterrupt
 

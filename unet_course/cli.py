@@ -6,7 +6,9 @@ that declares its arguments, checks them before any work and calls the package; 
 itself lives in ``train``, ``recipe``, ``evaluate`` and ``predict``.
 
 A user's mistake (a bad argument, a missing folder, an output folder that is not empty) gives
-one line on stderr and exit code 2, never a traceback. Keras and TensorFlow are imported only
+one line on stderr and exit code 2, never a traceback. Ctrl-C is recorded for the whole run and
+honoured between stages and images (``interrupts``): exit code 130 and one line saying what was
+kept and what was not (each command raises ``KeyboardInterrupt`` with that line). Keras and TensorFlow are imported only
 after the arguments have been checked, so a typo is reported in a fraction of a second.
 
 Adding a subcommand: write ``unet_course/commands/NAME.py`` with ``add(subparsers)``, which
@@ -21,11 +23,14 @@ import os
 import sys
 from collections.abc import Sequence
 
+from unet_course import interrupts
 from unet_course.commands import doctor, evaluate, predict, train
 from unet_course.commands.common import Parser, UsageError
 
 PROG = "unet-course"
 EXIT_USAGE = 2
+EXIT_INTERRUPT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+NOTHING = "stopped before anything was written; nothing was changed"
 SUBCOMMANDS = (train, evaluate, predict, doctor)
 
 
@@ -40,16 +45,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 ok, 2 user error, 1 internal error)."""
+    """Run the command line; return the exit code (0 ok, 2 user error, 1 internal error or an
+    image that failed, 130 Ctrl-C).
+
+    Ctrl-C is recorded for the whole run (``interrupts.recording``) and honoured between
+    stages and images; the command then ends with one line saying what was kept.
+    """
+    with interrupts.recording():
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run its subcommand; every way it can end becomes an exit code."""
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        interrupts.check()
+        code = args.func(args)
+        if interrupts.pending():  # a Ctrl-C after the last stage still ends with 130
+            return _fail(f"{PROG}: interrupted (Ctrl-C) as the command ended: what it "
+                         "reported above is complete", EXIT_INTERRUPT)
+        return code
     except UsageError as err:
         return _fail(f"{PROG}: error: {err}", EXIT_USAGE)
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
         return _fail(f"{PROG}: error: {_one_line(err)}", EXIT_USAGE)
-    except KeyboardInterrupt:
-        return _fail(f"{PROG}: interrupted", 130)
+    except KeyboardInterrupt as err:  # the commands say what they kept (interrupted)
+        said = " ".join(str(err).split()) or NOTHING
+        return _fail(f"{PROG}: interrupted (Ctrl-C): {said}", EXIT_INTERRUPT)
     except OSError as err:  # a full disk, a read-only folder: the user's to fix
         from unet_course.files import user_os_error
 

@@ -7,7 +7,9 @@ What belongs here:
   ``evaluate --out`` report) is written to a temporary file in the same folder and renamed
   over its target, so a file is either complete or the previous version. Ctrl-C during the
   write is held back and honoured right after it (``deferred_interrupt``). A full disk or a
-  read-only folder raises ``OSError`` naming the target file.
+  read-only folder raises ``OSError`` naming the target file. A whole folder is written the
+  same way (``staged_folder``): ``train`` fills a hidden sibling and swaps it in when the
+  run is complete, so ``--overwrite`` never loses the last good run.
 - **The run record** (``write_run_record``, ``read_run_record``): ``metrics.json`` holds the
   SHA-256 of the ``model.keras`` it describes, so a record and a model of different runs
   (a copied model, a stale record after ``--overwrite``) are never mixed.
@@ -16,8 +18,10 @@ What belongs here:
 
   * ``read_image`` returns the stored values, ``(H, W, 3)``, native byte order (so a
     big-endian 16-bit TIFF reads right): 8-bit stays ``uint8``, 16-bit stays ``uint16``,
-    float stays float. Grey is repeated into three channels, alpha dropped. The recipe's
-    models (first layer ``normalization.PercentileNormalization``) take these values.
+    float stays float. Grey is repeated into three channels; alpha is dropped where the file
+    declares it, and an image with 2 or 4 channels none of which is declared alpha is refused
+    unless one channel is chosen (``channel``: ``predict --channel``). The recipe's models
+    (first layer ``normalization.PercentileNormalization``) take these values.
   * ``to_uint8`` gives the 0-255 pixels the older models (``Rescaling(1/255)``) and the
     training batches use: 8-bit images unchanged; 16-bit and float images mapped by their
     own percentiles, the 1st to 0 and the 99.8th to 255 (``normalization.LOW``/``HIGH``,
@@ -34,6 +38,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -55,13 +60,18 @@ _LOW, _HIGH = 1.0, 99.8  # normalization.LOW, HIGH (not imported: that module im
 def deferred_interrupt() -> Iterator[None]:
     """Hold back Ctrl-C (SIGINT) inside the block; raise ``KeyboardInterrupt`` after it.
 
-    Outside the main thread, or where SIGINT is ignored, the block runs unchanged.
+    Outside the main thread, where SIGINT is ignored, or where the command line records it
+    already (``interrupts.recording``: it is honoured at the command's next check, so that
+    the files written together, a label map and its overlay, are all written), the block
+    runs unchanged.
     """
+    from unet_course import interrupts
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.getsignal(signal.SIGINT)
-    if previous in (signal.SIG_IGN, None):
+    if previous in (signal.SIG_IGN, None) or interrupts.active():
         yield
         return
     caught: list[int] = []
@@ -100,6 +110,44 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise OSError(err.errno, err.strerror or str(err), str(path)) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a new, empty, hidden sibling of the folder ``path`` to write into; when the block
+    ends without an error it takes ``path``'s place, else it is removed.
+
+    So a folder is replaced only by a complete one: an error or Ctrl-C inside the block
+    leaves ``path`` as it was (absent, or with its previous content). The swap itself is two
+    renames (the old folder aside, the new one in), after which the old one is deleted.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-"))
+    try:
+        os.chmod(work, 0o777 & ~_umask())
+        yield work
+        _swap_in(work, path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Rename the folder ``new`` to ``path``; a non-empty ``path`` is set aside first, put
+    back if the rename fails, and deleted after it succeeds."""
+    old = None
+    with deferred_interrupt():
+        if path.is_dir() and any(path.iterdir()):
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            os.rename(path, old)  # onto an empty folder: allowed, and atomic
+        try:
+            os.rename(new, path)
+        except OSError:
+            if old is not None:
+                os.rename(old, path)
+            raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -153,7 +201,7 @@ def read_run_record(model: str | Path) -> dict | None:
     if record.get("model_sha256") != sha256(model):
         why = "has no model_sha256" if "model_sha256" not in record else "was written for another model"
         raise ValueError(f"{str(path)!r} {why}: it is not the training record of "
-                         f"{str(model)!r}; pass --data and --seed to name the split yourself")
+                         f"{str(model)!r}")
     return record
 
 
@@ -208,14 +256,52 @@ def user_os_error(err: OSError) -> bool:
 # --------------------------------------------------------------------------- reading images
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     """An image file as ``(H, W, 3)`` with its stored values (see the module docstring).
 
-    Every pixel is decoded, so a truncated file fails here. Raises ``ValueError`` naming the
-    file when it cannot be decoded or is not a grey or colour picture (a stack, a volume).
+    Every pixel is decoded, so a truncated file fails here. With ``channel`` (0-based), that
+    one channel of a multi-channel image is returned as grey. Without it, a fourth (or second)
+    channel is dropped only where the file declares it alpha (PNG ``RGBA``/``LA``, a TIFF's
+    ``ExtraSamples``); an image whose channels cannot be told apart that way is refused
+    (the nuclei may be in any of them). A TIFF stored channels first, ``(C, H, W)`` with C of
+    2 to 4, is read as ``(H, W, C)``. Raises ``ValueError`` naming the file when it cannot be
+    decoded, is not a grey or colour picture (a stack, a volume) or has no channel ``channel``.
     """
+    pixels = _decode(path)
+    if pixels.ndim == 3 and pixels.shape[0] in (2, 3, 4) and pixels.shape[-1] > 4:
+        pixels = np.moveaxis(pixels, 0, -1)  # channels first (a planar TIFF)
+    if channel is not None:
+        return _one_channel(pixels, channel, path)
+    if pixels.ndim == 3 and pixels.shape[-1] in (2, 4):
+        if not _alpha_declared(path, pixels.shape[-1]):
+            raise ValueError(f"{str(path)!r} has {pixels.shape[-1]} channels and declares none "
+                             "of them alpha, so which one holds the nuclei is unknown: pass "
+                             f"--channel N (0 to {pixels.shape[-1] - 1}) to predict that one "
+                             "as grey")
+        pixels = pixels[..., :-1]  # the declared alpha
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3) or min(pixels.shape[:2]) < 1:
+        raise ValueError(f"{str(path)!r}: expected a grey or colour image, got an array of "
+                         f"shape {pixels.shape}")
+    return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+
+
+#: The first bytes of the formats of ``IMAGE_SUFFIXES`` (PNG, JPEG, TIFF and BigTIFF, BMP).
+SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"II+\x00",
+              b"MM\x00+", b"BM")
+
+
+def _decode(path: str | Path) -> np.ndarray:
+    """Every pixel of an image file, native byte order, booleans as 0/255; ``ValueError``
+    naming the file when it is not an image (checked by its first bytes) or is cut short."""
     from skimage import io
 
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if not head.startswith(SIGNATURES):
+        raise ValueError(f"cannot read image file {str(path)!r}: not a readable image (its "
+                         "first bytes are not those of a PNG, JPEG, TIFF or BMP file)")
     try:
         pixels = np.asarray(io.imread(str(path)))
     except Exception as err:  # noqa: BLE001 (each image library raises its own kind)
@@ -226,18 +312,39 @@ def read_image(path: str | Path) -> np.ndarray:
         pixels = pixels.astype(np.uint8) * 255
     if pixels.dtype.byteorder not in ("=", "|"):
         pixels = pixels.astype(pixels.dtype.newbyteorder("="))
-    if pixels.ndim == 3 and pixels.shape[-1] == 2:  # grey + alpha
-        pixels = pixels[..., :1]
-    if pixels.ndim == 3 and pixels.shape[-1] == 4:  # RGBA
-        pixels = pixels[..., :3]
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3) or min(pixels.shape[:2]) < 1:
-        raise ValueError(f"{str(path)!r}: expected a grey or colour image, got an array of "
-                         f"shape {pixels.shape}")
     if not (np.issubdtype(pixels.dtype, np.integer) or np.issubdtype(pixels.dtype, np.floating)):
         raise ValueError(f"{str(path)!r}: unsupported pixel type {pixels.dtype}")
-    return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+    return pixels
+
+
+def _one_channel(pixels: np.ndarray, channel: int, path: str | Path) -> np.ndarray:
+    """Channel ``channel`` of ``(H, W)`` or ``(H, W, C)`` pixels as ``(H, W, 3)`` grey."""
+    count = 1 if pixels.ndim == 2 else pixels.shape[-1]
+    if pixels.ndim not in (2, 3) or min(pixels.shape[:2]) < 1:
+        raise ValueError(f"{str(path)!r}: expected an image, got an array of shape "
+                         f"{pixels.shape}")
+    if not 0 <= channel < count:
+        raise ValueError(f"--channel {channel}: {str(path)!r} has {count} channel"
+                         f"{'s' if count > 1 else ''} (0 to {count - 1})")
+    plane = pixels if pixels.ndim == 2 else pixels[..., channel]
+    return np.repeat(plane[..., None], 3, axis=-1)
+
+
+def _alpha_declared(path: str | Path, channels: int) -> bool:
+    """True when the file says its last channel is alpha: a TIFF's ``ExtraSamples``
+    (associated or unassociated alpha), another format's ``A`` band or palette transparency
+    (PIL's view of it)."""
+    from PIL import Image
+
+    if Path(path).suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            extra = tuple(page.extrasamples)
+            return page.samplesperpixel == channels and bool(extra) and int(extra[-1]) in (1, 2)
+    with Image.open(path) as image:
+        return image.getbands()[-1] == "A" or (image.mode == "P" and "transparency" in image.info)
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:

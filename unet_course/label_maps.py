@@ -3,7 +3,8 @@
 A label map is a 2-D integer array: 0 is background, every other value is one object; the
 values need not be consecutive. ``scoring``, ``postprocess``, ``targets`` and ``overlay`` take
 label maps and check them with ``check_labels`` before any work; ``relabel`` renumbers them
-1..n (``skimage.segmentation.relabel_sequential``).
+1..n (``skimage.segmentation.relabel_sequential``); ``looks_like_label_map`` tells a file of
+labels or a mask from a microscope image (``predict`` skips them in a folder).
 """
 
 from __future__ import annotations
@@ -58,3 +59,31 @@ def relabel(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return lut[labels], ids
     relabelled, _, inverse = relabel_sequential(labels)
     return relabelled, np.asarray(inverse.out_values[inverse.in_values > 0])
+
+
+#: ``looks_like_label_map``: at most this share of side-by-side object pixels may differ.
+FLAT_OBJECTS = 0.01
+
+
+def looks_like_label_map(image: Any) -> bool:
+    """True for an image that looks like a label map or a mask rather than a picture.
+
+    ``image``: ``(H, W)`` or ``(H, W, C)`` (equal channels count as grey). A label map holds
+    whole numbers, 0 as background, and one value per object, so side by side inside its
+    objects two pixels nearly always agree; a microscope image's noise makes most of them
+    differ. True when the image is grey integers with some 0 and some other value, and fewer
+    than ``FLAT_OBJECTS`` (1 %) of the horizontally adjacent pairs of non-zero pixels (at
+    least 20 of them) differ.
+    """
+    image = np.asarray(image)
+    if image.ndim == 3:
+        if image.shape[-1] > 1 and not (image == image[..., :1]).all():
+            return False
+        image = image[..., 0]
+    if image.ndim != 2 or not np.issubdtype(image.dtype, np.integer) or not (image == 0).any():
+        return False
+    left, right = image[:, :-1], image[:, 1:]
+    inside = (left != 0) & (right != 0)
+    if inside.sum() < 20:
+        return False
+    return bool((left[inside] != right[inside]).mean() < FLAT_OBJECTS)

@@ -193,7 +193,8 @@ class PercentileNormalization(keras.layers.Layer):
 
     Input ``(B, H, W, C)`` of any real dtype; output float32 of the same shape. Equal to
     ``percentile_normalize`` image by image (``keras.ops.quantile`` with linear
-    interpolation, NumPy's default). It has no weights and works on every Keras backend.
+    interpolation, NumPy's default); a flat image (all one value) gives zeros, eagerly and
+    compiled. It has no weights and works on every Keras backend.
 
     It always computes in float32, whatever the global dtype policy and whatever ``dtype`` a
     caller or a saved config gives: under ``mixed_float16`` Keras would otherwise cast its
@@ -215,7 +216,8 @@ class PercentileNormalization(keras.layers.Layer):
                               axis=1)  # (2, B)
         lo = ops.reshape(bounds[0], (-1, 1, 1, 1))
         hi = ops.reshape(bounds[1], (-1, 1, 1, 1))
-        return (x - lo) / (hi - lo + EPSILON)
+        spread = hi - lo  # a flat image gives zeros (compiled, the division alone gave NaN)
+        return ops.where(spread > 0, (x - lo) / (spread + EPSILON), ops.zeros_like(x))
 
     def compute_output_shape(self, input_shape):
         return input_shape

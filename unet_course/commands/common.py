@@ -79,8 +79,9 @@ def check_data(data: str) -> None:
 
 
 def check_out_dir(out: Path, overwrite: bool, data: str = "synthetic") -> None:
-    """Refuse an existing non-empty ``out`` unless ``overwrite``; refuse a file, a folder
-    that cannot be written, and a folder inside the ``--data`` folder."""
+    """Refuse an existing non-empty ``out`` unless ``overwrite``, and with ``overwrite`` one
+    that holds anything but a training run's files; refuse a file, a folder that cannot be
+    written, and a folder inside the ``--data`` folder."""
     from unet_course import files
 
     if data != "synthetic" and files.inside(out, data):
@@ -93,6 +94,20 @@ def check_out_dir(out: Path, overwrite: bool, data: str = "synthetic") -> None:
         raise UsageError(
             f"--out {str(out)!r} exists and is not empty; choose another folder or pass --overwrite"
         )
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if not _run_file(p.name))
+        if foreign:
+            raise UsageError(f"--out {str(out)!r} holds {foreign[0]!r}, which no training run "
+                             f"wrote: --overwrite replaces only a run folder ({', '.join(RUN_FILES)});"
+                             " choose another folder")
+
+
+RUN_FILES = ("model.keras", "history.csv", "metrics.json")  # what train writes into --out
+
+
+def _run_file(name: str) -> bool:
+    """A file ``train`` writes, or the hidden temporary file of one (``files.atomic_path``)."""
+    return name in RUN_FILES or any(name.startswith(f".{run}.") for run in RUN_FILES)
 
 
 _BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy",

@@ -46,7 +46,7 @@ def doctor_report() -> list[str]:
     lines.append(f"Training would run on: {choose_accelerator().describe()}")
     if not gpus:
         lines += [
-            "No GPU: everything works on the CPU, but training at 256x256 is slow there.",
+            "No GPU: everything works on the CPU, but training is slow there.",
             "  On Colab: Runtime > Change runtime type > GPU, then run again.",
             "  On your machine: check `nvidia-smi`, then install a GPU build of your backend",
             "  (e.g. `pip install 'tensorflow[and-cuda]'` or `pip install 'jax[cuda12]'`).",
@@ -57,6 +57,10 @@ def doctor_report() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from unet_course import interrupts
+
     start_keras()
-    print("\n".join(doctor_report()))
+    lines = doctor_report()
+    interrupts.check()
+    print("\n".join(lines))
     return 0

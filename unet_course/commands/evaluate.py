@@ -30,19 +30,22 @@ def add(subparsers) -> None:
         "Data settings and the threshold (chosen on validation data) default to those in "
         "metrics.json next to the model, so the held-out split is the one training never saw; "
         "a record that is missing or belongs to another model is refused unless you name the "
-        "split's --seed yourself.",
+        "split's --seed yourself, and a --seed or quick mode that would split the training "
+        "folder otherwise is refused.",
     )
     parser.add_argument("--model", required=True, type=Path, help="a .keras file (from train)")
     parser.add_argument("--data", default=None,
                         help="'synthetic' or a DSB2018 folder (default: as in training)")
     parser.add_argument("--out", type=Path, default=None,
                         help="also write the JSON to this new file (never the model or its record)")
-    parser.add_argument("--overwrite", action="store_true", help="allow an existing --out file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out file, if it is a report evaluate wrote")
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--img-size", type=positive_int, default=None,
                         help="synthetic image side (default: as in training)")
     parser.add_argument("--seed", type=seed_type, default=None,
-                        help="split seed (default: as in training)")
+                        help="split seed (default: as in training; for a model with its "
+                        "training record, another seed on its own folder is refused)")
     parser.add_argument("--threshold", type=probability, default=None,
                         help="probability threshold (default: the one chosen on validation data "
                         "in training, else 0.5)")
@@ -77,9 +80,10 @@ def settings(args: argparse.Namespace) -> dict:
     files.check_keras_file(args.model, "--model")
     try:
         trained = files.read_run_record(args.model)
-    except ValueError:
+    except ValueError as error:
         if args.seed is None:
-            raise
+            raise UsageError(f"{error}; pass --data and --seed of its training run to name "
+                             "the split yourself") from None
         trained = None
     if trained is None and args.seed is None:
         raise UsageError(f"--model {str(args.model)!r} has no training record "
@@ -104,9 +108,31 @@ def settings(args: argparse.Namespace) -> dict:
         scale=args.scale,
     )
     check_data(settings["data"])
+    _check_split(args, settings, trained)
     if args.out is not None:
         _check_report_file(args, settings["data"])
     return settings
+
+
+def _check_split(args: argparse.Namespace, settings: dict, trained: dict) -> None:
+    """Refuse a ``--seed``, or quick mode, that would split the training run's own folder
+    otherwise than training did: its "test" slides would include training slides."""
+    from unet_course import files
+
+    data = trained.get("data")
+    if not data or data == "synthetic" or settings["data"] == "synthetic":
+        return
+    if not files.inside(settings["data"], data) or not files.inside(data, settings["data"]):
+        return  # another folder: the record's split does not apply to it
+    if args.seed is not None and args.seed != trained.get("seed"):
+        raise UsageError(f"--seed {args.seed}: the model was trained on {data!r} with seed "
+                         f"{trained.get('seed')} (its metrics.json), and another seed splits that "
+                         "folder otherwise: its test slides would include training slides; "
+                         "drop --seed")
+    if settings["quick"] and not trained.get("quick", False):
+        raise UsageError(f"--quick (or UNET_COURSE_QUICK): the model was trained on all of "
+                         f"{data!r}, and quick mode keeps a few dozen slides split otherwise: "
+                         "its test slides would include training slides; drop it")
 
 
 def _check_report_file(args: argparse.Namespace, data: str) -> None:
@@ -127,7 +153,22 @@ def _check_report_file(args: argparse.Namespace, data: str) -> None:
         raise UsageError(f"{flag} lies inside --data {data!r}; choose a file outside it")
     if out.exists() and not args.overwrite:
         raise UsageError(f"{flag} exists; choose another file or pass --overwrite")
+    if out.exists() and not _is_report(out):
+        raise UsageError(f"{flag} exists and is not a report written by evaluate: --overwrite "
+                         "replaces only those; choose another file")
     files.check_writable(out, "--out")
+
+
+REPORT_KEYS = ("model", "data", "split", "images", "dice", "iou")  # in every evaluate report
+
+
+def _is_report(path: Path) -> bool:
+    """True when ``path`` holds a JSON object with the keys of an evaluate report."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(report, dict) and all(key in report for key in REPORT_KEYS)
 
 
 def beside_line(result: dict) -> str:
@@ -145,11 +186,22 @@ def beside_line(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the arguments, score the model, print the report (and write it to ``--out``)."""
+    from unet_course import interrupts
     from unet_course.evaluate import evaluate_model
 
     chosen = settings(args)
+    interrupts.check()
     start_keras()
-    _, _, result = evaluate_model(args.model, chosen, args.split, args.instances, args.threshold)
+    try:
+        interrupts.check()
+        _, _, result = evaluate_model(args.model, chosen, args.split, args.instances,
+                                      args.threshold)
+        interrupts.check()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt("stopped while scoring; no report printed"
+                                + (f", {str(args.out)!r} not written" if args.out else "")
+                                + "; nothing was changed") from None
     text = json.dumps(result, indent=2)
     print(text)
     print(beside_line(result), file=sys.stderr)

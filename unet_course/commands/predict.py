@@ -2,8 +2,9 @@
 
 What belongs here: the command's arguments (``add``, ``run``), ``plan`` (every check of the
 user's paths and images, before Keras is imported or anything is written) and
-``segment_files`` (load the model, predict each image, write its two PNGs atomically). The
-prediction itself is ``unet_course.predict``.
+``segment_files`` (load the model, predict each image on its own, write its two PNGs
+atomically, count what was done, skipped and failed). The prediction itself is
+``unet_course.predict``. Notes and warnings go to stderr, one line per image to stdout.
 
 Images are read by the course's one reader (``files.read_image``): the recipe's models take
 the stored values (they normalise each image by its percentiles), older models take 0-255
@@ -14,13 +15,14 @@ flag or the file; the command line reports them in one line with exit code 2.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from unet_course import files
+from unet_course import files, interrupts
 from unet_course.commands.common import (
     nonnegative_int,
     positive_int,
@@ -45,7 +47,10 @@ def add(subparsers) -> None:
         "its percentiles); older models take 0-255, 16-bit and float images mapped by their "
         "1st and 99.8th percentiles. Every input is decoded before anything is written; "
         "existing output files are never replaced without --overwrite, and --output may not "
-        "lie inside an --input folder.",
+        "lie inside the folder of any input. In a folder, predict's own outputs "
+        "(*_labels.png, *_overlay.png) and files that look like label maps are skipped, "
+        "with a note. A blank or tiny image gets a note and an empty label map; an image "
+        "that fails is named and the others go on (exit code 1 at the end).",
     )
     parser.add_argument("--model", required=True, type=Path, help="a .keras file (from train)")
     parser.add_argument("--input", required=True, type=Path, help="an image file or a folder")
@@ -59,11 +64,17 @@ def add(subparsers) -> None:
                         help="drop objects smaller than this many pixels (default: as chosen "
                         "in training; else 10)")
     parser.add_argument("--tile", type=positive_int, default=None,
-                        help="tile side (default: the model's input size, else 512)")
+                        help="older (tiled) models only: tile side (default: the model's input "
+                        "size, else 512); refused for the recipe's models, which take each "
+                        "whole image")
     parser.add_argument("--overlap", type=nonnegative_int, default=None,
-                        help="output pixels dropped at each tile edge (default: half the model's "
-                        "receptive field, rounded up to its pooling grid; 0 for an unpadded "
-                        "model)")
+                        help="older (tiled) models only: output pixels dropped at each tile "
+                        "edge (default: half the model's receptive field, rounded up to its "
+                        "pooling grid; 0 for an unpadded model)")
+    parser.add_argument("--channel", type=nonnegative_int, default=None,
+                        help="predict this channel (0-based) of every image, as grey: the "
+                        "nuclear channel of a multi-channel image (an image with 2 or 4 "
+                        "channels, none declared alpha, is refused without it)")
     parser.add_argument("--scale", type=scale_factor, default=None,
                         help="recipe models: 'auto' (the default for a model trained by train): "
                         "a factor per image, estimated from the image at the scale where the "
@@ -77,13 +88,25 @@ def add(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    jobs = plan(args.model, args.input, args.output, args.overwrite)
+    """Check everything (``plan``), then segment each image; exit code 1 if any failed."""
+    notes: list[str] = []  # said once every check has passed: a mistake stays one line
+    jobs = plan(args.model, args.input, args.output, args.overwrite, args.channel,
+                warn=notes.append)
+    for note in notes:
+        _warn(note)
+    interrupts.check()
     start_keras()
-    written = segment_files(args.model, jobs, args.output, method=args.instances,
+    interrupts.check()
+    tally = segment_files(args.model, jobs, args.output, method=args.instances,
                           threshold=args.threshold, min_size=args.min_size, tile=args.tile,
-                          overlap=args.overlap, scale=args.scale, log=print)
-    print(f"Wrote {written} files to {args.output}")
-    return 0
+                          overlap=args.overlap, scale=args.scale, channel=args.channel,
+                          log=print, warn=_warn)
+    print(tally.summary(args.output))
+    return 1 if tally.failed else 0
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -95,31 +118,30 @@ class Job:
     overlay: Path
 
 
-def plan(model: Path, source: Path, output: Path, overwrite: bool = False) -> list[Job]:
+OWN_OUTPUTS = ("_labels", "_overlay")  # the stems' endings of what predict writes
+
+
+def plan(model: Path, source: Path, output: Path, overwrite: bool = False,
+         channel: int | None = None, warn: Callable[[str], None] = _warn) -> list[Job]:
     """Check the arguments and decode every input; return one ``Job`` per image.
 
     Refuses: a model that is not a complete ``.keras`` file; an input that is neither an
     image file nor a folder holding some (sub-folders are skipped); an output that is a file,
-    that lies inside the input folder, or whose folder is not writable; an image that cannot
-    be decoded to the last pixel (named); outputs that would collide or already exist
-    (unless ``overwrite``).
+    that lies inside the folder of any input, or whose folder is not writable; an image that
+    cannot be decoded to the last pixel, or whose channels are ambiguous (named); outputs that
+    would collide or already exist (unless ``overwrite``). In a folder, predict's own outputs
+    and files that look like label maps (``label_maps.looks_like_label_map``) are skipped
+    with a note (``warn``); a label map named as ``source`` itself gets the note only.
     """
     if not model.is_file():
         raise FileNotFoundError(f"--model {str(model)!r}: no such .keras file")
     files.check_keras_file(model, "--model")
-    inputs = _inputs(source)
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"--output {str(output)!r} is a file; expected a folder")
-    if source.is_dir() and files.inside(output, source):
-        raise ValueError(f"--output {str(output)!r} lies inside --input {str(source)!r}: its "
-                         "label PNGs would be read as images next time; choose another folder")
-    files.check_writable(output, "--output")
-    for path in inputs:
-        pixels = files.read_image(path)  # every pixel decoded: a truncated file stops us here
-        if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
-            bad = int((~np.isfinite(pixels)).any(axis=-1).sum())
-            raise ValueError(f"{str(path)!r}: {bad} pixels are NaN or infinite; expected "
-                             "finite values (a network cannot predict from them)")
+    inputs = _inputs(source, warn)
+    _check_output(output, source, inputs)
+    inputs = _decodable(inputs, channel, skip_labels=source.is_dir(), warn=warn)
+    if not inputs:
+        raise ValueError(f"--input {str(source)!r} holds no microscope images (only label "
+                         "maps or masks, skipped)")
     jobs = [Job(p, output / f"{p.stem}_labels.png", output / f"{p.stem}_overlay.png")
             for p in inputs]
     stems = [p.stem for p in inputs]
@@ -133,13 +155,36 @@ def plan(model: Path, source: Path, output: Path, overwrite: bool = False) -> li
     return jobs
 
 
-def _inputs(source: Path) -> list[Path]:
+def _check_output(output: Path, source: Path, inputs: list[Path]) -> None:
+    """Refuse an ``output`` that is a file, the folder of an input image or lies inside an
+    input folder (where its PNGs would be read as images next time), or cannot be written."""
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {str(output)!r} is a file; expected a folder")
+    if source.is_dir() and files.inside(output, source):
+        raise ValueError(f"--output {str(output)!r} lies inside --input {str(source)!r}: its "
+                         "label PNGs would be read as images next time; choose another folder")
+    beside = [p for p in inputs if p.parent.resolve() == output.resolve()]
+    if beside:
+        raise ValueError(f"--output {str(output)!r} is the folder of --input "
+                         f"{str(beside[0])!r}: its label PNGs would be read as images next "
+                         "time; choose another folder")
+    files.check_writable(output, "--output")
+
+
+def _inputs(source: Path, warn: Callable[[str], None]) -> list[Path]:
+    """The image files of ``source`` (itself, or a folder's, without predict's own outputs)."""
     suffixes = "/".join(files.IMAGE_SUFFIXES)
     if source.is_dir():
-        inputs = sorted(p for p in source.iterdir()
-                        if p.suffix.lower() in files.IMAGE_SUFFIXES and p.is_file())
+        found = sorted(p for p in source.iterdir()
+                       if p.suffix.lower() in files.IMAGE_SUFFIXES and p.is_file())
+        inputs = [p for p in found if not p.stem.endswith(OWN_OUTPUTS)]
+        if len(inputs) < len(found):
+            skipped = len(found) - len(inputs)
+            warn(f"note: skipped {skipped} file{'s' if skipped > 1 else ''} of {str(source)!r} "
+                 "named like predict's own outputs (*_labels.png, *_overlay.png)")
         if not inputs:
-            raise ValueError(f"--input {str(source)!r} holds no {suffixes} files")
+            raise ValueError(f"--input {str(source)!r} holds no {suffixes} files"
+                             + (" besides predict's own outputs" if found else ""))
         return inputs
     if source.is_file() and source.suffix.lower() in files.IMAGE_SUFFIXES:
         return [source]
@@ -147,16 +192,130 @@ def _inputs(source: Path) -> list[Path]:
                      "folder of them")
 
 
+def _decodable(inputs: list[Path], channel: int | None, skip_labels: bool,
+               warn: Callable[[str], None]) -> list[Path]:
+    """Decode every input to its last pixel (a truncated file stops us here, named); drop
+    the label maps of a folder with a note."""
+    from unet_course.label_maps import looks_like_label_map
+
+    kept = []
+    for path in inputs:
+        interrupts.check()
+        pixels = files.read_image(path, channel)
+        if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
+            bad = int((~np.isfinite(pixels)).any(axis=-1).sum())
+            raise ValueError(f"{str(path)!r}: {bad} pixels are NaN or infinite; expected "
+                             "finite values (a network cannot predict from them)")
+        if looks_like_label_map(pixels):
+            warn(f"note: {str(path)!r} looks like a label map or a mask (flat objects of whole "
+                 "numbers on 0), not a microscope image: "
+                 + ("skipped" if skip_labels else "predicted anyway"))
+            if skip_labels:
+                continue
+        kept.append(path)
+    return kept
+
+
+@dataclass
+class Tally:
+    """What ``segment_files`` did with each image: segmented, skipped (blank or tiny: an
+    empty label map written) or failed (nothing written for it)."""
+
+    total: int
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def summary(self, output: Path) -> str:
+        written = len(self.done) + len(self.skipped)
+        return (f"{self.total} images: {len(self.done)} segmented, {len(self.skipped)} blank "
+                f"or tiny (empty label maps), {len(self.failed)} failed; wrote "
+                f"{2 * written} files to {output}")
+
+    def interrupted(self, output: Path) -> str:
+        written = len(self.done) + len(self.skipped)
+        return (f"kept the label maps and overlays of {written} of {self.total} images in "
+                f"{str(output)!r}, each pair complete; the other {self.total - written} were "
+                "not predicted (run again with --overwrite to predict them all)")
+
+
+MIN_SIDE = 8  # an image with a shorter side holds no whole nucleus worth segmenting
+
+
 def segment_files(model_path: Path, jobs: list[Job], output: Path, *, method: str = "watershed",
         threshold: float | None = None, min_size: int | None = None, tile: int | None = None,
-        overlap: int | None = None, scale: float | str | None = None,
-        log: Callable[[str], None] = print) -> int:
-    """Predict every job's image and write its label PNG and overlay; return the file count.
+        overlap: int | None = None, scale: float | str | None = None, channel: int | None = None,
+        log: Callable[[str], None] = print, warn: Callable[[str], None] = _warn) -> Tally:
+    """Predict every job's image on its own and write its label PNG and overlay.
 
     The model's training record is read and checked first (``rescale.pipeline``), then the
-    model is loaded. The output folder is made if missing, and removed again if nothing
-    could be written.
+    model is loaded. A blank (one value) or tiny image gets a note and an empty label map;
+    an image whose prediction fails is named (``warn``) and the next one goes on; a full
+    disk or a read-only folder stops the run. Ctrl-C is honoured between images, raised as
+    ``KeyboardInterrupt`` saying what was kept. The output folder is made if missing, and
+    removed again if nothing could be written. Returns the ``Tally``.
     """
+    segment, appearance = _segmenter(model_path, method, threshold, min_size, tile, overlap,
+                                     scale, warn)
+    tally = Tally(len(jobs))
+    made = not output.exists()
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        for job in jobs:
+            interrupts.check()
+            _segment_one(job, files.read_image(job.image, channel), segment, appearance,
+                         tally, log, warn)
+        interrupts.check()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(tally.interrupted(output)) from None
+    finally:
+        if made and not any(output.iterdir()):
+            output.rmdir()
+    return tally
+
+
+def _segment_one(job: Job, image: np.ndarray, segment, appearance, tally: Tally,
+                 log: Callable[[str], None], warn: Callable[[str], None]) -> None:
+    """One image: an empty label map for a blank or tiny one, else ``segment``'s nuclei;
+    its two PNGs written, or the failure named; counted in ``tally``."""
+    name = job.image.name
+    empty = _no_picture(image)
+    if empty:
+        _write(job, np.zeros(image.shape[:2], np.int32), files.to_uint8(image))
+        warn(f"note: {name}: {empty}: no nuclei to find; an empty label map written")
+        tally.skipped.append(name)
+        return
+    try:
+        labels, shown, factor = segment(image)
+        _write(job, labels, shown)
+    except OSError:  # a full disk or a read-only folder: every next image would fail too
+        raise
+    except Exception as err:  # one image's failure does not stop the others
+        warn(f"{name}: failed, nothing written for it ({type(err).__name__}: "
+             f"{' '.join(str(err).split())})")
+        tally.failed.append(name)
+        return
+    tally.done.append(name)
+    at = "" if factor in (None, 1) else f" (predicted at scale {factor:.2f})"
+    count = f"{labels.max()} nucle{'us' if labels.max() == 1 else 'i'}"
+    note = appearance(image)
+    log(f"{name}: {count}, {labels.shape[1]}x{labels.shape[0]}{at} -> {job.labels.name}, "
+        f"{job.overlay.name}" + (f" ({note})" if note else ""))
+
+
+def _no_picture(image: np.ndarray) -> str:
+    """Why ``image`` holds nothing to segment (tiny, or every pixel one value), or ""."""
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return f"{w}x{h} pixels, smaller than {MIN_SIDE} on a side"
+    if image.min() == image.max():
+        return f"blank (every pixel {image.flat[0]})"
+    return ""
+
+
+def _segmenter(model_path: Path, method, threshold, min_size, tile, overlap, scale, warn):
+    """``(segment, appearance)`` for the model at ``model_path``: the recipe's whole-image
+    way or the older models' tiles; every option checked before any image is predicted."""
     from unet_course import normalization, recipe
 
     record, why = _read_record(model_path)
@@ -168,37 +327,25 @@ def segment_files(model_path: Path, jobs: list[Job], output: Path, *, method: st
     if model.input_shape[-1] not in (1, 3):
         raise ValueError(f"--model takes {model.input_shape[-1]}-channel images; expected 1 or 3")
     if any(isinstance(layer, normalization.PercentileNormalization) for layer in model.layers):
+        if tile is not None or overlap is not None:
+            flag = "--tile" if tile is not None else "--overlap"
+            raise ValueError(f"{flag}: the recipe's models predict each whole image at once "
+                             "(not tile by tile), so it would do nothing; drop it")
         if why:
-            log(f"note: {why}; so each image is predicted "
-                + ("at its own size" if way["scale"] == 1 else f"at scale {way['scale']}")
-                + " with the default settings (recipe.DEFAULT_POSTPROCESSING)")
-        segment = _recipe_segmenter(model, way, method, threshold, min_size)
-        appearance = normalization.appearance_note
-    elif scale not in (None, 1):
+            warn(f"note: {why}; so each image is predicted "
+                 + ("at its own size" if way["scale"] == 1 else f"at scale {way['scale']}")
+                 + " with the default settings (recipe.DEFAULT_POSTPROCESSING)")
+        return (_recipe_segmenter(model, way, method, threshold, min_size),
+                normalization.appearance_note)
+    if scale not in (None, 1):
         raise ValueError(f"--scale {scale}: only the recipe's models, which normalise each "
                          "image themselves, are predicted at another scale; this model is "
                          "predicted tile by tile at 0-255, at its own size")
-    else:
-        segment = _tiled_segmenter(model, method, threshold, min_size, tile, overlap)
 
-        def appearance(image):
-            return normalization.appearance_note(image, polarity=False)
-    made = not output.exists()
-    output.mkdir(parents=True, exist_ok=True)
-    try:
-        for job in jobs:
-            image = files.read_image(job.image)
-            labels, shown, factor = segment(image)
-            _write(job, labels, shown)
-            at = "" if factor in (None, 1) else f" (predicted at scale {factor:.2f})"
-            count = f"{labels.max()} nucle{'us' if labels.max() == 1 else 'i'}"
-            note = appearance(image)
-            log(f"{job.image.name}: {count}, {labels.shape[1]}x{labels.shape[0]}"
-                f"{at} -> {job.labels.name}, {job.overlay.name}" + (f" ({note})" if note else ""))
-    finally:
-        if made and not any(output.iterdir()):
-            output.rmdir()
-    return 2 * len(jobs)
+    def appearance(image):
+        return normalization.appearance_note(image, polarity=False)
+
+    return _tiled_segmenter(model, method, threshold, min_size, tile, overlap), appearance
 
 
 def _read_record(model_path: Path) -> tuple[dict, str | None]:
@@ -270,14 +417,14 @@ def _tiled_segmenter(model, method, threshold, min_size, tile, overlap):
 
 
 def _write(job: Job, labels: np.ndarray, shown: np.ndarray) -> None:
-    """The 16-bit label PNG and the overlay, each written atomically."""
+    """The 16-bit label PNG and the overlay, each written atomically and renamed into place
+    together: a failure of either (a full disk) leaves neither."""
     from PIL import Image
 
     from unet_course.overlay import overlay_instances
 
     if labels.max() > np.iinfo(np.uint16).max:
         raise ValueError(f"{str(job.image)!r}: {labels.max()} nuclei do not fit a 16-bit PNG")
-    with files.atomic_path(job.labels) as tmp:
-        Image.fromarray(labels.astype(np.uint16)).save(tmp, format="PNG")
-    with files.atomic_path(job.overlay) as tmp:
-        Image.fromarray(overlay_instances(shown, labels)).save(tmp, format="PNG")
+    with files.atomic_path(job.labels) as labels_tmp, files.atomic_path(job.overlay) as overlay_tmp:
+        Image.fromarray(labels.astype(np.uint16)).save(labels_tmp, format="PNG")
+        Image.fromarray(overlay_instances(shown, labels)).save(overlay_tmp, format="PNG")

@@ -51,7 +51,9 @@ def add(subparsers) -> None:
     parser.add_argument("--data", default="synthetic",
                         help="'synthetic' (default) or a folder in the DSB2018 layout")
     parser.add_argument("--out", required=True, type=Path, help="output folder (must be new or empty)")
-    parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the training run in --out, once the new run is complete "
+                        "(an interrupted or failed run leaves the old one as it was)")
     parser.add_argument("--img-size", type=positive_int, default=None,
                         help="training crop side (recipe: 128; seed/unet: 256; 64 with --quick)")
     parser.add_argument("--steps", type=positive_int, default=None,
@@ -74,13 +76,16 @@ def add(subparsers) -> None:
                         f"{_CONFIG.learning_rate:g})")
     parser.add_argument("--loss", choices=LOSSES, default=None,
                         help=f"seed/unet only (default {_CONFIG.loss})")
-    parser.add_argument("--seed", type=seed_type, default=42)
+    parser.add_argument("--seed", type=seed_type, default=42,
+                        help="seeds the data split, the weights and the batches (default 42); "
+                        "recorded in metrics.json, where evaluate finds the held-out split")
     parser.add_argument("--quick", action="store_true",
                         help="a few dozen small images and a few steps (also UNET_COURSE_QUICK=1)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: mixed precision on a GPU, float32 on a CPU")
-    parser.add_argument("--xla", type=on_off_auto, default="auto",
-                        help="auto (default), on or off: XLA compilation")
+    parser.add_argument("--xla", type=on_off_auto, default="auto", metavar="{auto,on,off}",
+                        help="XLA compilation (default auto: on where it is faster, see "
+                        "`unet-course doctor`)")
     parser.add_argument("--no-augment", action="store_true", help="seed/unet: no augmentation")
     parser.add_argument("--workers", type=positive_int, default=2,
                         help="seed/unet: threads that build the batches (default 2; with 1, "
@@ -97,12 +102,25 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                                       "three-class recipe; seed is the popular 1.9 M-parameter "
                                       "U-Net; unet uses the build_unet options below")
     group.add_argument("--model", choices=("recipe", "seed", "unet"), default="recipe")
-    group.add_argument("--base-filters", type=positive_int, default=_DEFAULTS["base_filters"])
-    group.add_argument("--depth", type=positive_int, default=_DEFAULTS["depth"])
-    group.add_argument("--dropout", type=float, default=_DEFAULTS["dropout"])
-    group.add_argument("--batch-norm", action="store_true", default=_DEFAULTS["batch_norm"])
-    group.add_argument("--upsampling", choices=UPSAMPLINGS, default=_DEFAULTS["upsampling"])
-    group.add_argument("--activation", default=_DEFAULTS["activation"])
+    unet = "--model unet: "
+    group.add_argument("--base-filters", type=positive_int, default=_DEFAULTS["base_filters"],
+                       help=f"{unet}filters of the first level, doubled at each level down "
+                       f"(default {_DEFAULTS['base_filters']})")
+    group.add_argument("--depth", type=positive_int, default=_DEFAULTS["depth"],
+                       help=f"{unet}pooling steps; --img-size must be divisible by 2**depth "
+                       f"(default {_DEFAULTS['depth']})")
+    group.add_argument("--dropout", type=float, default=_DEFAULTS["dropout"],
+                       help=f"{unet}dropout rate in [0, 1) between the two convolutions of "
+                       f"each block (default {_DEFAULTS['dropout']:g})")
+    group.add_argument("--batch-norm", action="store_true", default=_DEFAULTS["batch_norm"],
+                       help=f"{unet}batch normalisation after each convolution")
+    group.add_argument("--upsampling", choices=UPSAMPLINGS, default=_DEFAULTS["upsampling"],
+                       help=f"{unet}how the decoder doubles the size: a transposed convolution, "
+                       f"or bilinear up-sampling then a 2x2 convolution (default "
+                       f"{_DEFAULTS['upsampling']})")
+    group.add_argument("--activation", default=_DEFAULTS["activation"],
+                       help=f"{unet}a Keras activation name for the convolutions (default "
+                       f"{_DEFAULTS['activation']})")
 
 
 def _train_settings(args: argparse.Namespace) -> dict:
@@ -174,20 +192,45 @@ def _model_builder(options: dict):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the arguments, then train into a hidden sibling of ``--out`` that takes its
+    place only when the run is complete (``files.staged_folder``)."""
+    from unet_course import files, interrupts
+
     settings = _train_settings(args)
     if args.weight_map and settings["loss"] != "bce_dice":
         raise UsageError(f"--weight-map trains with its own weighted BCE; drop --loss {args.loss}")
+    had_run = args.out.is_dir() and any(args.out.iterdir())
+    interrupts.check()
     start_keras()
-    if args.model == "recipe":
-        return _run_train_recipe(args, settings)
+    chosen = _recipe(args, settings) if args.model == "recipe" else None
+    interrupts.check()
+    try:
+        with files.staged_folder(args.out) as work:
+            interrupts.check()
+            if chosen is not None:
+                _run_train_recipe(args, settings, chosen, work)
+            else:
+                _run_train_unet(args, settings, work)
+            interrupts.check()  # the last moment a run can be given up
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"the new run was not finished and nothing of it was kept; {str(args.out)!r} is "
+            + ("unchanged, with its previous run" if had_run else "not written")) from None
+    print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
+    return 0
+
+
+def _run_train_unet(args: argparse.Namespace, settings: dict, out: Path) -> None:
+    """Train the seed or unet model (``train.fit``) into the folder ``out``."""
     import keras
 
-    from unet_course import datasets, evaluate, files, predict, train
+    from unet_course import datasets, evaluate, files, interrupts, predict, train
 
     keras.utils.set_random_seed(args.seed)
     splits = datasets.load_splits(args.data, settings["img_size"], quick=settings["quick"],
                                   seed=args.seed)
     print(splits.describe())
+    interrupts.check()
     config = train.TrainConfig(epochs=settings["epochs"],
                                batch_size=args.batch_size or _CONFIG.batch_size,
                                learning_rate=settings["lr"], loss=settings["loss"], seed=args.seed)
@@ -202,25 +245,29 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.weight_map:
         train_seq = train.weight_map_training(model, train_seq, config, accelerator)
-    steps = settings["steps"]
-    if steps is not None and steps > len(train_seq):
-        if args.steps_per_epoch is not None:
-            print(f"note: --steps-per-epoch {steps} is more than the {len(train_seq)} batches "
-                  f"of the training set; using {len(train_seq)}")
-        steps = len(train_seq)
+    steps = _steps(args, settings["steps"], len(train_seq))
     if steps is not None:
         train_seq = _first_batches(train_seq, steps)
-    args.out.mkdir(parents=True, exist_ok=True)
-    history = train.fit(model, train_seq, val_seq, config, args.out)
+    interrupts.check()
+    history = train.fit(model, train_seq, val_seq, config, out)
+    interrupts.check()
     val_probs = predict.predict_native(model, splits.val.images)
     scores = evaluate.pixel_scores(splits.val.masks, val_probs, config.threshold)
     scores["best_threshold"], _ = evaluate.choose_threshold(splits.val.masks, val_probs)
     report = _train_report(args, settings, splits, accelerator, history, scores)
     report.update(_run_settings(args, config, accelerator, splits, steps))
-    files.write_run_record(args.out, report)  # atomic, with model.keras's SHA-256
+    files.write_run_record(out, report)  # atomic, with model.keras's SHA-256
     print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "best_epoch")}))
-    print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
-    return 0
+
+
+def _steps(args: argparse.Namespace, steps: int | None, batches: int) -> int | None:
+    """Batches per epoch: ``steps``, at most the training set's ``batches`` (with a note)."""
+    if steps is not None and steps > batches:
+        if args.steps_per_epoch is not None:
+            print(f"note: --steps-per-epoch {steps} is more than the {batches} batches "
+                  f"of the training set; using {batches}", file=sys.stderr)
+        steps = batches
+    return steps
 
 
 def _first_batches(seq, steps: int):
@@ -234,7 +281,17 @@ def _first_batches(seq, steps: int):
     return seq
 
 
-def _run_train_recipe(args: argparse.Namespace, settings: dict) -> int:
+def _log_and_check(line: str) -> None:
+    """``recipe.run``'s log: print the line, then honour a recorded Ctrl-C (its stages are
+    logged as they begin)."""
+    from unet_course import interrupts
+
+    print(line)
+    interrupts.check()
+
+
+def _recipe(args: argparse.Namespace, settings: dict):
+    """The ``recipe.Recipe`` the flags ask for (checked before any work; UsageError)."""
     from unet_course import recipe
 
     options = {"img_size": settings["img_size"], "seed": args.seed}
@@ -247,11 +304,18 @@ def _run_train_recipe(args: argparse.Namespace, settings: dict) -> int:
     if args.lr:
         options["learning_rate"] = args.lr
     try:
-        chosen = recipe.settings(quick=settings["quick"], **options)
+        return recipe.settings(quick=settings["quick"], **options)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    report = recipe.run(args.data, chosen, args.out, quick=settings["quick"],
-                        precision=args.precision, xla=args.xla, log=print)
+
+
+def _run_train_recipe(args: argparse.Namespace, settings: dict, chosen, out: Path) -> None:
+    """Train the course's recipe ``chosen`` (``recipe.run``) into the folder ``out``; print
+    the scores beside the classical pipeline's."""
+    from unet_course import recipe
+
+    report = recipe.run(args.data, chosen, out, quick=settings["quick"],
+                        precision=args.precision, xla=args.xla, log=_log_and_check)
     print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "val_dsb_map", "best_step",
                                              "scale", "val_dsb_map_native")}))
     line, warning = baseline_line(report)
@@ -262,8 +326,6 @@ def _run_train_recipe(args: argparse.Namespace, settings: dict) -> int:
         print(f"predict and evaluate will size-normalise each image (--scale auto): validation "
               f"instance score {report['val_dsb_map']:.3f}, against "
               f"{report['val_dsb_map_native']:.3f} at the images' own size (--scale 1)")
-    print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
-    return 0
 
 
 def baseline_line(report: dict) -> tuple[str, str | None]:
