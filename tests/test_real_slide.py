@@ -10,7 +10,7 @@ import pytest
 
 from unet_course import baseline, real_slide
 
-# What the course states about this slide (notebook 06, benchmarks/results/quality_cpu.md):
+# What the course states about this slide (notebook 07, benchmarks/results/quality_cpu.md):
 # global Otsu + watershed scores 0.22 on it, and its labels hold 125 nuclei.
 BASELINE_WATERSHED = 0.223
 NUCLEI = 125

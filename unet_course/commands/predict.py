@@ -79,7 +79,7 @@ def add(subparsers) -> None:
                         help="recipe models: 'auto' (the default for a model trained by train): "
                         "a factor per image, estimated from the image at the scale where the "
                         "network is most confident, that gives its nuclei the "
-                        "training nuclei's median area (notebook 06; needs the model's "
+                        "training nuclei's median area (notebook 07; needs the model's "
                         "metrics.json); or a factor for every image (1 = as it is; 0.5 when its "
                         "nuclei are twice as wide as the training ones). The labels keep the "
                         "image's own size; a factor is a number from 0.1 to 10")

@@ -1,7 +1,7 @@
 """Open exercises: the learner fills a stub, a check says *right*, *wrong* or *not yet*.
 
 What belongs here: the one mechanism every notebook's exercises use (``Result``, ``run_check``)
-and, in one small module per notebook (``nb01`` ... ``nb06``), the checks themselves. A check
+and, in one small module per notebook (``nb01`` ... ``nb07``), the checks themselves. A check
 compares the learner's answer with an independent computation (SciPy, scikit-image, a Keras
 layer or a hand-worked example), never with the reference solution's own code, so that the
 solutions in each notebook's ``## Solutions`` section are checked too. ``tests/test_exercises.py``
