@@ -124,3 +124,26 @@ def test_check_command_reports_stale_files(tmp_path, monkeypatch, capsys):
     assert "stale: README.md" in capsys.readouterr().err
     assert course.main(["sync"]) == 0
     assert course.main(["check"]) == 0
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda nb: nb.path.name)
+def test_notebook_keeps_the_budget(nb):
+    """STYLE.md rule 9, counted by tools/budget.py: prose words, cell sizes, decimals."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("budget", ROOT / "tools" / "budget.py")
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    assert budget.breaches(budget.measure(nb.path)) == []
+
+
+def test_the_budget_counts_prose_not_code_or_formulas():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("budget", ROOT / "tools" / "budget.py")
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    text = "Dice is 0.91 here, `x = 0.5` and $p = 0.25$ and [a 1.5 link](https://x.org/v1.2)"
+    plain = budget.prose(text)
+    assert budget._DECIMAL.findall(plain) == ["0.91", "1.5"]  # not the code's, formula's or URL's
+    assert len(plain.split()) == 9
