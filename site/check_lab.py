@@ -3,8 +3,8 @@
     python site/check_lab.py [notebooks/02_*.ipynb ...] [--shots build/lab-screenshots]
 
 Starts JupyterLab headless on a free local port (the settings ``make lab`` installs, from
-``site/lab-overrides.json``), opens each notebook (default: those holding a ``to_jshtml``
-animation) in headless Chromium, runs every cell with JupyterLab's own
+``site/lab-overrides.json``), opens each notebook (default: those that show an animation,
+``plotting.animate_*`` or ``to_jshtml``) in headless Chromium, runs every cell with JupyterLab's own
 ``notebook:run-all-cells`` command, waits for the kernel to go idle, then fails when a cell
 shows an error or an animation's picture (the ``<img>`` that ``to_jshtml`` draws into) has no
 frame or no size. Saves a screenshot of each animation. Quick mode is used
@@ -17,6 +17,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -54,6 +55,9 @@ ANIMATIONS = """(() => Array.from(document.querySelectorAll('img[id^="_anim_img"
           drawn: img.naturalWidth, width: Math.round(box.width), height: Math.round(box.height),
           x: box.x, y: box.y};
 }))()"""
+
+
+ANIMATED = re.compile(r"to_jshtml|plotting\.animate_")  # the course's animations
 
 
 def free_port() -> int:
@@ -114,6 +118,8 @@ def evaluate(tab: DevTools, expression: str):
 def check(tab: DevTools, notebook: Path, state: dict, shots: Path) -> list[str]:
     problems = [f"{notebook.name}: {state['errors']} cell(s) show an error"] if state["errors"] else []
     found = evaluate(tab, ANIMATIONS) or []
+    if not found:
+        problems.append(f"{notebook.name}: no animation on the page after Run All")
     for k, anim in enumerate(found):
         time.sleep(1)
         shot = tab.send("Page.captureScreenshot", format="png")
@@ -133,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or [
         p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-        if "to_jshtml" in json.dumps(json.loads(p.read_text())["cells"])]
+        if ANIMATED.search(json.dumps(json.loads(p.read_text())["cells"]))]
+    if not notebooks:
+        sys.exit("error: no notebook with an animation found (plotting.animate_* or to_jshtml)")
     args.shots.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as work:  # copies: JupyterLab saves what it runs
