@@ -144,3 +144,13 @@ def test_train_on_a_folder_reports_both_scores_and_warns_when_the_unet_loses(tmp
 def test_steps_and_epochs_belong_to_their_own_models(tmp_path, capsys, argv, words):
     assert cli.main(["train", "--out", str(tmp_path / "o"), "--quick", *argv]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_predict_warns_when_the_model_lost_to_the_classical_pipeline():
+    from unet_course.commands.predict import lost_to_classical
+
+    lost = {"val_dsb_map": 0.10, "val_classical": {"dsb_map": 0.25, "settings": {}}}
+    assert "did not beat the classical pipeline" in lost_to_classical(lost)
+    assert "0.100 against 0.250" in lost_to_classical(lost)
+    assert lost_to_classical({"val_dsb_map": 0.3, "val_classical": {"dsb_map": 0.25}}) is None
+    assert lost_to_classical({"val_dsb_map": 0.3}) is None  # a record from before the baseline

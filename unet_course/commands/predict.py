@@ -331,6 +331,8 @@ def _segmenter(model_path: Path, method, threshold, min_size, tile, overlap, sca
             flag = "--tile" if tile is not None else "--overlap"
             raise ValueError(f"{flag}: the recipe's models predict each whole image at once "
                              "(not tile by tile), so it would do nothing; drop it")
+        if lost := lost_to_classical(record):
+            warn(lost)
         if why:
             warn(f"note: {why}; so each image is predicted "
                  + ("at its own size" if way["scale"] == 1 else f"at scale {way['scale']}")
@@ -346,6 +348,20 @@ def _segmenter(model_path: Path, method, threshold, min_size, tile, overlap, sca
         return normalization.appearance_note(image, polarity=False)
 
     return _tiled_segmenter(model, method, threshold, min_size, tile, overlap), appearance
+
+
+def lost_to_classical(record: dict) -> str | None:
+    """A warning when the training record says the model did not beat the classical pipeline
+    on its validation slides (``metrics.json``: ``val_dsb_map``, ``val_classical``), else None."""
+    classical = (record.get("val_classical") or {}).get("dsb_map")
+    unet = record.get("val_dsb_map")
+    if not isinstance(classical, int | float) or not isinstance(unet, int | float):
+        return None
+    if unet > classical:
+        return None
+    return (f"warning: this model did not beat the classical pipeline on its validation slides "
+            f"(instance score {unet:.3f} against {classical:.3f}, metrics.json): check its "
+            "labels before you trust them, or train it longer (train --steps)")
 
 
 def _read_record(model_path: Path) -> tuple[dict, str | None]:
