@@ -33,22 +33,23 @@ from check_site import DevTools, start_chromium  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "course-check"
 
+PANEL = ("Array.from(window.jupyterapp.shell.widgets('main'))"
+         ".find(w => w.sessionContext && w.context && w.context.path === NAME)")
+
 STATE = """(() => {
   const app = window.jupyterapp;
-  const panel = app && Array.from(app.shell.widgets('main')).find(w => w.sessionContext);
+  const panel = app && PANEL;
   if (!panel || !panel.sessionContext || !panel.content) return {ready: false};
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
   const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   return {ready: true, status: kernel ? kernel.status : 'none',
           pending: cells.filter(c => c.model.executionCount === null ||
                                      c.promptNode.textContent.includes('*')).length,
-          errors: document.querySelectorAll('.jp-OutputArea-output[data-mime-type='
-                                            + '"application/vnd.jupyter.stderr"] .jp-RenderedText, '
-                                            + '.jp-RenderedText[data-mime-type='
-                                            + '"application/vnd.jupyter.error"]').length};
+          errors: Array.from(panel.node.querySelectorAll('.jp-OutputArea-output'))
+                  .filter(o => o.textContent.includes('Traceback')).length};
 })()"""
 
-ANIMATIONS = """(() => Array.from(document.querySelectorAll('img[id^="_anim_img"]')).map(img => {
+ANIMATIONS = """(() => Array.from(PANEL.node.querySelectorAll('img[id^="_anim_img"]')).map(img => {
   img.scrollIntoView({block: 'center'});
   const box = img.getBoundingClientRect();
   return {id: img.id, frame: (img.src || '').startsWith('data:image'),
@@ -58,6 +59,16 @@ ANIMATIONS = """(() => Array.from(document.querySelectorAll('img[id^="_anim_img"
 
 
 ANIMATED = re.compile(r"to_jshtml|plotting\.animate_")  # the course's animations
+
+
+RUN_ALL = ("(() => { const app = window.jupyterapp; const panel = PANEL; "
+           "app.shell.activateById(panel.id); "
+           "return app.commands.execute('notebook:run-all-cells'); })()")
+
+
+def script(template: str, notebook: str) -> str:
+    """A page script with this notebook's panel in place of ``PANEL``."""
+    return template.replace("PANEL", PANEL).replace("NAME", json.dumps(notebook))
 
 
 def free_port() -> int:
@@ -88,25 +99,31 @@ def start_lab(port: int, root: Path) -> subprocess.Popen:
 def run_all(tab: DevTools, port: int, notebook: str, timeout: float) -> dict:
     """Open ``notebook`` (a path under the lab's root), run all cells, wait until idle;
     return the last state."""
-    url = f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={TOKEN}"
+    url = f"http://127.0.0.1:{port}/lab/tree/{notebook}?reset&token={TOKEN}"  # no old tabs
     tab.send("Page.navigate", url=url)
     deadline = time.monotonic() + timeout
     state = {}
     while time.monotonic() < deadline:
-        state = evaluate(tab, STATE)
+        state = evaluate(tab, script(STATE, notebook))
         if state.get("ready") and state.get("status") == "idle":
             break
         time.sleep(1)
-    evaluate(tab, "(() => { const app = window.jupyterapp; const panel = Array.from("
-             "app.shell.widgets('main')).find(w => w.sessionContext); app.shell.activateById("
-             "panel.id); return app.commands.execute('notebook:run-all-cells'); })()")
-    time.sleep(3)
+    tries = 0
     while time.monotonic() < deadline:
-        state = evaluate(tab, STATE)
-        if state.get("status") == "idle" and state.get("pending") == 0:
-            return state
-        time.sleep(2)
-    raise TimeoutError(f"{notebook}: not idle after {timeout:.0f} s: {state}")
+        if tries < 2:  # Run All once more if the first stopped short with no error
+            evaluate(tab, script(RUN_ALL, notebook))
+            tries += 1
+            time.sleep(3)
+        settled = 0
+        while time.monotonic() < deadline and settled < 5:
+            state = evaluate(tab, script(STATE, notebook))
+            settled = settled + 1 if state.get("status") == "idle" else 0
+            if settled and state.get("pending") == 0 or state.get("errors"):
+                return state
+            time.sleep(2)
+        if tries >= 2:
+            break
+    raise TimeoutError(f"{notebook}: Run All did not finish ({timeout:.0f} s allowed): {state}")
 
 
 def evaluate(tab: DevTools, expression: str):
@@ -117,7 +134,7 @@ def evaluate(tab: DevTools, expression: str):
 
 def check(tab: DevTools, notebook: Path, state: dict, shots: Path) -> list[str]:
     problems = [f"{notebook.name}: {state['errors']} cell(s) show an error"] if state["errors"] else []
-    found = evaluate(tab, ANIMATIONS) or []
+    found = evaluate(tab, script(ANIMATIONS, notebook.name)) or []
     if not found:
         problems.append(f"{notebook.name}: no animation on the page after Run All")
     for k, anim in enumerate(found):
