@@ -13,18 +13,26 @@ def _stub(*args):
     raise NotImplementedError
 
 
-def out_shape(h, w, k, s, padding):
+def dilated_out_size(h, k, s, d, padding):
     if padding == "same":
-        return math.ceil(h / s), math.ceil(w / s)
-    return (h - k) // s + 1, (w - k) // s + 1
+        return math.ceil(h / s)
+    return (h - d * (k - 1) - 1) // s + 1
 
 
-def out_shape_no_plus_one(h, w, k, s, padding):  # forgets the first window
-    return out_shape(h, w, k, s, padding) if padding == "same" else ((h - k) // s, (w - k) // s)
+def dilation_ignored(h, k, s, d, padding):  # the ordinary kernel's size
+    return dilated_out_size(h, k, s, 1, padding)
 
 
-def out_shape_same_rounds_down(h, w, k, s, padding):  # 'same' as h // s
-    return (h // s, w // s) if padding == "same" else out_shape(h, w, k, s, padding)
+def span_k_times_d(h, k, s, d, padding):  # the dilated kernel taken as k * d pixels wide
+    return dilated_out_size(h, k, s, d, padding) if padding == "same" else (h - k * d) // s + 1
+
+
+def no_plus_one(h, k, s, d, padding):  # forgets the first window
+    return dilated_out_size(h, k, s, d, padding) - (padding == "valid")
+
+
+def same_rounds_down(h, k, s, d, padding):  # 'same' as h // s
+    return h // s if padding == "same" else dilated_out_size(h, k, s, d, padding)
 
 
 def difference_matrix(n):
@@ -51,7 +59,7 @@ def test_a_stub_is_not_yet(check):
 
 
 @pytest.mark.parametrize("check, answer", [
-    (nb02.check_exercise_1, out_shape), (nb02.check_exercise_2, difference_matrix),
+    (nb02.check_exercise_1, dilated_out_size), (nb02.check_exercise_2, difference_matrix),
     (nb02.check_exercise_3, nnz_valid), (nb02.check_exercise_4, patches),
 ])  # fmt: skip
 def test_the_right_answer_is_right(check, answer):
@@ -60,8 +68,10 @@ def test_the_right_answer_is_right(check, answer):
 
 
 @pytest.mark.parametrize("check, wrong", [
-    (nb02.check_exercise_1, out_shape_no_plus_one),
-    (nb02.check_exercise_1, out_shape_same_rounds_down),
+    (nb02.check_exercise_1, dilation_ignored),
+    (nb02.check_exercise_1, span_k_times_d),
+    (nb02.check_exercise_1, no_plus_one),
+    (nb02.check_exercise_1, same_rounds_down),
     (nb02.check_exercise_2, lambda n: difference_matrix(n).T),  # inputs x outputs
     (nb02.check_exercise_2, lambda n: -difference_matrix(n)),  # flipped kernel [-1, 1]
     (nb02.check_exercise_3, lambda h, w: (3 * h - 2) * (3 * w - 2)),  # the 'same' count

@@ -80,10 +80,10 @@ def draw_conv_geometry(n: int = 5, k: int = 3, s: int = 2, padding: str = "same"
     axes[0].set_title(f"padded input {hp}x{wp} (image {n}x{n})\nwindow {t} = output ({i}, {j})",
                       fontsize=9)  # fmt: skip
     axes[1].imshow(c, cmap="viridis", interpolation="nearest", aspect="auto")
-    if c.shape[1] <= 36:  # numbers fit in the cells
+    if c.shape[0] <= 16 and c.shape[1] <= 25:  # numbers fit at a readable size; else colours
         for (r, col), v in np.ndenumerate(c):
             if v:
-                _grid_text(axes[1], r, col, str(v), size=6)
+                _grid_text(axes[1], r, col, str(v), size=8)
     _rect(axes[1], t, 0, 1, c.shape[1], "red")
     axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))

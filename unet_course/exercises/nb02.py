@@ -13,27 +13,30 @@ import numpy as np
 
 from unet_course.exercises import Result, run_check
 
-OUT_SHAPE_CASES = [(5, 5, 3, 1), (7, 9, 3, 2), (8, 8, 2, 2), (10, 13, 4, 3), (6, 6, 1, 4),
-                   (9, 4, 3, 3)]  # fmt: skip
+# (h, k, s, d): Keras accepts dilation only with stride 1, so d > 1 comes with s = 1; the cases
+# with d = 1 check the stride. Each valid case fits the dilated kernel, d * (k - 1) + 1 pixels.
+DILATED_CASES = [(7, 3, 1, 2), (11, 3, 1, 3), (10, 2, 1, 4), (9, 4, 1, 2), (16, 3, 1, 5),
+                 (9, 3, 2, 1), (10, 3, 3, 1), (10, 4, 2, 1), (6, 3, 1, 1)]  # fmt: skip
 
 
-def check_exercise_1(out_shape: Callable) -> Result:
-    """``out_shape(h, w, k, s, padding) -> (H_out, W_out)``, against ``Conv2D``'s own shapes."""
+def check_exercise_1(dilated_out_size: Callable) -> Result:
+    """``dilated_out_size(h, k, s, d, padding) -> H_out``, against ``Conv2D``'s own shapes."""
     import keras
 
-    cases = [(*case, p) for case in OUT_SHAPE_CASES for p in ("valid", "same")]
+    cases = [(*case, p) for case in DILATED_CASES for p in ("valid", "same")]
 
     def attempt():
-        return [out_shape(*case) for case in cases]
+        return [dilated_out_size(*case) for case in cases]
 
     def verify(answers):
-        for (h, w, k, s, padding), got in zip(cases, answers, strict=True):
-            layer = keras.layers.Conv2D(1, k, strides=s, padding=padding)
-            want = tuple(layer.compute_output_shape((1, h, w, 1))[1:3])
+        for (h, k, s, d, padding), got in zip(cases, answers, strict=True):
+            layer = keras.layers.Conv2D(1, k, strides=s, dilation_rate=d, padding=padding)
+            want = int(layer.compute_output_shape((1, h, h, 1))[1])
             if got is None:
-                return f"out_shape{(h, w, k, s, padding)} returned None"
-            if tuple(int(v) for v in got) != want:
-                return f"out_shape{(h, w, k, s, padding)} gave {tuple(got)}, Conv2D gives {want}"
+                return f"dilated_out_size{(h, k, s, d, padding)} returned None"
+            if int(got) != want:
+                return (f"dilated_out_size{(h, k, s, d, padding)} gave {got}, "
+                        f"Conv2D(dilation_rate={d}, strides={s}) gives {want}")  # fmt: skip
         return None
 
     return run_check("Exercise 1", attempt, verify)
