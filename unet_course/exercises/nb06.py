@@ -52,13 +52,16 @@ def _hand_case() -> tuple[np.ndarray, np.ndarray]:
 
 def check_exercise_1(score_at: Callable) -> Result:
     """``score_at(true_labels, pred_labels, t) -> float``: TP / (TP + FP + FN) at one IoU
-    threshold, compared with the hand-worked table and scikit-image's contingency table."""
+    threshold, compared with the hand-worked table (also with non-consecutive ids) and
+    scikit-image's contingency table."""
     from scipy import ndimage as ndi
 
     from unet_course.data import make_nuclei
 
     truth, guess = _hand_case()
     cases = [(truth, guess, t, want) for t, want in ((0.5, 0.5), (0.7, 0.2), (0.8, 0.0))]
+    sparse = np.where(guess > 0, 7 * guess + 100, 0)  # the same objects, ids 107, 114, 121
+    cases += [(truth, sparse, 0.5, 0.5), (np.where(truth > 0, 3 * truth + 5, 0), sparse, 0.7, 0.2)]
     _, labels = make_nuclei(2, size=64, seed=21)
     for lab in labels:
         shifted = np.roll(lab, 2, axis=1)  # every nucleus two pixels to the right
@@ -73,7 +76,13 @@ def check_exercise_1(score_at: Callable) -> Result:
                         "IoU exactly 0.8." if t == 0.8 else
                         " Are FN (missed nuclei) in the denominator, not only TP + FP?")
                 return f"on the hand-worked example at t = {t} you gave {float(value):.3f}.{hint}"
-        for (_, _, t, want), value in zip(cases[3:], got[3:], strict=True):
+        for (_, _, t, want), value in zip(cases[3:5], got[3:5], strict=True):
+            if not np.isclose(float(value), want):
+                return (f"on the hand-worked example with its ids renumbered (107, 114, 121 "
+                        f"instead of 1, 2, 3) at t = {t} you gave {float(value):.3f}, not "
+                        f"{want:.1f}: ids need not be consecutive, so count the objects, not "
+                        "the largest id")
+        for (_, _, t, want), value in zip(cases[5:], got[5:], strict=True):
             if not np.isclose(float(value), want):
                 return (f"on a generated slide at t = {t} you gave {float(value):.3f}, the "
                         f"contingency table gives {want:.3f}")
