@@ -4,7 +4,7 @@ mistakes 'wrong'."""
 from unet_course.exercises import nb04
 
 
-def _stub(*args):
+def _stub(*args, **kwargs):
     raise NotImplementedError
 
 
@@ -24,33 +24,38 @@ def params(base, bias=True, upconv=True):
     return total + _conv(1, c, 1, bias)
 
 
-def paper_output(size):
-    for _ in range(4):
+def paper_output(size, depth=3):
+    for _ in range(depth):
         size -= 4
         if size % 2:
             return None
         size //= 2
     size -= 4
-    for _ in range(4):
+    for _ in range(depth):
         size = 2 * size - 4
     return size if size > 0 else None
 
 
-def tiles(target, output=paper_output):
-    below = max(s for s in range(1, target + 1) if output(s))
-    above = min(s for s in range(target, 2000) if output(s))
-    return below, above, output(below), output(above)
+def tiles(target, depth=3, output=paper_output):
+    below = max(s for s in range(1, target + 1) if output(s, depth))
+    above = min(s for s in range(target, 4000) if output(s, depth))
+    return below, above, output(below, depth), output(above, depth)
 
 
-def strict_tiles(target):  # nearest strictly below and strictly above
-    below = max(s for s in range(1, target) if paper_output(s))
-    above = min(s for s in range(target + 1, 2000) if paper_output(s))
-    return below, above, paper_output(below), paper_output(above)
+def strict_tiles(target, depth=3):  # nearest strictly below and strictly above
+    below = max(s for s in range(1, target) if paper_output(s, depth))
+    above = min(s for s in range(target + 1, 4000) if paper_output(s, depth))
+    return below, above, paper_output(below, depth), paper_output(above, depth)
 
 
-def paper_output_no_bottleneck(size):  # forgets the bottleneck block's -4
-    out = paper_output(size + 4 * 16)
-    return out
+def paper_output_no_bottleneck(size, depth=3):  # forgets the bottleneck block's -4
+    return paper_output(size + 4 * 2**depth, depth)
+
+
+def depth4_rule(target, depth=3):  # copies the notebook's depth-4 sizes, 16 k + 60
+    below = max(s for s in range(1, target + 1) if s >= 188 and (s - 60) % 16 == 0)
+    above = min(s for s in range(target, 4000) if s >= 188 and (s - 60) % 16 == 0)
+    return below, above, below - 184, above - 184
 
 
 def rf(depth, pool=True):
@@ -71,12 +76,21 @@ def test_right_answers_are_right():
     assert nb04.check_exercise_3(rf).right
 
 
+def test_times_unset_says_set_times():
+    result = nb04.check_exercise_1(params, ...)
+    assert result.status == "not yet" and "times" in result.message
+    assert nb04.check_exercise_1(lambda b: params(b, bias=False), ...).status == "wrong"
+
+
 def test_plausible_mistakes_are_wrong():
     assert nb04.check_exercise_1(params, 2).status == "wrong"
     assert nb04.check_exercise_1(lambda b: params(b, bias=False), 4).status == "wrong"
     assert nb04.check_exercise_1(lambda b: params(b, upconv=False), 4).status == "wrong"
-    assert nb04.check_exercise_2(lambda t: tiles(t, paper_output_no_bottleneck)).status == "wrong"
-    assert nb04.check_exercise_2(lambda t: tiles(t)[:2] + tiles(t)[2:][::-1]).status == "wrong"
+    assert nb04.check_exercise_2(lambda t, depth=3: tiles(t, depth, paper_output_no_bottleneck)).status == "wrong"
+    assert nb04.check_exercise_2(lambda t, depth=3: tiles(t, depth)[:2] + tiles(t, depth)[2:][::-1]).status == "wrong"
+    assert nb04.check_exercise_2(lambda t, depth=3: tiles(t, 3)).status == "wrong"  # ignores depth
+    assert nb04.check_exercise_2(lambda t, depth=3: tiles(t, 4)).status == "wrong"
+    assert nb04.check_exercise_2(depth4_rule).status == "wrong"
     strict = nb04.check_exercise_2(strict_tiles)
     assert strict.status == "wrong" and "itself fits" in strict.message
     assert nb04.check_exercise_3(lambda d: rf(d, pool=False)).status == "wrong"

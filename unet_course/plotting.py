@@ -203,11 +203,15 @@ def show_matrix(
     return ax
 
 
-def _value_grid(ax: Axes, grid: np.ndarray, title: str, cmap: str = "Blues") -> None:
+def _value_grid(
+    ax: Axes, grid: np.ndarray, title: str, cmap: str = "Blues", vmin: float | None = None,
+    vmax: float | None = None, ticksize: float = 6,
+) -> None:  # fmt: skip
     """Draw a small 2-D array as coloured cells with their values (NaN cells left blank); the
-    values are black with a white outline, readable on light and on dark cells (and themes)."""
+    values are black with a white outline, readable on light and on dark cells (and themes).
+    ``vmin``/``vmax`` fix the colour scale (default: the array's own range)."""
     ax.clear()
-    ax.imshow(grid, cmap=cmap, interpolation="nearest")
+    ax.imshow(grid, cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
     if grid.size <= 144:
         for (r, c), v in np.ndenumerate(grid):
             if np.isfinite(v):
@@ -215,7 +219,7 @@ def _value_grid(ax: Axes, grid: np.ndarray, title: str, cmap: str = "Blues") -> 
                         path_effects=[withStroke(linewidth=2.5, foreground="white")])  # fmt: skip
     ax.set_xticks(range(grid.shape[1]))
     ax.set_yticks(range(grid.shape[0]))
-    ax.tick_params(labelsize=6)
+    ax.tick_params(labelsize=ticksize)
     ax.set_xlabel("column")
     ax.set_ylabel("row")
     ax.set_title(title, fontsize=9)
@@ -241,7 +245,8 @@ def animate_conv_window(
     """HTML animation of a 2-D convolution's window sliding over ``x (H, W)``.
 
     Each frame: the padded input with the ``(kh, kw)`` window, the matching row of the
-    convolution matrix ``C``, and the output filled so far. Returns ``FuncAnimation.to_jshtml()``
+    convolution matrix ``C``, the output filled so far, and the sum of pixel·weight products
+    written out above them. Returns ``FuncAnimation.to_jshtml()``
     (show it with ``IPython.display.HTML``); the figure is closed.
     """
     from unet_course import conv
@@ -252,20 +257,26 @@ def animate_conv_window(
     pads = conv.conv_padding(x.shape, kernel.shape, stride, padding)
     padded, y = np.pad(x, pads), (c @ x.ravel()).reshape(conv.conv_output_shape(
         x.shape, kernel.shape, stride, padding))  # fmt: skip
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 2.2, 0.8]})
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1, 2.2, 0.8]})
 
     def update(t: int) -> None:
         i, j = divmod(t, y.shape[1])
         where = f"window at output ({i}, {j})"
-        _value_grid(axes[0], padded, f"padded input, {where}" if padded.size > x.size else where)
+        _value_grid(axes[0], padded, f"padded input, {where}" if padded.size > x.size else where,
+                    ticksize=8)  # fmt: skip
         _box(axes[0], pads[0][0], pads[1][0], *x.shape, color="gray")
         _box(axes[0], i * sh, j * sw, *kernel.shape)
         axes[1].clear()
         show_matrix(c, ax=axes[1], annotate=c.size <= 400, title=f"row {t} of C (shape {c.shape})")
+        axes[1].tick_params(labelsize=8)
         _box(axes[1], t, 0, 1, c.shape[1])
         partial = np.where(np.arange(y.size).reshape(y.shape) <= t, y, np.nan)
-        _value_grid(axes[2], partial, f"output[{i}, {j}] = {y[i, j]:g}", cmap="Oranges")
+        _value_grid(axes[2], partial, f"output[{i}, {j}] = {y[i, j]:g}", cmap="Oranges", ticksize=8)
         _box(axes[2], i, j, 1, 1)
+        # the sum written out, pixel times kernel weight, so each frame can be checked by hand
+        window = padded[i * sh : i * sh + kernel.shape[0], j * sw : j * sw + kernel.shape[1]]
+        products = " + ".join(f"{p:g}·{k:g}" for p, k in zip(window.flat, kernel.flat, strict=True))
+        fig.suptitle(f"output[{i}, {j}] = {products} = {y[i, j]:g}   (pixel·weight)", fontsize=10)
 
     return _jshtml(fig, update, y.size, interval)
 
@@ -277,7 +288,8 @@ def animate_conv_transpose(
     """HTML animation of a transposed convolution scattering each ``y (h, w)`` value into the
     output: frame ``t`` adds ``y[i, j] * kernel`` at rows ``i * s - pad_top`` onward.
 
-    Returns ``FuncAnimation.to_jshtml()``; the figure is closed.
+    The output panel keeps one colour scale, from 0 (or the most negative value) to the final
+    output's maximum. Returns ``FuncAnimation.to_jshtml()``; the figure is closed.
     """
     from unet_course import conv
 
@@ -288,14 +300,18 @@ def animate_conv_transpose(
     order = np.arange(y.size).reshape(y.shape)
     fig, axes = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1, 1.6]})
 
+    lo, hi = min(0.0, float(out.min())), float(out.max())
+
     def update(t: int) -> None:
         i, j = divmod(t, y.shape[1])
-        _value_grid(axes[0], y, f"input y: value y[{i}, {j}] = {y[i, j]:g}")
+        _value_grid(axes[0], y, f"input y: value y[{i}, {j}] = {y[i, j]:g}", ticksize=9)
         _box(axes[0], i, j, 1, 1)
-        _value_grid(axes[1], y[i, j] * kernel, "y[i, j] * kernel", cmap="Purples")
+        _value_grid(axes[1], y[i, j] * kernel, f"y[{i}, {j}] = {y[i, j]:g} × kernel",
+                    cmap="Purples", ticksize=9)  # fmt: skip
         partial = conv.conv2d_transpose(np.where(order <= t, y, 0), kernel, stride, padding,
                                         output_padding)  # fmt: skip
-        _value_grid(axes[2], partial, f"output so far ({t + 1} of {y.size} added)", "Oranges")
+        _value_grid(axes[2], partial, f"output so far ({t + 1} of {y.size} added)", "Oranges",
+                    vmin=lo, vmax=hi, ticksize=9)  # fmt: skip
         _box(axes[2], i * sh - pads[0][0], j * sw - pads[1][0], *kernel.shape)
         axes[2].set_xlim(-0.5, out.shape[1] - 0.5)
         axes[2].set_ylim(out.shape[0] - 0.5, -0.5)

@@ -25,9 +25,9 @@ def check_exercise_1(params_with_base: Callable[[int], int], times: Any) -> Resu
     bases = (16, 32, 8)
     want = [build_unet((None, None, 3), base_filters=b).count_params() for b in bases]
 
+    times_unset = times is None or times is Ellipsis
+
     def attempt():
-        if times is None or times is Ellipsis:
-            raise NotImplementedError
         return [int(params_with_base(b)) for b in bases], times
 
     def verify(value):
@@ -37,44 +37,51 @@ def check_exercise_1(params_with_base: Callable[[int], int], times: Any) -> Resu
                     f"{got[0]:,}; are the biases, the up-convolutions and the 1x1 head counted?")
         if got != want:
             return f"your counts {got} differ from Keras' for base filters {bases}"
+        if times_unset:
+            return None  # the counts are right; `times` is judged once it is set
         if given not in (2, 4):
             return f"times should be 2 or 4, got {given!r}"
         if given != round(want[1] / want[0] / 2) * 2:
             return "times: how does a product of two channel counts grow when both double?"
         return None
 
-    return run_check("Exercise 1", attempt, verify)
+    result = run_check("Exercise 1", attempt, verify)
+    if result.right and times_unset:
+        return Result("Exercise 1", "not yet", "Your counts are right; now set `times` (2 or 4) "
+                      "in the cell above, run it, then run this cell.")
+    return result
 
 
-def check_exercise_2(paper_tiles: Callable[[int], Any]) -> Result:
-    """``paper_tiles(target) -> (tile_below, tile_above, out_below, out_above)``: the input
-    sides nearest to ``target`` that the paper's unpadded depth-4 model accepts, one at or below
-    ``target`` and one at or above it (both ``target`` itself when it fits, as 700 does), and
-    their output sides."""
+def check_exercise_2(paper_tiles: Callable[..., Any]) -> Result:
+    """``paper_tiles(target, depth=3) -> (tile_below, tile_above, out_below, out_above)``: the
+    input sides nearest to ``target`` that the paper's unpadded model with ``depth`` poolings
+    accepts, one at or below ``target`` and one at or above it (both ``target`` itself when it
+    fits, as 700 does at depth 3), and their output sides. Tried at depth 3 and at depth 2."""
     from unet_course.geometry import nearest_valid_sizes, unet_output_size
 
-    targets = (450, 333, 700)
+    cases = ((1000, 3), (333, 3), (700, 3), (450, 2))  # (target, depth)
     want = []
-    for t in targets:
-        below, above = nearest_valid_sizes(t, 4, "valid")
-        want.append((below, above, unet_output_size(below, 4, "valid"),
-                     unet_output_size(above, 4, "valid")))
+    for t, d in cases:
+        below, above = nearest_valid_sizes(t, d, "valid")
+        want.append((below, above, unet_output_size(below, d, "valid"),
+                     unet_output_size(above, d, "valid")))
 
     def verify(got):
-        for t, g, w in zip(targets, got, want, strict=True):
+        for (t, d), g, w in zip(cases, got, want, strict=True):
             g = tuple(int(v) for v in g)
+            where = f"for target {t} at depth {d}"
             if g[:2] != w[:2] and w[0] == w[1] == t:
-                return (f"for {t} you gave tiles {g[:2]}, but {t} itself fits the model: it is "
+                return (f"{where} you gave tiles {g[:2]}, but {t} itself fits the model: it is "
                         "then both the tile at or below and the tile at or above")
             if g[:2] != w[:2]:
-                return (f"for {t} you gave tiles {g[:2]}; does every block lose 4 pixels, and "
-                        "must the size be even before each pooling?")
+                return (f"{where} you gave tiles {g[:2]}; does every block lose 4 pixels, must "
+                        "the size be even before each pooling, and do you use `depth`?")
             if g[2:] != w[2:]:
-                return (f"for tiles {w[:2]} you gave outputs {g[2:]}; each up-convolution "
-                        "doubles, then its block loses 4")
+                return (f"{where}, for tiles {w[:2]} you gave outputs {g[2:]}; each "
+                        "up-convolution doubles, then its block loses 4")
         return None
 
-    return run_check("Exercise 2", lambda: [paper_tiles(t) for t in targets], verify)
+    return run_check("Exercise 2", lambda: [paper_tiles(t, depth=d) for t, d in cases], verify)
 
 
 def check_exercise_3(textbook_rf: Callable[[int], int]) -> Result:
