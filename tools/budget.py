@@ -2,9 +2,9 @@
 
     python tools/budget.py [notebooks/NN_*.ipynb ...]
 
-Prose is every markdown cell before ``## Solutions``. Words are counted after code spans
-(`...`), formulas ($...$) and link targets are removed; a decimal number is a number with a
-decimal point (0.42, 3.5) left in that prose. Prints one line per notebook and each breach;
+Prose is every markdown cell before ``## Solutions``. Words are the runs of letters, digits and
+apostrophes in it, code spans and formulas included (``label_instances`` is two); a decimal
+number is a number with a decimal point (0.42, 3.5) outside code spans, formulas and links. Prints one line per notebook and each breach;
 exits 1 if any notebook breaks its budget.
 """
 
@@ -19,6 +19,7 @@ MAX_WORDS, MAX_CELL_WORDS, MAX_CODE_LINES, MAX_DECIMALS = 3000, 250, 30, 15
 _CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$", re.S)
 _LINK = re.compile(r"\]\([^)]*\)")
+_WORD = re.compile(r"[A-Za-z0-9']+")
 _DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.]*\w)")
 
 
@@ -37,7 +38,7 @@ def measure(path: Path) -> dict:
             if text.lstrip().startswith("## Solutions"):
                 break
             plain = prose(text)
-            n = len(plain.split())
+            n = len(_WORD.findall(text))
             words += n
             if n > MAX_CELL_WORDS:
                 big.append((k, n))
