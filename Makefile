@@ -51,10 +51,10 @@ lab: $(STAMP)
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check unet_course tests benchmarks notebooks site conftest.py
+	$(BIN)/ruff check unet_course tests benchmarks notebooks site tools conftest.py
 
 check: $(STAMP)
-	$(BIN)/python -m unet_course.course check
+	$(BIN)/python -m tools.course check
 
 test: lint check
 	UNET_COURSE_QUICK=1 $(BIN)/python -m pytest -n $(JOBS) --durations=15 --nbmake --nbmake-timeout=$(NB_CELL_TIMEOUT) tests notebooks
@@ -68,7 +68,7 @@ test-torch: $(STAMP)
 	KERAS_BACKEND=torch UNET_COURSE_QUICK=1 $(BIN)/python -m pytest -n $(JOBS) --nbmake --nbmake-timeout=$(NB_CELL_TIMEOUT) notebooks
 
 sync: $(STAMP)
-	$(BIN)/python -m unet_course.course sync
+	$(BIN)/python -m tools.course sync
 
 strip: $(STAMP)
 	$(BIN)/nbstripout --keep-id notebooks/*.ipynb

@@ -40,8 +40,8 @@ def measure(size: int, repeats: int, max_dense_bytes: int) -> dict:
     import keras
     import numpy as np
 
-    from unet_course import conv
-    from unet_course.conv_cost import median_time as _median_time
+    from unet_course.lessons import conv
+    from unet_course.lessons.conv_cost import median_time as _median_time
 
     rng = np.random.default_rng(0)
     kernel = rng.standard_normal((3, 3, 1, 1)).astype("float32")

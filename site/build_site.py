@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the package and the repository's tools/
 SITE = ROOT / "site"
 BUILD = ROOT / "build" / "site"
 CACHE_VERSION = "1"  # bump to invalidate every cached notebook
@@ -60,14 +61,14 @@ def execute(notebook: Path, target: Path, workdir: Path, timeout: int) -> tuple[
     import nbclient
     import nbformat
 
-    from unet_course.kernel_polling import poll_in_slices
+    from tools.kernel_polling import poll_in_slices
 
     start = time.perf_counter()
     nb = nbformat.read(notebook, as_version=4)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
 
-    poll_in_slices()  # unet_course.kernel_polling: no whole-timeout stalls on a missed message
+    poll_in_slices()  # tools.kernel_polling: no whole-timeout stalls on a missed message
     client = nbclient.NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
     )
@@ -124,7 +125,7 @@ def _myst_anchor(match: re.Match) -> str:
 
 def for_the_site(nb: dict) -> dict:
     """An executed notebook made ready for a static page (see the module docstring, step 2)."""
-    from unet_course import course
+    from tools import course
 
     nb = json.loads(json.dumps(nb))
     nb.get("metadata", {}).pop("widgets", None)
@@ -162,7 +163,7 @@ def home_page(quick: bool) -> str:
 
     The README's own table is replaced by a fresh one whose links point at the site's pages.
     """
-    from unet_course import course
+    from tools import course
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     intro = readme.split("\n## The command line", 1)[0]
@@ -217,7 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="notebooks executed at once")
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     import unet_course
 
     quick = unet_course.quick_mode()

@@ -4,8 +4,11 @@ MathJax comes from sphinx-mathjax-offline, and no ipywidgets JavaScript is loade
 """
 
 import os
+import sys
+from pathlib import Path
 
-from unet_course import course
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's tools/
+from tools import course  # noqa: E402
 
 project = "The U-Net course"
 author = "The U-Net course authors"

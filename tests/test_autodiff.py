@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from unet_course import autodiff
+from unet_course.lessons import autodiff
 
 
 def test_gradient_of_a_matrix_product_is_the_transpose_times_g():

@@ -1,4 +1,4 @@
-"""Tests of unet_course.conv against Keras layers, SciPy and hand-worked values."""
+"""Tests of unet_course.lessons.conv against Keras layers, SciPy and hand-worked values."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import scipy.signal
 import scipy.sparse
 
-from unet_course import conv
+from unet_course.lessons import conv
 
 WORKED_KERNEL = np.array([[1, 4, 1], [1, 4, 3], [3, 3, 1]])
 # The matrix published with the classic 4x4 / 3x3 example (rows = the 4 output pixels).
@@ -269,7 +269,7 @@ def test_other_backend_in_subprocess():
     code = textwrap.dedent(
         """
         import json, keras, numpy as np
-        from unet_course import conv
+        from unet_course.lessons import conv
         rng = np.random.default_rng(0)
         errs = []
         for padding, stride, op in [("same", 2, None), ("valid", 2, 1), ("same", (2, 1), (1, 0)), ("valid", 3, None)]:
@@ -365,7 +365,7 @@ def test_show_matrix_and_animations():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from unet_course import plotting
+    from unet_course.lessons import plotting
 
     ax = plotting.show_matrix(conv.conv_matrix(WORKED_KERNEL, (4, 4), sparse=True))
     np.testing.assert_array_equal(ax.images[0].get_array(), WORKED_MATRIX)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from unet_course import conv_cost
+from unet_course.lessons import conv_cost
 
 
 def test_median_time_returns_the_median_and_the_last_result():

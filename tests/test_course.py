@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from unet_course import course
+from tools import course
 
 ROOT = course.repo_root()
 NOTEBOOKS = course.find_notebooks(ROOT)
@@ -35,7 +35,7 @@ def test_slug_is_written_in_one_place():
         for p in ROOT.rglob("*.py")
         if ".venv" not in p.parts and slug in p.read_text(encoding="utf-8")
     ]
-    assert holders == [Path("unet_course/course.py")]
+    assert holders == [Path("tools/course.py")]
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda nb: nb.path.name)

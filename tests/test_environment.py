@@ -3,7 +3,7 @@
 import re
 import tomllib
 
-from unet_course import course
+from tools import course
 
 ROOT = course.repo_root()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

@@ -1,12 +1,12 @@
 """The exercise mechanism: a stub is 'not yet', a failing attempt is 'wrong', never a crash.
 
-Each notebook's checks (``unet_course.exercises.nbNN``) have their own tests beside these, which
+Each notebook's checks (``unet_course.lessons.exercises.nbNN``) have their own tests beside these, which
 show that every check accepts the reference solution and rejects a plausible wrong answer.
 """
 
 import pytest
 
-from unet_course.exercises import Result, run_check
+from unet_course.lessons.exercises import Result, run_check
 
 
 def _equals(expected):

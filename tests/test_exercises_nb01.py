@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-from unet_course.exercises import nb01
+from unet_course.lessons.exercises import nb01
 
 
 def _stub(*args):

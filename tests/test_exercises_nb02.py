@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from unet_course.exercises import nb02
+from unet_course.lessons.exercises import nb02
 
 
 def _stub(*args):

@@ -4,8 +4,8 @@ mistakes 'wrong'."""
 import numpy as np
 import pytest
 
-from unet_course import conv
-from unet_course.exercises import nb03
+from unet_course.lessons import conv
+from unet_course.lessons.exercises import nb03
 
 
 def _stub(*args):

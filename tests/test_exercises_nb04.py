@@ -1,7 +1,7 @@
 """Notebook 04's exercise checks: a stub is 'not yet', the right answer 'right', and plausible
 mistakes 'wrong'."""
 
-from unet_course.exercises import nb04
+from unet_course.lessons.exercises import nb04
 
 
 def _stub(*args, **kwargs):

@@ -4,7 +4,7 @@ wrong answer "wrong"."""
 import numpy as np
 import pytest
 
-from unet_course.exercises import nb05
+from unet_course.lessons.exercises import nb05
 
 
 def _stub(*args):

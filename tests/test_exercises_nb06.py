@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage
 
 from unet_course import postprocess, scoring
-from unet_course.exercises import nb06
+from unet_course.lessons.exercises import nb06
 
 
 def _stub(*args, **kwargs):

@@ -9,7 +9,7 @@ from PIL import Image
 from skimage.segmentation import clear_border
 
 from unet_course import dsb2018, rescale
-from unet_course.exercises import nb07
+from unet_course.lessons.exercises import nb07
 
 
 def _stub(*args, **kwargs):

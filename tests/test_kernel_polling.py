@@ -4,7 +4,7 @@ import queue
 import pytest
 from nbclient.client import NotebookClient
 
-from unet_course import kernel_polling
+from tools import kernel_polling
 
 
 class FakeChannel:

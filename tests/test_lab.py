@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 
-from unet_course import course
+from tools import course
 
 ROOT = course.repo_root()
 

@@ -410,7 +410,7 @@ def test_draw_unet_draws_the_model(paper):
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from unet_course import plotting
+    from unet_course.lessons import plotting
 
     ax = plotting.draw_unet(paper)
     boxes = [p for p in ax.patches if isinstance(p, Rectangle)]

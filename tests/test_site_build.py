@@ -4,7 +4,7 @@ for a static page, its home page and its cache key. Nothing is executed; Sphinx 
 import importlib.util
 import json
 
-from unet_course import course
+from tools import course
 
 SPEC = importlib.util.spec_from_file_location(
     "build_site", course.repo_root() / "site" / "build_site.py"

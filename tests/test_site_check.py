@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 
-from unet_course import course
+from tools import course
 
 SPEC = importlib.util.spec_from_file_location(
     "check_site", course.repo_root() / "site" / "check_site.py"

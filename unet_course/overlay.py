@@ -2,14 +2,25 @@
 
 What belongs here: ``overlay_instances`` (each object tinted in the course's label colours,
 its outline in white by ``skimage.segmentation.mark_boundaries``), what ``unet-course predict`` writes beside each label PNG. Figures
-drawn with matplotlib are ``plotting``.
+drawn with matplotlib are ``lessons.plotting``; both use ``label_colormap``.
 """
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import ListedColormap
 
 from unet_course.label_maps import check_labels
+
+
+def label_colormap(num_labels: int, seed: int = 0) -> ListedColormap:
+    """A colour map for instance labels: black for 0, then distinct bright colours (shuffled
+    so neighbouring labels differ)."""
+    base = plt.get_cmap("tab20").colors + plt.get_cmap("Set3").colors
+    order = np.random.default_rng(seed).permutation(max(num_labels, 1))
+    colours = [(0.0, 0.0, 0.0)] + [base[i % len(base)] for i in order]
+    return ListedColormap(colours[: num_labels + 1] if num_labels else colours[:2])
 
 
 def overlay_instances(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35) -> np.ndarray:
@@ -24,8 +35,6 @@ def overlay_instances(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35
         (H, W, 3) uint8.
     """
     from skimage.segmentation import mark_boundaries
-
-    from unet_course.plotting import label_colormap
 
     labels = check_labels(labels, "labels")
     image = np.asarray(image)

@@ -1,7 +1,7 @@
 """What convolution as a matrix costs: build time, memory and product time (notebook 02).
 
 What belongs here: the timing harness that notebook 02 runs to compare the dense and the sparse
-convolution matrix of :mod:`unet_course.conv` with ``keras.layers.Conv2D`` (and a small timer).
+convolution matrix of :mod:`unet_course.lessons.conv` with ``keras.layers.Conv2D`` (and a small timer).
 ``benchmarks/conv_matrix.py`` measures the same on larger sizes. Timings are facts about one
 machine and one run; nothing in the tests asserts them.
 """
@@ -60,7 +60,7 @@ def measure_conv_costs(
       same for the CSR matrix;
     - ``conv2d_s``: median time of one ``keras.layers.Conv2D`` call on the same image.
     """
-    from unet_course import conv
+    from unet_course.lessons import conv
 
     if repeats < 1 or dense_limit_bytes < 0 or not sizes or min(sizes) < 3:
         raise ValueError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from unet_course.exercises import Result, run_check
+from unet_course.lessons.exercises import Result, run_check
 
 SEED_PARAMS = 1_941_105  # seed_unet, 16 base filters
 

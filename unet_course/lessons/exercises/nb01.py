@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from unet_course.exercises import Result, run_check
+from unet_course.lessons.exercises import Result, run_check
 
 
 def _label_maps() -> np.ndarray:

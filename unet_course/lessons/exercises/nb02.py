@@ -2,7 +2,7 @@
 
 Each ``check_exercise_N`` takes the learner's function and returns a ``Result``. The expected
 values come from Keras' shape inference, ``numpy.correlate`` and ``scipy.signal``, never from
-the reference solutions or from ``unet_course.conv``.
+the reference solutions or from ``unet_course.lessons.conv``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from unet_course.exercises import Result, run_check
+from unet_course.lessons.exercises import Result, run_check
 
 # (h, k, s, d): Keras accepts dilation only with stride 1, so d > 1 comes with s = 1; the cases
 # with d = 1 check the stride. Each valid case fits the dilated kernel, d * (k - 1) + 1 pixels.

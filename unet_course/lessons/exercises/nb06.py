@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from unet_course.exercises import Result, run_check
+from unet_course.lessons.exercises import Result, run_check
 
 THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
 

@@ -39,7 +39,7 @@ def geometry(n: int, k: int, s: int, padding: str) -> dict[str, Any]:
     ``(out * out, n * n)`` matrix of the kernel whose taps are numbered ``1 .. k * k`` row by row,
     so each entry of ``C`` names the tap it holds). Raises ValueError when the kernel does not fit.
     """
-    from unet_course import conv
+    from unet_course.lessons import conv
 
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
@@ -112,7 +112,7 @@ def interactive_explorer(max_n: int = 9) -> Any:
     import ipywidgets as w
     import matplotlib.pyplot as plt
 
-    from unet_course import conv
+    from unet_course.lessons import conv
 
     def show(n: int, k: int, s: int, padding: str, window: int) -> None:
         try:

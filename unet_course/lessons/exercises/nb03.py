@@ -2,7 +2,7 @@
 
 Each ``check_exercise_N`` takes the learner's answer and returns a ``Result``. The expected
 values come from Keras layers (``Conv2D``, ``Conv2DTranspose``), never from the reference
-solutions or from ``unet_course.conv``.
+solutions or from ``unet_course.lessons.conv``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from unet_course.exercises import Result, run_check
+from unet_course.lessons.exercises import Result, run_check
 
 
 def _keras_layer(cls_name: str, kernel: np.ndarray, filters: int, stride, padding: str,

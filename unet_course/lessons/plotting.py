@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.colors import ListedColormap
 from matplotlib.patheffects import withStroke
 from matplotlib.ticker import MaxNLocator
+
+from unet_course.overlay import label_colormap  # noqa: F401 (the course's label colours)
 
 # Error colours, chosen to stand out on both dark (fluorescence) and light pink (bright-field)
 # images, and to differ for red-green colour-blind readers by lightness and hue (red vs blue).
@@ -28,15 +29,6 @@ def _axes(ax: Axes | None) -> Axes:
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     return ax
-
-
-def label_colormap(num_labels: int, seed: int = 0) -> ListedColormap:
-    """A colour map for instance labels: black for 0, then distinct bright colours (shuffled
-    so neighbouring labels differ)."""
-    base = plt.get_cmap("tab20").colors + plt.get_cmap("Set3").colors
-    order = np.random.default_rng(seed).permutation(max(num_labels, 1))
-    colours = [(0.0, 0.0, 0.0)] + [base[i % len(base)] for i in order]
-    return ListedColormap(colours[: num_labels + 1] if num_labels else colours[:2])
 
 
 def show_image(image: np.ndarray, ax: Axes | None = None, title: str | None = None) -> Axes:
@@ -249,7 +241,7 @@ def animate_conv_window(
     written out above them. Returns ``FuncAnimation.to_jshtml()``
     (show it with ``IPython.display.HTML``); the figure is closed.
     """
-    from unet_course import conv
+    from unet_course.lessons import conv
 
     x, kernel = np.asarray(x, dtype=float), np.asarray(kernel, dtype=float)
     c = conv.conv_matrix(kernel, x.shape, stride, padding)  # validates everything
@@ -291,7 +283,7 @@ def animate_conv_transpose(
     The output panel keeps one colour scale, from 0 (or the most negative value) to the final
     output's maximum. Returns ``FuncAnimation.to_jshtml()``; the figure is closed.
     """
-    from unet_course import conv
+    from unet_course.lessons import conv
 
     y, kernel = np.asarray(y, dtype=float), np.asarray(kernel, dtype=float)
     out = conv.conv2d_transpose(y, kernel, stride, padding, output_padding)  # validates

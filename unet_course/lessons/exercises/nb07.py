@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_course.exercises import Result, run_check
+from unet_course.lessons.exercises import Result, run_check
 
 MODES = ("RGBA", "RGB", "L")  # how the check's sample images are stored
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from unet_course.exercises import Result, run_check
+from unet_course.lessons.exercises import Result, run_check
 
 GRID = tuple(float(t) for t in np.round(np.arange(0.05, 0.96, 0.05), 2))
 

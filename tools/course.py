@@ -2,8 +2,8 @@
 Colab install cell, all generated from the notebook files themselves.
 
 The GitHub repository slug is written here and nowhere else. After adding or renaming a
-notebook, or editing its first heading, run ``python -m unet_course.course sync`` (``make
-sync``); ``python -m unet_course.course check`` (part of ``make test``) fails when anything
+notebook, or editing its first heading, run ``python -m tools.course sync`` (``make
+sync``); ``python -m tools.course check`` (part of ``make test``) fails when anything
 generated is stale.
 
 A notebook ``notebooks/NN_topic_words.ipynb`` must open with a markdown cell whose first line
@@ -207,7 +207,7 @@ def unstripped(root: Path | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m unet_course.course", description=__doc__.split("\n\n")[0]
+        prog="python -m tools.course", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "command", choices=["sync", "check"], help="sync: regenerate; check: fail if stale"
