@@ -8,7 +8,7 @@ The course's synthetic slides are grey or tinted fluorescence (every channel at 
 of the strongest, nuclei bright on black) or bright-field slides in their stains' colours. Two
 common kinds of real image are neither: a fluorescence image saved in its dye's colour (DAPI in
 blue, GFP in green: one or two empty channels) and a grey bright-field image (nuclei dark on a
-light field). ``recipe.predict_classes`` gives the network the first as grey
+light field). ``predict.predict_classes`` gives the network the first as grey
 (``normalization.one_colour_as_grey``) and predicts a grey image whose polarity is in doubt
 (``normalization.polarity_in_doubt``) both as it is and negated, keeping the maps the network is
 more confident of. This script scores the default pipeline of ``predict`` and ``evaluate``
@@ -19,7 +19,7 @@ more confident of. This script scores the default pipeline of ``predict`` and ``
   empty while its range stays under a tenth of the widest channel's:
   ``normalization.EMPTY_CHANNEL``), and negated (dark nuclei on a bright field);
 - ``--test-images`` fresh synthetic bright-field slides (256x256, seed 2027) turned grey
-  (``files.to_grey``), and the same slides in colour;
+  (``baseline.to_grey``), and the same slides in colour;
 - ``--test-images`` / 4 crowded synthetic fluorescence slides (nuclei over most of the field,
   seed 7), whose polarity is in doubt too;
 - ``--test-images`` fresh synthetic test slides of both styles (seed 2026), which should not
@@ -69,17 +69,18 @@ def coloured(grey, colour, noise: float = 0.0, seed: int = 0):
 
 def scores(model, plan: dict, images, labels) -> tuple[float, float]:
     """The default pipeline's instance score as ``predict`` runs it, and with the colour and
-    polarity steps of ``recipe.predict_classes`` switched off."""
+    polarity steps of ``predict.predict_classes`` switched off."""
     from unittest import mock
 
     import numpy as np
 
-    from unet_course import recipe, rescale
+    from unet_course import rescale
 
     def run() -> float:
+        from unet_course import evaluate
         probs, _ = rescale.predict_size_normalised(model, images, plan["first"],
                                                    plan["target_area"])
-        return recipe.scores(labels, probs, plan["settings"])["dsb_map"]
+        return evaluate.scores(labels, probs, plan["settings"])["dsb_map"]
 
     with_it = run()
     with mock.patch("unet_course.normalization.one_colour_as_grey",
@@ -97,11 +98,12 @@ def main() -> None:
 
     import dataclasses
 
+    import keras
     import numpy as np
 
-    from unet_course import baseline, inference, real_slide, recipe, rescale
+    from unet_course import baseline, predict, real_slide, rescale
     from unet_course.data import Difficulty, make_nuclei
-    from unet_course.files import read_run_record, to_grey
+    from unet_course.files import read_run_record
     from unet_course.normalization import one_colour_as_grey, polarity_in_doubt
 
     try:  # the record's values are checked before any work
@@ -112,7 +114,7 @@ def main() -> None:
     if not real_slide.is_fetched():
         parser.error("the real slide is not under data/: run `python -m unet_course.real_slide` "
                      "(or `make test`) once to fetch it")
-    model = recipe.load_model(args.model)
+    model = keras.saving.load_model(args.model)
     lines = [f"### `{args.model}`: a dye's colour, dark nuclei on a bright field", "",
              f"- machine: {_machine()}",
              "- the default pipeline of `predict` and `evaluate` (size-normalised); instance "
@@ -122,12 +124,12 @@ def main() -> None:
              "| --- | ---: | ---: | --- | ---: |"]
 
     def negated_kept(image) -> bool:
-        """Whether ``recipe.predict_classes`` keeps the negated maps of ``image`` (own size)."""
+        """Whether ``predict.predict_classes`` keeps the negated maps of ``image`` (own size)."""
         image = one_colour_as_grey(image)
         if not polarity_in_doubt(image):
             return False
-        as_is, flipped = inference.predict_as_given(model, [image, -image.astype(np.float32)], 2)
-        a, b = rescale.confidence(as_is), rescale.confidence(flipped)
+        as_is, flipped = predict.predict_maps(model, [image, -image.astype(np.float32)], 2)
+        a, b = predict.confidence(as_is), predict.confidence(flipped)
         return b is not None and (a is None or b > a)
 
     def row(name: str, images, labels) -> None:
@@ -157,7 +159,7 @@ def main() -> None:
                                         style="brightfield")
     bright, bright_labels = list(bright), list(bright_labels)
     row(f"synthetic bright-field slides (seed {BRIGHT_SEED}), grey",
-        [np.repeat(to_grey(im), 3, axis=-1) for im in bright], bright_labels)
+        [np.repeat(baseline.to_grey(im, "bright")[..., None], 3, axis=-1) for im in bright], bright_labels)
     row("the same slides in colour", bright, bright_labels)
     crowded = dataclasses.replace(Difficulty(), brightness_spread=0.3, mitotic=0.0,
                                   illumination=0.3, magnification=(1.0, 1.3))

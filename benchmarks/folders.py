@@ -126,12 +126,14 @@ def score_run(run: Path, images, labels) -> dict:
     """Per-slide instance scores of the run's model (as ``predict``: ``unet``; at each
     slide's own size: ``unet_native``), of Otsu + watershed and of the tuned classical
     pipeline on these slides, and the run's validation scores."""
-    from unet_course import baseline, files, recipe, rescale
+    import keras
+
+    from unet_course import baseline, files, rescale
     from unet_course.postprocess import label_instances
     from unet_course.scoring import dsb_score
 
     record = files.read_run_record(run / "model.keras")
-    model = recipe.load_model(run / "model.keras")
+    model = keras.saving.load_model(run / "model.keras")
     row = {}
     for name, scale in (("unet", None), ("unet_native", 1)):
         plan = rescale.pipeline(record, scale)

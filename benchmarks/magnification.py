@@ -58,9 +58,9 @@ def rows_for(model, plan: dict, native: dict, images, labels) -> dict:
     """name -> (instance score, median scale used) for the four ways on one set of images."""
     import numpy as np
 
-    from unet_course import baseline, recipe, rescale
+    from unet_course import baseline, evaluate, predict, rescale
 
-    first = recipe.predict_classes(model, images)
+    first = predict.predict_classes(model, images)
     one, one_scales = rescale.predict_size_normalised(model, images, plan["first"],
                                                       plan["target_area"], first=first,
                                                       ladder=(1.0,))
@@ -68,10 +68,10 @@ def rows_for(model, plan: dict, native: dict, images, labels) -> dict:
                                                      plan["target_area"], first=first)
     score = baseline.baseline_scores(images, labels)["otsu_watershed"]["dsb_map"]
     return {"otsu_watershed": (score, None),
-            "own size": (recipe.scores(labels, first, native)["dsb_map"], 1.0),
-            "one estimate": (recipe.scores(labels, one, plan["settings"])["dsb_map"],
+            "own size": (evaluate.scores(labels, first, native)["dsb_map"], 1.0),
+            "one estimate": (evaluate.scores(labels, one, plan["settings"])["dsb_map"],
                              float(np.median(one_scales))),
-            "ladder": (recipe.scores(labels, ladder, plan["settings"])["dsb_map"],
+            "ladder": (evaluate.scores(labels, ladder, plan["settings"])["dsb_map"],
                        float(np.median(scales)))}
 
 
@@ -90,9 +90,10 @@ def main() -> None:
         parser.error(f"--zooms must each lie from 0.25 to 4, got {args.zooms!r}")
     check_model_and_out(parser, args)
 
+    import keras
     import numpy as np
 
-    from unet_course import real_slide, recipe, rescale
+    from unet_course import real_slide, rescale
     from unet_course.data import make_nuclei
     from unet_course.files import read_run_record
 
@@ -102,7 +103,7 @@ def main() -> None:
     except ValueError as err:
         parser.error(f"--model {str(args.model)!r}: its record is not one that "
                      f"`python -m unet_course train` wrote ({err})")
-    model = recipe.load_model(args.model)
+    model = keras.saving.load_model(args.model)
     images, labels = make_nuclei(args.test_images, size=256, seed=TEST_SEED)
     sets = {"synthetic": (list(images), list(labels))}
     if real_slide.is_fetched():

@@ -110,11 +110,12 @@ def evaluate(model, record: dict, images, labels) -> dict:
     image size-normalised (``rescale.pipeline`` of the run's record), then the interior
     watershed; ``unet_watershed_native`` and ``unet_components`` predict each image at its
     own size, with the settings chosen for that on the validation slides."""
-    from unet_course import baseline, recipe, rescale
+    from unet_course import baseline, predict, rescale
+    from unet_course.evaluate import scores
 
     rows = {name: {k: v[k] for k in ("dice", "iou", "dsb_map")}
             for name, v in baseline.baseline_scores(images, labels).items()}
-    native = recipe.predict_classes(model, images)
+    native = predict.predict_classes(model, images)
     plan = rescale.pipeline(record)
     sized, _ = rescale.predict_pipeline(model, images, plan, first=native)
     runs = {"unet_components": (native, rescale.pipeline(record, 1)["settings"], "components"),
@@ -122,7 +123,7 @@ def evaluate(model, record: dict, images, labels) -> dict:
                                       "watershed"),
             "unet_watershed": (sized, plan["settings"], "watershed")}
     for name, (probs, post, method) in runs.items():
-        found = recipe.scores(labels, probs, post, method=method)
+        found = scores(labels, probs, post, method=method)
         rows[name] = {k: found[k] for k in ("dice", "iou", "dsb_map")}
     return rows
 

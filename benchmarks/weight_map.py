@@ -19,7 +19,7 @@ gap of background (``targets.separate_touching``), with a pixel-weighted binary 
 Each model is scored on fresh synthetic test slides (seed 2026) and on the real slide of
 ``unet_course.real_slide`` with two post-processings: connected components of the mask at
 0.5 (the paper's way: the gaps separate the nuclei) and a distance-transform watershed whose
-threshold and minimum size are chosen on the validation slides (``recipe.tune_postprocessing``).
+threshold and minimum size are chosen on the validation slides (``postprocess.tune_postprocessing``).
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ def train_arm(splits, chosen, weigh) -> tuple:
 
 def score(model, post: dict, images, labels) -> dict:
     """Pixel Dice, instance score and F1 at IoU 0.5 of both post-processings."""
-    from unet_course import postprocess, recipe, scoring
+    from unet_course import evaluate, postprocess, predict, scoring
 
-    probs = recipe.predict_classes(model, images)
+    probs = predict.predict_classes(model, images)
     fixed = {"threshold": 0.5, "min_size": 10}
-    row = {"dice": recipe.scores(labels, probs, fixed, method="components")["dice"]}
+    row = {"dice": evaluate.scores(labels, probs, fixed, method="components")["dice"]}
     for name, method, settings in (("components", "components", fixed),
                                    ("watershed", "watershed", post)):
         found = [postprocess.label_instances(p, method=method, **settings) for p in probs]
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from unet_course import datasets, real_slide, recipe, targets
+    from unet_course import datasets, postprocess, predict, real_slide, recipe, targets
     from unet_course.data import make_nuclei
 
     chosen = recipe.settings(quick=args.quick, targets="binary", **_parse_set(args.set))
@@ -104,8 +104,8 @@ def main() -> None:
     rows = []
     for arm, weigh in arms.items():
         model, seconds = train_arm(splits, chosen, weigh)
-        post, val = recipe.tune_postprocessing(splits.val.labels,
-                                               recipe.predict_classes(model, splits.val.images))
+        post, val = postprocess.tune_postprocessing(splits.val.labels,
+                                               predict.predict_classes(model, splits.val.images))
         for test, (imgs, labs) in tests.items():
             r = score(model, post, imgs, labs)
             rows.append(f"| {arm} | {test} | {r['dice']:.3f} | {r['components']:.3f} | "

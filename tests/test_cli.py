@@ -183,28 +183,30 @@ def test_a_broken_dsb_folder_names_the_file(tmp_path, capsys):
 
 def test_the_default_recipe_trains_records_and_evaluates_beside_the_baseline(tmp_path, capsys):
     """`train` with no tuning flags runs the recipe; `evaluate` scores it next to Otsu."""
-    from unet_course import baseline, datasets
+    from unet_course import baseline, datasets, postprocess
 
     out = tmp_path / "run"
     assert cli.main(["train", "--out", str(out), "--quick", "--steps", "4"]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["model"] == "recipe" and report["recipe"]["steps"] == 4
-    assert set(report["postprocessing"]) == set(recipe.POSTPROCESSING_GRID)
+    assert set(report["postprocessing"]) == set(postprocess.POSTPROCESSING_GRID)
     assert 0 <= report["val_iou"] <= report["val_dice"] <= 1
     # Both ways chosen on the validation slides, written out: one pass at their own size, then
     # size-normalised from that pass's nuclei (the default of predict and evaluate).
-    from unet_course import rescale
+    import keras
 
-    model = recipe.load_model(out / "model.keras")
+    from unet_course import postprocess, predict, rescale
+
+    model = keras.saving.load_model(out / "model.keras")
     counts = {name: report["split"][name] for name in ("train", "val")}
     splits = datasets.load_splits("synthetic", report["img_size"], quick=True, seed=42,
                                   counts=counts)
-    native = recipe.predict_classes(model, splits.val.images)
-    assert recipe.tune_postprocessing(splits.val.labels, native)[0] == report["postprocessing_native"]
+    native = predict.predict_classes(model, splits.val.images)
+    assert postprocess.tune_postprocessing(splits.val.labels, native)[0] == report["postprocessing_native"]
     area = rescale.median_area(splits.train.labels)
     sized, _ = rescale.predict_size_normalised(model, splits.val.images,
                                                report["postprocessing_native"], area, first=native)
-    assert recipe.tune_postprocessing(splits.val.labels, sized)[0] == report["postprocessing"]
+    assert postprocess.tune_postprocessing(splits.val.labels, sized)[0] == report["postprocessing"]
     assert report["scale"] == "auto" and report["train_median_area"] == area
     capsys.readouterr()
     assert cli.main(["evaluate", "--model", str(out / "model.keras")]) == 0

@@ -236,17 +236,19 @@ def recipe_model(tmp_path_factory):
 
 
 def test_predict_scale_resizes_for_the_prediction_only(recipe_model, slides, tmp_path):
-    from unet_course import files, recipe, rescale
+    import keras
+
+    from unet_course import files, rescale
 
     path, post = recipe_model["recorded"], recipe_model["post"]
     for scale in ("0.5", "auto"):
         out = tmp_path / f"out_{scale}"
         assert cli.main(["predict", "--model", str(path), "--input", str(slides),
                          "--output", str(out), "--scale", scale]) == 0
-        model = recipe.load_model(path)
+        model = keras.saving.load_model(path)
         image = files.read_image(slides / "a.png")
         if scale == "auto":  # the two passes, written out: first pass, its nuclei, the factor
-            first = recipe.predict_classes(model, [image])[0]
+            first = predict.predict_classes(model, [image])[0]
             factor = rescale.choose_scale(postprocess.label_instances(first, method="watershed",
                                                                       **post), 30.0)
             probs = first if abs(factor - 1) < 0.1 else rescale.predict_at_scale(model, image,
@@ -332,12 +334,14 @@ def test_predict_follows_the_training_runs_choice_of_scale(recipe_model, slides,
     """A record of today's recipe.run (scale auto, settings for each way): predict
     size-normalises by default with the settings tuned for it; --scale 1 is one pass at the
     image's own size with the native settings."""
-    from unet_course import files, recipe, rescale
+    import keras
+
+    from unet_course import files, rescale
 
     path = recipe_model["chosen"]
-    model = recipe.load_model(path)
+    model = keras.saving.load_model(path)
     image = files.read_image(slides / "a.png")
-    first = recipe.predict_classes(model, [image])
+    first = predict.predict_classes(model, [image])
     for extra, settings in (([], recipe_model["sized"]), (["--scale", "1"], recipe_model["post"])):
         out = tmp_path / f"out{len(extra)}"
         assert cli.main(["predict", "--model", str(path), "--input", str(slides),

@@ -128,8 +128,8 @@ def test_train_on_a_folder_reports_both_scores_and_warns_when_the_unet_loses(tmp
     assert cli.main(["train", "--data", str(root), "--out", str(out), "--quick"]) == 0
     printed, err = capsys.readouterr()
     report = json.loads((out / "metrics.json").read_text())
-    assert report["synthetic_slides"] == recipe.quick().train_images
-    assert report["steps_run"] == recipe.quick().steps and report["checks_run"] == 2
+    assert report["synthetic_slides"] == recipe.quick_recipe().train_images
+    assert report["steps_run"] == recipe.quick_recipe().steps and report["checks_run"] == 2
     line = next(s for s in printed.splitlines() if s.startswith("validation instance score"))
     assert f"U-Net {report['val_dsb_map']:.3f}" in line
     assert f"classical pipeline {report['val_classical']['dsb_map']:.3f}" in line

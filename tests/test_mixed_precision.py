@@ -58,10 +58,10 @@ def _images() -> dict[str, np.ndarray]:
 def _twins(policy_name: str) -> tuple[keras.Model, keras.Model]:
     """The recipe's model built under ``policy_name`` and a float32 build with its weights."""
     keras.utils.set_random_seed(0)
-    mixed = recipe.build_model(recipe.quick())
+    mixed = recipe.build_model(recipe.quick_recipe())
     keras.config.set_dtype_policy("float32")
     try:
-        reference = recipe.build_model(recipe.quick())
+        reference = recipe.build_model(recipe.quick_recipe())
     finally:
         keras.config.set_dtype_policy(policy_name)
     reference.set_weights(mixed.get_weights())
@@ -70,7 +70,7 @@ def _twins(policy_name: str) -> tuple[keras.Model, keras.Model]:
 
 @pytest.mark.parametrize("policy", POLICIES, indirect=True)
 def test_the_body_is_mixed_but_the_normalisation_computes_in_float32(policy):
-    model = recipe.build_model(recipe.quick())
+    model = recipe.build_model(recipe.quick_recipe())
     normalize = model.get_layer("normalize")
     assert isinstance(normalize, PercentileNormalization)
     assert normalize.compute_dtype == "float32"
@@ -81,7 +81,7 @@ def test_the_body_is_mixed_but_the_normalisation_computes_in_float32(policy):
 
 @pytest.mark.parametrize("policy", POLICIES, indirect=True)
 def test_the_normalisation_inside_the_model_equals_numpy(policy):
-    model = recipe.build_model(recipe.quick())
+    model = recipe.build_model(recipe.quick_recipe())
     normalized = keras.Model(model.inputs, model.get_layer("normalize").output)
     images, _ = _images()
     for name, image in images.items():
@@ -109,8 +109,8 @@ def test_predictions_are_finite_and_close_to_float32(policy):
 @pytest.mark.parametrize("policy", POLICIES, indirect=True)
 def test_one_training_step_has_a_finite_loss(policy):
     keras.utils.set_random_seed(1)
-    model = recipe.build_model(recipe.quick())
-    recipe.compile_model(model, recipe.quick(), jit_compile=False)
+    model = recipe.build_model(recipe.quick_recipe())
+    recipe.compile_model(model, recipe.quick_recipe(), jit_compile=False)
     images, labels = _images()
     x = np.stack([image.astype(np.float32) for image in images.values()])
     classes = three_class_targets(labels.astype(np.int32), recipe.Recipe().boundary_width)
@@ -124,7 +124,7 @@ def test_one_training_step_has_a_finite_loss(policy):
 
 @pytest.mark.parametrize("policy", POLICIES, indirect=True)
 def test_a_saved_mixed_model_loads_and_predicts_the_same(policy, tmp_path):
-    model = recipe.build_model(recipe.quick())
+    model = recipe.build_model(recipe.quick_recipe())
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -137,7 +137,7 @@ def test_a_saved_mixed_model_loads_and_predicts_the_same(policy, tmp_path):
 
 def test_a_model_saved_with_a_mixed_normalisation_loads_with_a_float32_one(tmp_path):
     """Files saved before the fix give the normalisation layer the global mixed policy."""
-    model = recipe.build_model(recipe.quick())
+    model = recipe.build_model(recipe.quick_recipe())
     path, old = tmp_path / "model.keras", tmp_path / "old.keras"
     model.save(path)
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as target:

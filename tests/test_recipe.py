@@ -4,13 +4,14 @@ validation data, each checked against an independent computation."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import keras
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from unet_course import inference, postprocess, recipe, scoring, sequence, targets
+from unet_course import postprocess, predict, recipe, scoring, sequence, targets
 from unet_course.data import Difficulty, make_nuclei
 from unet_course.losses import ClassesDiceLoss
 
@@ -73,7 +74,7 @@ def test_classes_dice_loss_equals_a_hand_computation():
     assert got == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("contrast", recipe.POSTPROCESSING_GRID["seed_contrast"])
+@pytest.mark.parametrize("contrast", postprocess.POSTPROCESSING_GRID["seed_contrast"])
 def test_elongated_nuclei_are_not_cut_by_the_interior_seeded_watershed(contrast):
     long = dataclasses.replace(Difficulty(), elongation=4.0, crowding=0.0, mitotic=0.0)
     _, labels = make_nuclei(8, size=128, seed=2, difficulty=long)
@@ -98,7 +99,7 @@ def test_predict_classes_equals_padding_by_hand_and_batches_same_sizes():
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (21, 30, 3)).astype(np.uint8) for _ in range(3)]
     images.append(rng.integers(0, 255, (16, 16, 3)).astype(np.uint8))
-    probs = recipe.predict_classes(model, images, batch_size=2)
+    probs = predict.predict_classes(model, images, batch_size=2)
     for image, prob in zip(images, probs, strict=False):
         padded = np.pad(image, ((0, -image.shape[0] % 4), (0, -image.shape[1] % 4), (0, 0)),
                         mode="reflect").astype(np.float32)
@@ -139,7 +140,7 @@ def test_tuning_picks_the_best_setting_on_the_images_it_is_given():
     probs = [_soft(targets.three_class_targets(t)) * 0.9 + 0.1 / 3 for t in labels]
     grid = {"threshold": (0.5, 0.95), "seed_threshold": (0.5,), "seed_contrast": (0.0, 0.2),
             "min_size": (0, 30)}
-    best, score = recipe.tune_postprocessing(labels, probs, grid)
+    best, score = postprocess.tune_postprocessing(labels, probs, grid)
     # With a foreground threshold of 0.95 nothing is foreground (probabilities <= 0.93).
     assert best["threshold"] == 0.5 and score > 0.8
     by_hand = np.mean([scoring.dsb_score(t, postprocess.label_instances(p, method="watershed", **best))
@@ -173,20 +174,26 @@ def test_a_quick_binary_run_writes_a_complete_record(tmp_path):
 
 
 def test_reusing_the_seed_peaks_changes_no_label():
-    # tune_postprocessing finds the h-maxima once per contrast inside postprocess.reuse_peaks;
-    # every setting must give the same label map as a call outside it.
+    # tune_postprocessing finds the h-maxima once per map and contrast (interior_peaks) and
+    # passes them on; every setting must give the same label map as a call that finds them.
     _, labels = make_nuclei(3, size=96, seed=5)
     probs = [_soft(targets.three_class_targets(t, 2)) for t in labels]
     grid = [dict(threshold=t, seed_threshold=s, seed_contrast=c, smooth=2.0)
             for t in (0.3, 0.5) for s in (0.5, 0.9) for c in (0.1, 0.3)]
-    plain = [postprocess.label_instances(p, method="watershed", **g) for g in grid for p in probs]
-    with postprocess.reuse_peaks():
-        reused = [postprocess.label_instances(p, method="watershed", **g)
-                  for g in grid for p in probs]
-        assert len(postprocess._PEAKS) == 2 * len(probs)  # one per map and contrast, reused
-    for a, b in zip(plain, reused, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert postprocess._PEAKS is None  # nothing kept after the block
+    for g in grid:
+        for p in probs:
+            peaks = postprocess.interior_peaks(p[..., 1], g["seed_contrast"], g["smooth"])
+            np.testing.assert_array_equal(
+                postprocess.label_instances(p, method="watershed", **g),
+                postprocess.label_instances(p, method="watershed", peaks=peaks, **g))
+    # and the tuned choice is the best of the grid scored one setting at a time
+    small = {"threshold": (0.3, 0.5), "seed_threshold": (0.5, 0.9), "seed_contrast": (0.1, 0.3),
+             "smooth": (2.0,), "min_size": (0, 25)}
+    best, score = postprocess.tune_postprocessing(labels, probs, small)
+    by_hand = max(scoring.dsb_score_dataset(list(labels), [
+        postprocess.label_instances(p, method="watershed", **dict(zip(small, v, strict=True))) for p in probs])
+        for v in itertools.product(*small.values()))
+    assert score == pytest.approx(by_hand)
 
 
 def test_predict_classes_sees_a_slide_in_one_dye_colour_as_the_grey_slide():
@@ -194,7 +201,7 @@ def test_predict_classes_sees_a_slide_in_one_dye_colour_as_the_grey_slide():
     model = recipe.build_model(dataclasses.replace(recipe.Recipe(), base_filters=4, depth=2))
     grey = np.random.default_rng(1).integers(0, 255, (24, 28)).astype(np.uint8)
     blue = np.stack([np.zeros_like(grey), np.zeros_like(grey), grey], axis=-1)
-    as_grey, as_blue = recipe.predict_classes(model, [np.repeat(grey[..., None], 3, -1), blue])
+    as_grey, as_blue = predict.predict_classes(model, [np.repeat(grey[..., None], 3, -1), blue])
     np.testing.assert_allclose(as_blue, as_grey, atol=1e-5)
     direct = keras.ops.convert_to_numpy(model(blue[None].astype(np.float32)))[0]
     assert np.abs(direct - as_grey).max() > 1e-3  # given as it is, the network sees another image
@@ -215,11 +222,11 @@ def test_predict_classes_keeps_the_polarity_the_network_is_surer_of(monkeypatch)
             maps.append(p)
         return maps
 
-    monkeypatch.setattr(inference, "predict_as_given", stand_in)
+    monkeypatch.setattr(predict, "predict_maps", stand_in)
     light = np.full((24, 24, 3), 200, np.uint8)
     light[8:16, 8:16] = 40  # a dark nucleus on a light field: in doubt
     dark = 240 - light  # the same, bright on black: not in doubt
-    kept_light, kept_dark = recipe.predict_classes(None, [light, dark])
+    kept_light, kept_dark = predict.predict_classes(None, [light, dark])
     assert calls == [2, 1]
     assert kept_light[0, 0, 1] == pytest.approx(0.95)  # the negated maps won
     assert kept_dark[0, 0, 1] == pytest.approx(0.6)  # predicted once, as it is

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_course import rescale
+from unet_course import predict, rescale
 
 
 def squares(shape, sides, step=20):
@@ -51,9 +51,9 @@ def test_confidence_is_the_mean_top_probability_over_nucleus_pixels():
     probs[..., 0] = 1.0  # background, left out
     probs[:3, :] = (0.2, 0.8, 0.0)  # 30 nucleus pixels, 0.8 sure
     probs[3, :5] = (0.1, 0.3, 0.6)  # 5 boundary pixels, 0.6 sure
-    assert rescale.confidence(probs) == pytest.approx((30 * 0.8 + 5 * 0.6) / 35)
+    assert predict.confidence(probs) == pytest.approx((30 * 0.8 + 5 * 0.6) / 35)
     probs[:3, :] = (0.6, 0.4, 0.0)  # now background: 5 nucleus pixels are too few
-    assert rescale.confidence(probs) is None
+    assert predict.confidence(probs) is None
 
 
 def test_confidence_of_a_one_channel_map_is_its_mean_nucleus_probability():
@@ -61,13 +61,13 @@ def test_confidence_of_a_one_channel_map_is_its_mean_nucleus_probability():
     nucleus[:3, :, 0] = 0.9
     nucleus[3, :, 0] = 0.6
     nucleus[4, :, 0] = 0.4  # under 0.5: not nucleus, left out
-    assert rescale.confidence(nucleus) == pytest.approx((30 * 0.9 + 10 * 0.6) / 40)
+    assert predict.confidence(nucleus) == pytest.approx((30 * 0.9 + 10 * 0.6) / 40)
     unsure = np.full((10, 10, 1), 0.55, np.float32)
-    assert rescale.confidence(unsure) == pytest.approx(0.55)  # less sure than the map above
+    assert predict.confidence(unsure) == pytest.approx(0.55)  # less sure than the map above
 
 
 def _fragmenting_network(model, images, batch_size=8):
-    """A stand-in for ``recipe.predict_classes`` that behaves like a network shown nuclei
+    """A stand-in for ``predict.predict_classes`` that behaves like a network shown nuclei
     twice too large: one square nucleus a quarter of the image wide, found whole and sure
     (0.95) when the image is at most 80 pixels wide, else cut into 4x4 pieces, unsure (0.7)."""
     out = []
@@ -88,9 +88,7 @@ def _fragmenting_network(model, images, batch_size=8):
 
 
 def test_the_ladder_finds_nuclei_too_large_for_the_first_pass(monkeypatch):
-    from unet_course import recipe
-
-    monkeypatch.setattr(recipe, "predict_classes", _fragmenting_network)
+    monkeypatch.setattr(rescale, "predict_classes", _fragmenting_network)
     image = np.zeros((128, 128, 3), np.uint8)
     settings = {"threshold": 0.5, "seed_threshold": 0.5, "min_size": 0}
     # the nucleus: 30x30 = 900 pixels inside its 32-pixel square; the training ones: 225

@@ -11,16 +11,15 @@ checkpoint, learning-rate cuts, CSV history, interrupt), ``AtomicCheckpoint`` an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
-if TYPE_CHECKING:
-    from unet_course.train import TrainConfig
+from unet_course.files import atomic_path, write_text
+from unet_course.predict import predict_classes
 
 
-def make_callbacks(out_dir: str | Path, config: TrainConfig) -> list[keras.callbacks.Callback]:
+def make_callbacks(out_dir: str | Path, config) -> list[keras.callbacks.Callback]:
     """EarlyStopping, AtomicCheckpoint to ``out_dir/model.keras``, ReduceLROnPlateau,
     AtomicCSVLogger to ``out_dir/history.csv``.
 
@@ -127,8 +126,6 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         value = float(value)
         if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
             self.best = value
-            from unet_course.files import atomic_path
-
             with atomic_path(self.path) as tmp:
                 self.model.save(tmp)
 
@@ -149,8 +146,6 @@ class AtomicCSVLogger(keras.callbacks.Callback):
         import csv
         import io
 
-        from unet_course.files import write_text
-
         self.rows.append({"epoch": epoch, **{k: _csv_value(v) for k, v in (logs or {}).items()}})
         keys = sorted({k for row in self.rows for k in row} - {"epoch"})
         text = io.StringIO()
@@ -169,7 +164,7 @@ def _csv_value(value):
 class ScoreCheckpoint(keras.callbacks.Callback):
     """At each epoch's end, score the model on whole validation slides and keep the best.
 
-    The slides are predicted as ``predict`` predicts them (``inference.predict_classes``:
+    The slides are predicted as ``predict`` predicts them (``predict.predict_classes``:
     inference mode, the model's own normalisation), and ``score(labels, probs)`` returns a
     dict whose ``"val_score"`` (higher is better) picks the model; every entry is added to the
     epoch's logs. The best weights are kept in memory (``restore_best`` puts them back) and,
@@ -193,8 +188,6 @@ class ScoreCheckpoint(keras.callbacks.Callback):
         self._weights = None
 
     def on_epoch_end(self, epoch, logs=None):
-        from unet_course.inference import predict_classes
-
         found = self.score(self.labels, predict_classes(self.model, self.images))
         if logs is not None:
             logs.update(found)
@@ -203,8 +196,6 @@ class ScoreCheckpoint(keras.callbacks.Callback):
             self.best, self.best_epoch = value, epoch
             self._weights = [np.array(w) for w in self.model.get_weights()]
             if self.path is not None:
-                from unet_course.files import atomic_path
-
                 with atomic_path(self.path) as tmp:
                     self.model.save(tmp)
 

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from unet_course.postprocess import label_instances
+from unet_course.predict import foreground, predict_native
+from unet_course.scoring import dsb_score_dataset
+
 
 def pixel_scores(masks, probs, threshold: float = 0.5) -> dict[str, float]:
     """Pixel Dice and IoU over a whole set of images (counts added up, divided once).
@@ -67,11 +71,25 @@ def instance_score(labels, probs, threshold: float, method: str) -> dict:
         labels: true (H_i, W_i) instance label maps; probs: foreground probabilities of the
             same shapes; threshold, method: as in ``postprocess.label_instances``.
     """
-    from unet_course.postprocess import label_instances
-    from unet_course.scoring import dsb_score_dataset
-
     found = [label_instances(p, threshold, method) for p in probs]
     return {"dsb_map": dsb_score_dataset(labels, found), "instances": method,
+            "objects": int(sum(f.max() for f in found))}
+
+
+def scores(labels, probs, settings: dict, method: str = "watershed") -> dict[str, float]:
+    """Pixel Dice and IoU of the foreground (at ``settings["threshold"]``) and the instance
+    score of ``label_instances(..., **settings)``.
+
+    Args:
+        labels: true instance label maps; probs: the model's ``(H, W, K)`` maps of them.
+
+    Returns ``{"dice", "iou", "dsb_map", "objects"}``.
+    """
+    pixel = pixel_scores([np.asarray(t) > 0 for t in labels], [foreground(p) for p in probs],
+                         settings["threshold"])
+    found = [label_instances(p, method=method, **settings) for p in probs]
+    return {"dice": pixel["dice"], "iou": pixel["iou"],
+            "dsb_map": dsb_score_dataset([np.asarray(t) for t in labels], found),
             "objects": int(sum(f.max() for f in found))}
 
 
@@ -80,7 +98,7 @@ def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
     """A saved model on one split of its training run's data, beside the Otsu baselines.
 
     Args:
-        model_path: a ``.keras`` file (``recipe.load_model`` reads it in safe mode).
+        model_path: a ``.keras`` file (read in Keras's safe mode).
         settings: ``data``, ``img_size``, ``seed``, ``quick``, ``threshold``,
             ``postprocessing`` and ``record`` (the training run's ``metrics.json``), and
             ``scale`` (the user's ``--scale``; None: ``rescale.pipeline``'s default).
@@ -92,10 +110,11 @@ def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
         ``(split, probs, result dict)``; raises ValueError for a model whose output is
         neither 1 channel nor the recipe's 3 classes, before any data are loaded.
     """
-    from unet_course import datasets, recipe, rescale
-    from unet_course.predict import predict_native
+    import keras
 
-    model = recipe.load_model(model_path)
+    from unet_course import datasets, rescale
+
+    model = keras.saving.load_model(model_path)
     classes = model.output_shape[-1]
     if classes not in (1, 3):
         raise ValueError(f"--model {str(model_path)!r} outputs shape {tuple(model.output_shape)}: "
@@ -116,13 +135,13 @@ def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
         post = plan["settings"]
         if threshold:
             post["threshold"] = threshold
-        found = recipe.scores(images.labels, probs, post, method=method)
+        found = scores(images.labels, probs, post, method=method)
         result.update(found, threshold=post["threshold"], postprocessing=post, instances=method,
                       scale=plan["scale"])
     else:
         probs = predict_native(model, images.images)
-        scores = pixel_scores(images.masks, probs, settings["threshold"])
-        result.update(dice=scores["dice"], iou=scores["iou"], threshold=scores["threshold"])
+        pixel = pixel_scores(images.masks, probs, settings["threshold"])
+        result.update(dice=pixel["dice"], iou=pixel["iou"], threshold=pixel["threshold"])
         result.update(instance_score(images.labels, probs, settings["threshold"], method))
     tuned = (settings.get("record") or {}).get("val_classical", {}).get("settings")
     result["baseline"] = _baseline_beside(images, result, tuned)

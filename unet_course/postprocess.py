@@ -12,8 +12,7 @@ scikit-image only.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import itertools
 from typing import Any
 
 import numpy as np
@@ -21,25 +20,6 @@ import numpy as np
 from unet_course.label_maps import check_labels, relabel
 
 METHODS = ("components", "watershed")
-
-_PEAKS: dict | None = None  # h-maxima already found, inside ``reuse_peaks`` only
-
-
-@contextlib.contextmanager
-def reuse_peaks():
-    """Inside this block, ``label_instances`` finds the h-maxima of an interior map once for
-    each ``seed_contrast`` and ``smooth`` and reuses them when only ``threshold``,
-    ``seed_threshold`` or ``min_size`` change: they do not depend on those. For a search over
-    settings (``recipe.tune_postprocessing``); the results are the same as without it. The
-    maxima are kept bit-packed (an eighth of a byte per pixel) until the block ends.
-    """
-    global _PEAKS
-    saved, _PEAKS = _PEAKS, {}
-    try:
-        yield
-    finally:
-        _PEAKS = saved
-
 
 def _check_prob(prob: Any) -> np.ndarray:
     """Return ``prob`` as float32 (H, W) or (H, W, 3), or raise."""
@@ -110,40 +90,43 @@ def _seeds_from_distance(
     return markers, -distance
 
 
-def _seeds_from_interior(
-    interior: np.ndarray, mask: np.ndarray, seed_threshold: float, contrast: float, smooth: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Watershed seeds from a predicted interior map: the connected regions of ``interior >=
-    seed_threshold`` (``contrast`` 0), or the h-maxima (h = ``contrast``) of the interior map
-    smoothed by ``smooth`` px that lie in those regions.
+def _smoothed(interior: np.ndarray, smooth: float) -> np.ndarray:
+    from scipy import ndimage as ndi
 
-    Returns (markers (H, W) int32, elevation (H, W) = 1 - the interior map used).
+    interior = np.asarray(interior, dtype=np.float64)
+    return ndi.gaussian_filter(interior, smooth) if smooth > 0 else interior
+
+
+def _h_maxima(smoothed: np.ndarray, contrast: float) -> np.ndarray:
+    from skimage.morphology import local_maxima, reconstruction
+
+    lowered = reconstruction(smoothed - contrast, smoothed, method="dilation")
+    return local_maxima(lowered, connectivity=2).astype(bool)
+
+
+def interior_peaks(interior: np.ndarray, contrast: float, smooth: float) -> np.ndarray:
+    """The h-maxima (h = ``contrast``) of an ``(H, W)`` interior map smoothed by a Gaussian of
+    ``smooth`` pixels: a bool ``(H, W)`` map of the plateaus left after every peak is lowered
+    by h (a reconstruction by dilation). Peaks joined by a pass less than h below them share
+    one plateau, so they make one seed (``skimage.morphology.h_maxima`` would keep two peaks
+    of exactly equal height apart)."""
+    return _h_maxima(_smoothed(interior, smooth), contrast)
+
+
+def _seeds_from_interior(interior: np.ndarray, mask: np.ndarray, seed_threshold: float,
+                         contrast: float, smooth: float, peaks: np.ndarray | None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Watershed seeds from a predicted interior map: the connected regions of ``interior >=
+    seed_threshold`` (``contrast`` 0), or the ``interior_peaks`` that lie in those regions.
+
+    Returns (markers (H, W) int32, elevation (H, W) = 1 - the (smoothed) interior map).
     """
     from scipy import ndimage as ndi
 
     seeds = mask & (interior >= seed_threshold)
     if contrast > 0:
-        from skimage.morphology import local_maxima, reconstruction
-
-        key = None
-        if _PEAKS is not None:
-            key = (hashlib.blake2b(np.ascontiguousarray(interior).tobytes(), digest_size=16)
-                   .digest(), interior.shape, interior.dtype.str, contrast, smooth)
-        interior = interior.astype(np.float64)
-        if smooth > 0:
-            interior = ndi.gaussian_filter(interior, smooth)
-        if key is not None and key in _PEAKS:
-            peaks = np.unpackbits(_PEAKS[key], count=interior.size).reshape(interior.shape)
-        else:
-            # The h-maxima: the regional maxima (plateaus) of the map with every peak lowered
-            # by h, a reconstruction by dilation. Peaks joined by a pass less than h below them
-            # share one plateau there, so they make one seed (skimage's h_maxima would keep two
-            # peaks of exactly equal height apart).
-            lowered = reconstruction(interior - contrast, interior, method="dilation")
-            peaks = local_maxima(lowered, connectivity=2)
-            if key is not None:
-                _PEAKS[key] = np.packbits(peaks)
-        seeds &= peaks.astype(bool)
+        interior = _smoothed(interior, smooth)
+        seeds &= _h_maxima(interior, contrast) if peaks is None else peaks
     markers, _ = ndi.label(seeds)
     return markers.astype(np.int32, copy=False), 1.0 - interior
 
@@ -158,6 +141,7 @@ def label_instances(
     smooth: float = 1.0,
     seed_threshold: float | None = None,
     seed_contrast: float = 0.0,
+    peaks: np.ndarray | None = None,
 ) -> np.ndarray:
     """Turn a probability map into an instance label map.
 
@@ -193,6 +177,8 @@ def label_instances(
             only; default ``threshold``).
         seed_contrast: h of the h-maxima seeds ((H, W, 3) maps only), in [0, 1); 0 = each
             connected region of seed pixels is one seed.
+        peaks: ``interior_peaks`` of the interior channel for these ``seed_contrast`` and
+            ``smooth``, when already found (a search over the other settings reuses them).
 
     Returns:
         (H, W) int32 label map, 0 = background, objects numbered 1..n.
@@ -221,10 +207,60 @@ def label_instances(
         labels, _ = ndi.label(mask)
     elif three:
         markers, elevation = _seeds_from_interior(prob[..., 1], mask, seed_threshold,
-                                                  seed_contrast, smooth)
+                                                  seed_contrast, smooth, peaks)
         labels = watershed(elevation, markers, mask=mask)
     else:
         markers, elevation = _seeds_from_distance(mask, min_distance, smooth)
         labels = watershed(elevation, markers, mask=mask)
     return remove_small(labels.astype(np.int32, copy=False), min_size)
 
+
+DEFAULT_POSTPROCESSING = {"threshold": 0.5, "seed_threshold": 0.7, "seed_contrast": 0.2,
+                          "smooth": 2.0, "min_size": 25}
+
+POSTPROCESSING_GRID = {
+    "threshold": (0.3, 0.4, 0.5),
+    "seed_threshold": (0.5, 0.7, 0.9),
+    "seed_contrast": (0.0, 0.1, 0.2, 0.3),
+    "smooth": (2.0,),
+    "min_size": (10, 25, 40, 60, 90),
+}
+
+
+def tune_postprocessing(labels, probs, grid: dict | None = None) -> tuple[dict, float]:
+    """The ``label_instances`` settings (method ``"watershed"``) with the best mean Data
+    Science Bowl 2018 score on these images: call it with *validation* images only.
+
+    Args:
+        labels: true ``(H, W)`` label maps; probs: the model's ``(H, W, K)`` maps of them.
+        grid: the values to try for each setting (default ``POSTPROCESSING_GRID``; a map
+            with no interior channel is seeded from the distance transform instead).
+
+    Returns:
+        ``(settings, score)``.
+    """
+    from unet_course.scoring import dsb_score_dataset
+
+    three = np.asarray(probs[0]).shape[-1] == 3
+    if grid is None:
+        grid = dict(POSTPROCESSING_GRID)
+        if not three:  # no interior channel, no seeds
+            grid.update(seed_threshold=(None,), seed_contrast=(0.0,), smooth=(1.0,))
+    sizes = tuple(grid.get("min_size", (0,)))
+    others = {key: values for key, values in grid.items() if key != "min_size"}
+    peaks = {}  # the h-maxima depend on the contrast and smoothing only: found once each
+    best, best_score = None, -1.0
+    for values in itertools.product(*others.values()):
+        settings = dict(zip(others, values, strict=True))
+        contrast, smooth = settings.get("seed_contrast", 0.0), settings.get("smooth", 1.0)
+        found = []
+        for i, p in enumerate(probs):
+            if three and contrast > 0 and (i, contrast, smooth) not in peaks:
+                peaks[i, contrast, smooth] = interior_peaks(p[..., 1], contrast, smooth)
+            found.append(label_instances(p, method="watershed", min_size=0,
+                                         peaks=peaks.get((i, contrast, smooth)), **settings))
+        for size in sizes:  # the same flooding, then small objects dropped (that order)
+            score = dsb_score_dataset(list(labels), [remove_small(f, size) for f in found])
+            if score > best_score + 1e-9:
+                best, best_score = {**settings, "min_size": size}, score
+    return best, best_score

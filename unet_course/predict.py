@@ -1,12 +1,12 @@
-"""Prediction: a trained model applied to images of any size, at their native resolution.
+"""Prediction: a trained model applied to whole images of any size.
 
-What belongs here: overlap-tile prediction of images larger than the network's input
-(``predict_tiled``, cut as ``tile_plan`` says), native-size prediction of a set of images
-(``predict_native``: reflect-pad to a size the model accepts, predict same-size images in
-batches, crop the answer back; never resize), the foreground channel of a model's output
-(``foreground``) and image in, nuclei out (``predict_instances``). The sizes a model accepts
-come from ``geometry``. The command ``unet-course predict`` (image files in, PNGs out) is
-``commands.predict``.
+One module for every way a course model sees an image: ``predict_maps`` (each image padded to
+a size the model accepts, same-size inputs batched, the answer cropped back), ``predict_classes``
+(the same after the colour and polarity steps of ``normalization``), ``predict_native`` (the
+nucleus probability of each image), ``predict_tiled`` (overlap tiles, for a model with a fixed
+input size) and ``predict_instances`` (image in, nuclei out). Size-normalised prediction builds
+on these (``rescale``). A saved model is read with ``keras.saving.load_model``: importing
+``unet_course`` registers the course's layers, losses and metrics.
 """
 
 from __future__ import annotations
@@ -14,6 +14,129 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from unet_course.geometry import (
+    check_input_size,
+    nearest_valid_sizes,
+    unet_geometry,
+    unet_output_size,
+)
+from unet_course.receptive_field import receptive_field
+
+MIN_NUCLEUS_PIXELS = 20  # a map with fewer pixels called nucleus has no confidence
+
+
+def foreground(probs: np.ndarray) -> np.ndarray:
+    """``(..., C)`` model output -> float32 nucleus probability: the one channel of a sigmoid
+    output, else 1 - P(background) (channel 0) of a softmax over 2 or 3 classes."""
+    probs = np.asarray(probs, dtype=np.float32)
+    return probs[..., 0] if probs.shape[-1] == 1 else 1 - probs[..., 0]
+
+
+def confidence(probs) -> float | None:
+    """How sure a map is of its nuclei: the mean, over the pixels it calls nucleus, of the
+    largest class probability there (of the nucleus probability for one channel); None when
+    fewer than ``MIN_NUCLEUS_PIXELS`` pixels are called nucleus."""
+    probs = np.asarray(probs)
+    nucleus_probability = foreground(probs)
+    nucleus = nucleus_probability >= 0.5 if probs.shape[-1] == 1 else probs[..., 0] < 0.5
+    if nucleus.sum() < MIN_NUCLEUS_PIXELS:
+        return None
+    top = nucleus_probability if probs.shape[-1] == 1 else probs.max(axis=-1)
+    return float(top[nucleus].mean())
+
+
+def bucket(side: int, step: int) -> int:
+    """The padded length at which a ``same`` model predicts an image side: the next multiple
+    of ``step`` (the pooling grid) and of an eighth of the side's power of two. Padding adds
+    at most an eighth, and a model meets at most eight lengths an octave (XLA compiles one
+    program per input shape)."""
+    grain = max(step, (1 << (int(side).bit_length() - 1)) // 8 // step * step)
+    return -(-int(side) // grain) * grain
+
+
+def _padding(side: int, depth: int, padding: str) -> tuple[int, int]:
+    """Pixels to add before and after an image side of ``side`` for the model's input."""
+    if padding == "same":
+        return 0, bucket(side, 2**depth) - side
+    size, margin = _fit_size(side, depth, padding)
+    return margin, size - side - margin
+
+
+def predict_maps(model: Any, images, batch_size: int = 8) -> list[np.ndarray]:
+    """The model's output for each image as given, at the image's own size.
+
+    Each image is reflect-padded to a size the model accepts whose output covers it
+    (``bucket``), inputs of one padded size are predicted ``batch_size`` at a time and each
+    answer is cropped back: nothing is resized. A model with a fixed input size is slid over
+    the image in overlap tiles (``predict_tiled``).
+
+    Args:
+        images: ``(n, H, W, C)`` array or a list of ``(H_i, W_i, C)`` arrays, in the values the
+            model takes (given to it as float32).
+
+    Returns:
+        a list of ``(H_i, W_i, K)`` float32 arrays.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    channels = model.input_shape[-1]
+    images = [np.asarray(image) for image in images]
+    for image in images:  # every image checked before any prediction
+        if image.ndim != 3 or image.shape[-1] != channels:
+            raise ValueError(f"expected images (H, W, {channels}), got shape {image.shape}")
+    if None not in model.input_shape[1:3]:
+        return [predict_tiled(model, image, batch_size=batch_size) for image in images]
+    depth, padding = unet_geometry(model)
+    pads = [[_padding(side, depth, padding) for side in image.shape[:2]] for image in images]
+    groups: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        padded = tuple(s + a + b for s, (a, b) in zip(image.shape[:2], pads[i], strict=True))
+        groups.setdefault(padded, []).append(i)
+    out: list[np.ndarray] = [np.empty(0)] * len(images)
+    for ids in groups.values():
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            batch = np.stack([np.pad(images[i].astype(np.float32), [*pads[i], (0, 0)],
+                                     mode="reflect") for i in chunk])
+            maps = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+            for i, p in zip(chunk, maps, strict=True):
+                out[i] = p[:images[i].shape[0], :images[i].shape[1]]
+    return out
+
+
+def predict_native(model: Any, images, batch_size: int = 4) -> list[np.ndarray]:
+    """The nucleus probability of each image at its own size (``predict_maps``, then
+    ``foreground``): a list of ``(H_i, W_i)`` float32 arrays in [0, 1]."""
+    return [foreground(p) for p in predict_maps(model, images, batch_size)]
+
+
+def predict_classes(model: Any, images, batch_size: int = 8) -> list[np.ndarray]:
+    """``predict_maps`` after two steps for images that look like no training slide.
+
+    A fluorescence image saved in its dye's colour goes in as its grey brightness
+    (``normalization.one_colour_as_grey``). A grey image whose polarity is in doubt
+    (``normalization.polarity_in_doubt``) is predicted as it is and negated, and the maps the
+    network is more confident of are kept (``confidence``).
+
+    Args:
+        images: ``(n, H, W, 3)`` array or a list of ``(H_i, W_i, 3)`` arrays, any dtype.
+
+    Returns:
+        a list of ``(H_i, W_i, K)`` float32 arrays.
+    """
+    from unet_course import normalization  # Keras: not before the command line has started it
+
+    images = [normalization.one_colour_as_grey(np.asarray(image)) for image in images]
+    out = predict_maps(model, images, batch_size)
+    doubt = [i for i, image in enumerate(images) if normalization.polarity_in_doubt(image)]
+    if doubt:
+        negated = predict_maps(model, [-images[i].astype(np.float32) for i in doubt], batch_size)
+        for i, p in zip(doubt, negated, strict=True):
+            as_is, flipped = confidence(out[i]), confidence(p)
+            if flipped is not None and (as_is is None or flipped > as_is):
+                out[i] = p
+    return out
 
 
 def tile_plan(model: Any, tile: int | None = None, overlap: int | None = None) -> dict[str, int]:
@@ -24,20 +147,9 @@ def tile_plan(model: Any, tile: int | None = None, overlap: int | None = None) -
     each side, and the side of the part kept from each tile. Raises ValueError when the model
     cannot take ``tile`` (naming the nearest sizes that work) or nothing would be kept.
 
-    The default ``overlap`` is 0 for an unpadded (``valid``) model, whose every output pixel
-    saw its full context. For a ``same`` model it is half the receptive field
-    (``receptive_field.receptive_field``), rounded up to the pooling grid ``2**depth``, so that
-    each kept pixel saw only image, never the zero padding at a tile edge; it is capped so
-    that at least one grid cell of each tile is kept (then the tile is too small for its
-    field: pass a larger ``tile``).
+    The default ``overlap`` is 0 for a ``valid`` model; for a ``same`` model it is half the
+    receptive field rounded up to the pooling grid, so each kept pixel saw only image.
     """
-    from unet_course.geometry import (
-        check_input_size,
-        nearest_valid_sizes,
-        unet_geometry,
-        unet_output_size,
-    )
-
     depth, padding = unet_geometry(model)
     fixed = model.input_shape[1:3]
     if tile is None:
@@ -71,8 +183,6 @@ def tile_plan(model: Any, tile: int | None = None, overlap: int | None = None) -
 def _default_overlap(model: Any, out: int, step: int) -> int:
     """Half the receptive field rounded up to a multiple of ``step``, at most what leaves
     ``step`` pixels of an ``out``-pixel output (that much too for a layer it cannot trace)."""
-    from unet_course.receptive_field import receptive_field
-
     most = (out - step) // 2 // step * step
     try:
         half = receptive_field(model) // 2  # ceil((field - 1) / 2): context on each side
@@ -107,17 +217,9 @@ def predict_tiled(
 ) -> np.ndarray:
     """Overlap-tile prediction of an image of any size (Ronneberger et al. 2015, Fig. 2).
 
-    The image is mirrored at its borders and cut into ``tile x tile`` inputs placed
-    ``core`` pixels apart; from each tile's output only the central ``core x core`` part is
-    kept, where ``core`` is the output side minus ``overlap`` pixels on each side, rounded
-    down to a multiple of ``2**depth`` (so that every tile pools on the same grid). For an
-    unpadded (``valid``) model the output is already smaller than the tile and every kept
-    pixel saw its full context, so ``overlap`` can be 0; for a ``same`` model ``overlap``
-    discards the pixels near the tile edges, whose context was zero padding.
-
-    The result equals a single pass of the model over the whole (mirror-padded) image, for a
-    ``valid`` model exactly and for a ``same`` model wherever ``overlap`` covers the receptive
-    field; away from the image border it then equals ``model(image)`` too.
+    The mirrored image is cut into ``tile x tile`` inputs ``core`` pixels apart and only the
+    central ``core x core`` part of each output is kept (``tile_plan``), so the result equals
+    one pass over the whole mirrored image wherever ``overlap`` covers the receptive field.
 
     Args:
         model: a U-Net-like Keras model (``unet_course.model.build_unet``), input
@@ -196,66 +298,9 @@ def predict_instances(
 
 def _fit_size(side: int, depth: int, padding: str) -> tuple[int, int]:
     """Smallest input side whose output covers ``side`` pixels, and the output's margin."""
-    from unet_course.geometry import nearest_valid_sizes, unet_output_size
-
     size = nearest_valid_sizes(side, depth, padding)[1]
     while unet_output_size(size, depth, padding) < side:
         size = nearest_valid_sizes(size + 1, depth, padding)[1]
     return size, (size - unet_output_size(size, depth, padding)) // 2
 
-
-def foreground(probs: np.ndarray) -> np.ndarray:
-    """``(..., C)`` model output -> float32 foreground probability: the sigmoid channel for one
-    class, else 1 - P(background) (channel 0) for softmax outputs of 2 or 3 classes."""
-    probs = np.asarray(probs, dtype=np.float32)
-    return probs[..., 0] if probs.shape[-1] == 1 else 1 - probs[..., 0]
-
-
-def predict_native(model: Any, images, batch_size: int = 4) -> list[np.ndarray]:
-    """Foreground probabilities for images of any size, at their native resolution.
-
-    Each image is reflect-padded to the smallest size the model accepts whose output covers
-    it, predicted, and the answer cropped back: nothing is resized. Images of the same size
-    are predicted together, ``batch_size`` per ``predict_on_batch`` call. A model with a fixed
-    input size is slid over the mirrored image in overlapping tiles, keeping each tile's
-    centre (the paper's overlap-tile strategy, ``predict_tiled``, ``batch_size`` tiles a call).
-
-    Args:
-        model: a U-Net (``same`` or ``valid`` padding) with a sigmoid (1 channel) or softmax
-            (2 channels, foreground = channel 1) output.
-        images: ``(n, H, W, C)`` array or a list of ``(H_i, W_i, C)`` arrays, in the value range
-            the model was trained on (the seed U-Net rescales uint8 itself).
-        batch_size: images (or tiles) per forward pass.
-
-    Returns:
-        a list of ``(H_i, W_i)`` float32 arrays in [0, 1].
-    """
-    from unet_course.geometry import unet_geometry
-
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    depth, padding = unet_geometry(model)
-    channels = model.input_shape[-1]
-    images = [np.asarray(image) for image in images]
-    for image in images:  # every image checked before any prediction
-        if image.ndim != 3 or image.shape[-1] != channels:
-            raise ValueError(f"expected images (H, W, {channels}), got shape {image.shape}")
-    if None not in model.input_shape[1:3]:
-        return [foreground(predict_tiled(model, image, batch_size=batch_size)) for image in images]
-    out: list[np.ndarray] = [np.empty(0)] * len(images)
-    by_shape: dict[tuple, list[int]] = {}
-    for i, image in enumerate(images):
-        by_shape.setdefault(image.shape, []).append(i)
-    for shape, ids in by_shape.items():
-        (h, w), plans = shape[:2], []
-        for side in shape[:2]:
-            size, margin = _fit_size(side, depth, padding)
-            plans.append((margin, size - side - margin))
-        for start in range(0, len(ids), batch_size):
-            chunk = ids[start : start + batch_size]
-            batch = np.stack([np.pad(images[i], [*plans, (0, 0)], mode="reflect") for i in chunk])
-            probs = foreground(model.predict_on_batch(batch))
-            for i, p in zip(chunk, probs, strict=True):
-                out[i] = p[:h, :w]
-    return out
 

@@ -3,7 +3,7 @@
 What belongs here: the settings that win (``Recipe``, each measured in
 ``benchmarks/quality.py``), the three-class training batches (``sequence.ThreeClassSequence``), the training run itself
 (``train_recipe``), prediction of the three class maps at native resolution
-(``predict_classes``, from ``inference``) and the choice of the post-processing settings on *validation*
+(``predict.predict_classes``) and the choice of the post-processing settings on *validation*
 predictions (``tune_postprocessing``; ``choose_pipeline`` does it for predictions at the
 images' own size and size-normalised ones), never on test images or true test masks.
 
@@ -20,15 +20,16 @@ interiors (``postprocess.label_instances``), as the Data Science Bowl 2018 winne
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import numbers
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from unet_course import losses, normalization  # noqa: F401 (register the saved objects)
-from unet_course.inference import predict_classes  # noqa: F401 (the recipe's prediction)
+from unet_course import rescale
+from unet_course.evaluate import pixel_scores, scores
+from unet_course.postprocess import DEFAULT_POSTPROCESSING, tune_postprocessing
+from unet_course.predict import foreground, predict_classes
 from unet_course.sequence import ThreeClassSequence
 from unet_course.targets import CLASSES
 
@@ -109,22 +110,11 @@ class Recipe:
         return -(-self.steps // self.check_every)
 
 
-def quick(recipe: Recipe | None = None) -> Recipe:
+def quick_recipe(recipe: Recipe | None = None) -> Recipe:
     """The same recipe shrunk for quick mode: a few small steps, a few images."""
     recipe = recipe or Recipe()
     return dataclasses.replace(recipe, img_size=64, steps=8, check_every=4, warmup_steps=0,
                                train_images=16, val_images=6, slide_size=64)
-
-
-def load_model(path: str | Path) -> keras.Model:
-    """A model saved by the recipe (or any course model), in Keras's safe mode.
-
-    Importing this module registers the course's layers and losses, so the file needs no
-    ``custom_objects``.
-    """
-    from unet_course import metrics  # noqa: F401 (registers Dice and IoU)
-
-    return keras.saving.load_model(path)
 
 
 def build_model(recipe: Recipe) -> keras.Model:
@@ -244,86 +234,12 @@ def check_scores(labels, probs) -> dict[str, float]:
     """What a check logs: ``val_dice`` and ``val_iou`` (pixel scores at 0.5, counts summed
     over the slides) and ``val_score``, the score that picks the model: the instance score
     with ``DEFAULT_POSTPROCESSING`` for three-class maps, the pixel Dice for one-channel maps."""
-    from unet_course.evaluate import pixel_scores
-
     pixel = pixel_scores([np.asarray(t) > 0 for t in labels], [foreground(p) for p in probs],
                          0.5)
     logged = {"val_dice": pixel["dice"], "val_iou": pixel["iou"]}
     if np.asarray(probs[0]).shape[-1] != len(CLASSES):
         return {**logged, "val_score": pixel["dice"]}
     return {**logged, "val_score": scores(labels, probs, DEFAULT_POSTPROCESSING)["dsb_map"]}
-
-
-def foreground(probs: np.ndarray) -> np.ndarray:
-    """Nucleus probability: 1 - P(background) of a ``(H, W, 3)`` class map (interior or
-    boundary), or the one channel of a ``(H, W, 1)`` sigmoid output."""
-    return probs[..., 0] if probs.shape[-1] == 1 else 1.0 - probs[..., 0]
-
-
-POSTPROCESSING_GRID = {
-    "threshold": (0.3, 0.4, 0.5),
-    "seed_threshold": (0.5, 0.7, 0.9),
-    "seed_contrast": (0.0, 0.1, 0.2, 0.3),
-    "smooth": (2.0,),
-    "min_size": (10, 25, 40, 60, 90),
-}
-
-
-def tune_postprocessing(labels, probs, grid: dict | None = None) -> tuple[dict, float]:
-    """The post-processing settings with the best instance score on these images.
-
-    Call it with *validation* images only. Returns ``(settings, score)`` where ``settings``
-    holds the keys of ``grid`` (default ``POSTPROCESSING_GRID``: ``threshold``,
-    ``seed_threshold``, ``seed_contrast``, ``smooth``, ``min_size``) for
-    ``postprocess.label_instances`` (method ``"watershed"``) and ``score`` is their mean Data
-    Science Bowl 2018 score here. A map with no interior channel is seeded from the distance
-    transform instead (``seed_threshold`` None, ``seed_contrast`` 0, ``smooth`` 1).
-    """
-    from unet_course.postprocess import label_instances, remove_small, reuse_peaks
-    from unet_course.scoring import dsb_score_dataset
-
-    if grid is None:
-        grid = dict(POSTPROCESSING_GRID)
-        if np.asarray(probs[0]).shape[-1] != len(CLASSES):  # no interior channel, no seeds
-            grid.update(seed_threshold=(None,), seed_contrast=(0.0,), smooth=(1.0,))
-    sizes = tuple(grid.get("min_size", (0,)))
-    others = {key: values for key, values in grid.items() if key != "min_size"}
-    best, best_score = None, -1.0
-    with reuse_peaks():  # the seeds' peaks do not depend on the thresholds: found once
-        for values in itertools.product(*others.values()):
-            settings = dict(zip(others, values, strict=True))
-            found = [label_instances(p, method="watershed", min_size=0, **settings)
-                     for p in probs]
-            for size in sizes:  # the same flooding, then small objects dropped (that order)
-                score = dsb_score_dataset(list(labels), [remove_small(f, size) for f in found])
-                if score > best_score + 1e-9:
-                    best, best_score = {**settings, "min_size": size}, score
-    return best, best_score
-
-
-DEFAULT_POSTPROCESSING = {"threshold": 0.5, "seed_threshold": 0.7, "seed_contrast": 0.2,
-                          "smooth": 2.0, "min_size": 25}
-
-
-def scores(labels, probs, settings: dict, method: str = "watershed") -> dict[str, float]:
-    """Pixel Dice / IoU of the foreground and the instance score of ``label_instances``.
-
-    Args:
-        labels: true instance label maps; probs: ``predict_classes`` outputs for them.
-        settings: keyword arguments of ``label_instances`` (``tune_postprocessing``).
-
-    Returns ``{"dice", "iou", "dsb_map", "objects"}``.
-    """
-    from unet_course.evaluate import pixel_scores
-    from unet_course.postprocess import label_instances
-    from unet_course.scoring import dsb_score_dataset
-
-    pixel = pixel_scores([np.asarray(t) > 0 for t in labels], [foreground(p) for p in probs],
-                         settings["threshold"])
-    found = [label_instances(p, method=method, **settings) for p in probs]
-    return {"dice": pixel["dice"], "iou": pixel["iou"],
-            "dsb_map": dsb_score_dataset([np.asarray(t) for t in labels], found),
-            "objects": int(sum(f.max() for f in found))}
 
 
 def choose_pipeline(model: keras.Model, splits) -> dict:
@@ -342,8 +258,6 @@ def choose_pipeline(model: keras.Model, splits) -> dict:
     of one native pass, the validation ``scores`` of each, and the training nuclei's median
     area (``rescale.median_area``).
     """
-    from unet_course import rescale
-
     probs = predict_classes(model, splits.val.images)
     native, _ = tune_postprocessing(splits.val.labels, probs)
     target = rescale.median_area(splits.train.labels)
@@ -362,7 +276,7 @@ def choose_pipeline(model: keras.Model, splits) -> dict:
 def settings(quick: bool = False, **changes) -> Recipe:
     """The recipe for this run: ``Recipe()`` (or ``quick()`` in quick mode) with ``changes``;
     a change of ``steps`` keeps the warm-up's share of them unless ``warmup_steps`` is given."""
-    base = globals()["quick"]() if quick else Recipe()
+    base = quick_recipe() if quick else Recipe()
     if "steps" in changes and "warmup_steps" not in changes:  # the same share of warm-up
         changes["warmup_steps"] = base.warmup_steps * changes["steps"] // base.steps
     return dataclasses.replace(base, **changes)

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from unet_course.postprocess import DEFAULT_POSTPROCESSING, label_instances
+from unet_course.predict import confidence, predict_classes
+
 LIMITS = (0.5, 2.0)  # the factor stays within these times the rung it is estimated at
 _SAME = 0.1  # a scale within 10 % of one already predicted keeps that prediction
 MIN_SIDE = 16  # the shortest side a resized image is given
@@ -39,7 +42,6 @@ MAX_PIXELS = 4096 * 4096  # the most an image is enlarged to (16 Mi pixels; memo
 #: The scales tried for nuclei too large to be found at the image's own size (step 1).
 LADDER = (1.0, 2**-0.5, 0.5, 2**-1.5, 0.25)
 LADDER_MIN_SIDE = 64  # no rung shrinks an image's shorter side below this
-MIN_NUCLEUS_PIXELS = 20  # a rung with fewer pixels called nucleus has no confidence
 
 
 def median_area(labels) -> float:
@@ -68,27 +70,6 @@ def choose_scale(found, target_area: float, limits: tuple[float, float] = LIMITS
     return float(np.clip(np.sqrt(target_area / area), around * low, around * high))
 
 
-def confidence(probs) -> float | None:
-    """How sure a class map is of its nuclei: the mean, over the pixels it calls nucleus
-    (background probability under 0.5), of the largest class probability there; for a
-    one-channel map (``targets="binary"``: the nucleus probability) the mean nucleus
-    probability over those pixels. None when fewer than ``MIN_NUCLEUS_PIXELS`` pixels are
-    called nucleus.
-
-    Only the pixels called nucleus count, so a network that calls the whole image nucleus, and
-    is sure of it, is confident too: an untrained model can be, a trained one was not on the
-    slides of ``benchmarks/magnification.py``."""
-    from unet_course.recipe import foreground
-
-    probs = np.asarray(probs)
-    nucleus_probability = foreground(probs)
-    nucleus = nucleus_probability >= 0.5 if probs.shape[-1] == 1 else probs[..., 0] < 0.5
-    if nucleus.sum() < MIN_NUCLEUS_PIXELS:
-        return None
-    top = nucleus_probability if probs.shape[-1] == 1 else probs.max(axis=-1)
-    return float(top[nucleus].mean())
-
-
 def _resized(image: np.ndarray, scale: float) -> np.ndarray:
     from skimage.transform import resize
 
@@ -100,15 +81,13 @@ def _resized(image: np.ndarray, scale: float) -> np.ndarray:
 def most_confident_rungs(model, images, first=None, ladder: tuple[float, ...] = LADDER
                          ) -> tuple[list[float], list[np.ndarray]]:
     """Step 1 of the module's docstring: for each image, the rung of ``ladder`` whose class
-    maps, resized back to the image's own size, are most confident (``confidence``), and
+    maps, resized back to the image's own size, are most confident (``predict.confidence``), and
     those maps.
 
     Rungs that would make an image's shorter side less than ``LADDER_MIN_SIDE`` are skipped;
     ``first`` (the maps at the image's own size, rung 1) is predicted when not given. Each
     rung predicts all the images it shrinks at once. Returns ``(rungs, maps)``."""
     from skimage.transform import resize
-
-    from unet_course.recipe import predict_classes
 
     images = [np.asarray(image) for image in images]
     first = predict_classes(model, images) if first is None else first
@@ -130,14 +109,12 @@ def most_confident_rungs(model, images, first=None, ladder: tuple[float, ...] = 
 
 
 def predict_at_scale(model, image, scale: float) -> np.ndarray:
-    """``recipe.predict_classes`` of ``image`` resized by ``scale`` (bilinear, smoothed first
+    """``predict.predict_classes`` of ``image`` resized by ``scale`` (bilinear, smoothed first
     when shrinking), with the class maps resized back (bilinear) to the image's ``(H, W)``.
 
     Both sides are resized by one factor, so nuclei keep their shape: for an image whose
     shorter side would come out under 16 pixels, the factor is raised until it does not."""
     from skimage.transform import resize
-
-    from unet_course.recipe import predict_classes
 
     image = np.asarray(image)
     if scale == 1:
@@ -166,9 +143,6 @@ def predict_size_normalised(model, images, settings: dict, target_area: float,
         first: the first pass's class maps, when they are at hand (else predicted here).
         ladder: the scales of step 1; ``(1.0,)`` skips it (one estimate from the first pass).
     """
-    from unet_course.postprocess import label_instances
-    from unet_course.recipe import predict_classes
-
     images = [np.asarray(image) for image in images]
     first = predict_classes(model, images) if first is None else list(first)
     rungs, maps = most_confident_rungs(model, images, first, ladder)
@@ -245,9 +219,7 @@ def _check_scale(value, what: str) -> None:
 def _settings(record: dict, key: str, default: dict | None) -> dict:
     value = record.get(key)
     if value is None:
-        if default is None:  # imported here only: the recipe module imports Keras
-            from unet_course.recipe import DEFAULT_POSTPROCESSING as default
-        return dict(default)
+        return dict(DEFAULT_POSTPROCESSING if default is None else default)
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError(f"metrics.json: {key} must be the watershed settings train writes "
                          f"(a JSON object), got {value!r}")
@@ -259,8 +231,6 @@ def predict_pipeline(model, images, plan: dict, first=None):
     (``"auto"``), or each image resized by the plan's factor (1 = as it is).
 
     Returns ``(class maps at each image's own size, the factor used for each)``."""
-    from unet_course.recipe import predict_classes
-
     images = [np.asarray(image) for image in images]
     if plan["scale"] == "auto":
         return predict_size_normalised(model, images, plan["first"], plan["target_area"],

@@ -316,14 +316,16 @@ def _no_picture(image: np.ndarray) -> str:
 def _segmenter(model_path: Path, method, threshold, min_size, tile, overlap, scale, warn):
     """``(segment, appearance)`` for the model at ``model_path``: the recipe's whole-image
     way or the older models' tiles; every option checked before any image is predicted."""
-    from unet_course import normalization, recipe
+    import keras
+
+    from unet_course import normalization
 
     record, why = _read_record(model_path)
     try:
         way = _recipe_way(record, scale, why)
     except ValueError as error:
         raise ValueError(f"--model {str(model_path)!r}: {error}") from None
-    model = recipe.load_model(model_path)
+    model = keras.saving.load_model(model_path)
     if model.input_shape[-1] not in (1, 3):
         raise ValueError(f"--model takes {model.input_shape[-1]}-channel images; expected 1 or 3")
     if any(isinstance(layer, normalization.PercentileNormalization) for layer in model.layers):
@@ -336,7 +338,7 @@ def _segmenter(model_path: Path, method, threshold, min_size, tile, overlap, sca
         if why:
             warn(f"note: {why}; so each image is predicted "
                  + ("at its own size" if way["scale"] == 1 else f"at scale {way['scale']}")
-                 + " with the default settings (recipe.DEFAULT_POSTPROCESSING)")
+                 + " with the default settings (postprocess.DEFAULT_POSTPROCESSING)")
         return (_recipe_segmenter(model, way, method, threshold, min_size),
                 normalization.appearance_note)
     if scale not in (None, 1):
@@ -411,6 +413,7 @@ def _tiled_segmenter(model, method, threshold, min_size, tile, overlap):
     image saved in its dye's colour (``normalization.one_colour_as_grey``) goes in as its
     channel with the widest range, three times, so its values keep their scale. (No polarity
     step: that needs the confidence of a three-class recipe model.)"""
+    from unet_course import baseline
     from unet_course.normalization import one_colour_as_grey
     from unet_course.predict import predict_instances, tile_plan
 
@@ -423,7 +426,7 @@ def _tiled_segmenter(model, method, threshold, min_size, tile, overlap):
             widest = np.argmax(np.ptp(image.reshape(-1, 3), axis=0))
             image = np.repeat(image[..., widest:widest + 1], 3, axis=-1)
         pixels = files.to_uint8(image)
-        pixels = files.to_grey(pixels) if grey else pixels
+        pixels = np.rint(baseline.to_grey(pixels, "bright"))[..., None].astype(np.uint8) if grey else pixels
         labels, _ = predict_instances(
             model, pixels, method, threshold or 0.5, tile=tile, overlap=overlap,
             min_size=10 if min_size is None else min_size)
