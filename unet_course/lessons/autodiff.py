@@ -1,9 +1,5 @@
-"""The gradient of a function's output with respect to its input, on any Keras backend.
-
-What belongs here: :func:`input_gradient`, that notebook 03 uses to show that the transposed
-convolution is the gradient of the convolution (the notebook writes the TensorFlow version by
-hand; this module holds the same computation for TensorFlow, JAX and PyTorch), and
-:func:`output_pixel_gradients`, that notebook 04 uses to measure receptive fields.
+"""Input gradients on the TensorFlow, JAX and PyTorch backends of Keras: the vector-Jacobian
+product of notebook 03 and the per-pixel gradients that notebook 04 measures receptive fields by.
 """
 
 from __future__ import annotations
@@ -15,19 +11,12 @@ import numpy as np
 
 
 def input_gradient(fn: Callable[[Any], Any], x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``∂L/∂x`` for ``L = sum(g * fn(x))``, by the active Keras backend's autodiff.
+    """``∂L/∂x`` for ``L = sum(g * fn(x))``: the vector-Jacobian product ``J^T g`` of ``fn`` at
+    ``x``, by the active Keras backend's autodiff.
 
-    ``g`` plays the part of ``∂Loss/∂y`` arriving from later layers: for ``y = fn(x)`` the result
-    is the vector-Jacobian product ``J^T g``. ``fn`` must be written with ``keras.ops`` (or the
-    backend's own ops).
-
-    Args:
-        fn: maps an array shaped like ``x`` to one shaped like ``g``.
-        x: the input, any shape, converted to float32.
-        g: the weights of the outputs, ``fn(x)``'s shape, converted to float32.
-
-    Returns:
-        a NumPy float32 array of ``x``'s shape.
+    ``fn`` (``keras.ops`` or the backend's own ops) maps an array shaped like ``x`` to one shaped
+    like ``g``; ``x`` and ``g`` are converted to float32. Returns a float32 NumPy array of
+    ``x``'s shape. Raises RuntimeError on a backend other than TensorFlow, JAX or PyTorch.
     """
     import keras
 
@@ -55,25 +44,20 @@ def input_gradient(fn: Callable[[Any], Any], x: np.ndarray, g: np.ndarray) -> np
 
 
 def output_pixel_gradients(model: Any, x: np.ndarray, rows: np.ndarray,
-                           cols: np.ndarray) -> np.ndarray:
-    """``|∂ model(x)[b, rows[b], cols[b], 0] / ∂ x[b]|``, summed over channels, for every ``b``.
+                           cols: np.ndarray) -> np.ndarray:  # fmt: skip
+    """``|∂ model(x)[b, rows[b], cols[b], 0] / ∂ x[b]|`` summed over channels, for every ``b``.
 
-    Each image of the batch gets its own output pixel; images in a batch do not interact at
-    prediction time (``training=False``), so one backward pass gives all ``n`` gradients.
-
-    Args:
-        model: a Keras model mapping ``(n, H, W, C)`` to ``(n, H', W', K)``.
-        x: ``(n, H, W, C)`` inputs, converted to float32.
-        rows, cols: ``(n,)`` integer positions in the output, one per image.
-
-    Returns:
-        ``(n, H, W)`` float32, the absolute gradient summed over the input channels.
+    ``model`` maps ``(n, H, W, C)`` to ``(n, H', W', K)``; ``x`` is ``(n, H, W, C)`` (converted
+    to float32), ``rows`` and ``cols`` are ``(n,)`` output positions, one per image. Images do
+    not interact at prediction time (``training=False``), so one backward pass gives all ``n``.
+    Returns ``(n, H, W)`` float32. Raises ValueError for other shapes or positions outside the
+    output.
     """
     x = np.asarray(x, "float32")
     rows, cols = np.asarray(rows, int), np.asarray(cols, int)
     if x.ndim != 4 or rows.shape != (len(x),) or cols.shape != (len(x),):
         raise ValueError(f"expected x (n, H, W, C) and rows, cols (n,), got x {x.shape}, "
-                         f"rows {rows.shape}, cols {cols.shape}")
+                         f"rows {rows.shape}, cols {cols.shape}")  # fmt: skip
     import keras
 
     out_shape = tuple(keras.ops.shape(model(x[:1], training=False)))[1:]
