@@ -34,6 +34,7 @@ def doctor_report() -> list[str]:
     import keras
 
     from unet_course import __version__
+    from unet_course.devices import available
     from unet_course.runtime import gpu_devices
     from unet_course.train import choose_accelerator
 
@@ -44,6 +45,8 @@ def doctor_report() -> list[str]:
     gpus = gpu_devices()
     lines.append(f"GPUs: {', '.join(gpus) if gpus else 'none visible'}")
     lines.append(f"Training would run on: {choose_accelerator().describe()}")
+    found = available()
+    lines.append(f"--devices all would use: {', '.join(found)} ({len(found)})")
     if not gpus:
         lines += [
             "No GPU: everything works on the CPU, but training is slow there.",

@@ -1,0 +1,132 @@
+"""Data parallel training on the devices of one machine, through Keras' own engines.
+
+Build, compile and fit the model inside ``distributed(devices)``: JAX then uses a
+``keras.distribution.DataParallel``, TensorFlow a ``tf.distribute.MirroredStrategy``. Each step
+splits one global batch (``global_batch``) across the devices and averages their gradients, so
+it is the one-device step on that batch. With one device nothing changes.
+
+Learning rate: kept by default (``LR_RULE = "none"``), since the recipe trains with Adam, whose
+step does not grow with the batch, and Goyal et al.'s (2017) linear rule with warm-up was
+derived for SGD; ``learning_rate(..., rule="linear")`` applies it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import keras
+import numpy as np
+
+LR_RULE = "none"
+_RULES = ("none", "linear")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The devices a run uses, named as ``"gpu:0"`` or ``"cpu:1"``, and how many."""
+
+    devices: tuple[str, ...]
+    count: int
+
+
+def available(backend: str | None = None) -> list[str]:
+    """The devices ``--devices all`` uses: the accelerators, else the CPU devices the backend
+    shows (``keras.distribution.list_devices()``; TensorFlow's logical devices). On PyTorch,
+    which Keras does not distribute: the CUDA devices, else ``["cpu:0"]``."""
+    if (backend or keras.backend.backend()) == "torch":
+        from unet_course.runtime import gpu_devices
+
+        return gpu_devices() or ["cpu:0"]
+    return list(keras.distribution.list_devices())
+
+
+def parse_devices(text: str) -> str | int:
+    """``--devices``: ``"all"`` or a positive integer (as an int); ValueError otherwise."""
+    value = str(text).strip().lower()
+    if value == "all":
+        return "all"
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ValueError(f"--devices expects 'all' or a positive integer, got {text!r}")
+
+
+def plan(devices: str | int | Sequence[str] = 1) -> Plan:
+    """``"all"`` of ``available()``, its first ``N``, or the device names given. Raises
+    ValueError when ``N`` exceeds the devices available, or for no device."""
+    if isinstance(devices, str):
+        devices = parse_devices(devices)
+    found = available() if isinstance(devices, (str, int)) else list(devices)
+    if isinstance(devices, int):
+        if devices > len(found):
+            raise ValueError(f"--devices {devices}: this machine shows {len(found)} device(s) "
+                             f"({', '.join(found)}); use 'all' or a smaller number")
+        found = found[:devices]
+    if not found:
+        raise ValueError("no devices to train on")
+    return Plan(tuple(found), len(found))
+
+
+@contextlib.contextmanager
+def distributed(devices: str | int | Sequence[str] = 1) -> Iterator[Plan]:
+    """Yield the ``Plan``; a model built, compiled and fit inside trains data parallel.
+
+    One device: nothing is set. Several: JAX sets ``DataParallel(devices=...)`` and restores
+    the previous distribution on exit (each batch must then divide by the device count);
+    TensorFlow enters a ``MirroredStrategy`` scope. Raises ValueError as ``plan`` does, and
+    for several devices on PyTorch.
+    """
+    chosen = plan(devices)
+    backend = keras.backend.backend()
+    if chosen.count == 1:
+        yield chosen
+    elif backend == "jax":
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=list(chosen.devices)))
+        try:
+            yield chosen
+        finally:
+            keras.distribution.set_distribution(previous)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        names = ["/" + name.upper() for name in chosen.devices]  # "cpu:1" -> "/CPU:1"
+        with tf.distribute.MirroredStrategy(names).scope():
+            yield chosen
+    else:
+        raise ValueError(f"training on {chosen.count} devices needs KERAS_BACKEND=jax or "
+                         f"tensorflow; Keras does not distribute training on {backend}")
+
+
+def predict_on_batch(model: keras.Model, batch: np.ndarray):
+    """``model.predict_on_batch(batch)``, with the one-device result for a batch of any size
+    inside ``distributed()`` too (a single whole slide included).
+
+    JAX splits the batch across the devices, so it is padded with copies of its last item to
+    a multiple of their number; TensorFlow's ``predict_on_batch`` runs the whole batch on every
+    replica and concatenates the copies. The outputs are cut back to ``len(batch)`` rows.
+    """
+    n = len(batch)
+    spread = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    if spread is not None and n % spread.device_mesh.devices.size:
+        extra = -n % spread.device_mesh.devices.size
+        batch = np.concatenate([batch, np.repeat(np.asarray(batch)[-1:], extra, axis=0)])
+    return keras.tree.map_structure(lambda a: a[:n], model.predict_on_batch(batch))
+
+
+def global_batch(per_device: int, count: int) -> int:
+    """Crops per step over all devices: ``per_device * count``; ValueError below 1."""
+    if per_device < 1 or count < 1:
+        raise ValueError(f"per_device and count must be >= 1, got {per_device}, {count}")
+    return per_device * count
+
+
+def learning_rate(base: float, count: int, rule: str = LR_RULE) -> float:
+    """The peak learning rate for a global batch ``count`` times the per-device one: ``base``
+    for ``"none"``, ``base * count`` for ``"linear"`` (the recipe's warm-up ramps up to it).
+    ValueError for another rule."""
+    if rule not in _RULES:
+        raise ValueError(f"learning-rate rule must be one of {_RULES}, got {rule!r}")
+    return base * count if rule == "linear" else base
