@@ -162,15 +162,31 @@ def test_counts_match_brute_force(seed):
     assert scoring.dsb_score(pred, true) == pytest.approx(expected)  # TP same, FP and FN swap
 
 
-def test_sparse_and_huge_labels_agree_with_dense(monkeypatch):
+def test_huge_label_values_agree_with_small_ones():
     rng = np.random.default_rng(5)
     true = random_labels(rng, size=64, count=12)
     pred = ndi.grey_dilation(true, size=3)
     expected = scoring.match_counts(true, pred)
-    huge = np.where(true > 0, true + 2**40, 0)  # ids far above the pixel count: sorted path
+    huge = np.where(true > 0, true + 2**40, 0)  # ids far above the pixel count
     assert np.array_equal(np.stack(scoring.match_counts(huge, pred)), np.stack(expected))
-    monkeypatch.setattr(scoring, "_DENSE_LIMIT", 0)  # force the pair-sorting path
-    assert np.array_equal(np.stack(scoring.match_counts(true, pred)), np.stack(expected))
+    iou, true_ids, _ = scoring.iou_matrix(huge, pred)
+    np.testing.assert_array_equal(iou, scoring.iou_matrix(true, pred)[0])
+    assert true_ids.min() > 2**40
+
+
+def test_overlaps_count_every_pair_like_numpy():
+    """The contingency table's counts against np.unique over the (true, pred) pixel pairs."""
+    rng = np.random.default_rng(9)
+    true = random_labels(rng, count=9)
+    pred = np.where(random_labels(rng, count=6) > 0, 500, np.roll(true, 3, axis=1))
+    true_ids, pred_ids, i, j, inter, union = scoring._overlaps(true, pred)
+    fg = (true > 0) & (pred > 0)
+    pairs, counts = np.unique(np.stack([true[fg], pred[fg]]), axis=1, return_counts=True)
+    got = sorted(zip(true_ids[i].tolist(), pred_ids[j].tolist(), inter.tolist(), strict=True))
+    assert got == sorted(zip(*pairs.tolist(), counts.tolist(), strict=True))
+    for a, b, u in zip(true_ids[i], pred_ids[j], union, strict=True):
+        assert u == np.count_nonzero((true == a) | (pred == b))
+    assert inter.dtype == union.dtype == np.int64
 
 
 def test_dataset_score_is_the_mean_of_image_scores():
@@ -324,7 +340,12 @@ def test_class_balance_matches_scikit_learn():
     ref = compute_class_weight("balanced", classes=np.array([False, True]), y=mask.ravel())
     np.testing.assert_allclose(w[~mask], ref[0], rtol=1e-6)
     np.testing.assert_allclose(w[mask], ref[1], rtol=1e-6)
+    n, fg = mask.size, np.count_nonzero(mask)  # by hand: n / (2 * pixels of the class)
+    assert w.dtype == np.float32 and w.shape == mask.shape
+    assert set(np.unique(w).tolist()) == {np.float32(n / (2 * fg)), np.float32(n / (2 * (n - fg)))}
+    assert np.all(w[mask] == np.float32(n / (2 * fg)))
     assert w.mean() == pytest.approx(1.0)
+    assert np.all(targets.class_balance_weights(np.ones((3, 5), int)) == 1)
     assert np.all(targets.class_balance_weights(np.zeros((4, 4), bool)) == 1)
 
 

@@ -21,8 +21,13 @@ def batch(seed, shape=(3, 12, 12, 1)):
     return t, p
 
 
+def np_clip(p):
+    """Probabilities clipped to [1e-7, 1 - 1e-7] as float32 does it, then float64."""
+    return np.clip(p.astype("float32"), np.float32(1e-7), np.float32(1 - 1e-7)).astype("float64")
+
+
 def np_bce(t, p):
-    p = np.clip(p.astype("float64"), 1e-7, 1 - 1e-7)
+    p = np_clip(p)
     return -(t * np.log(p) + (1 - t) * np.log(1 - p))
 
 
@@ -127,6 +132,52 @@ def test_weighted_bce_in_model_fit_with_weight_maps():
     assert doubled == pytest.approx(2 * base, rel=1e-5)
     hist = model.fit(p, t, sample_weight=w, epochs=1, batch_size=2, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
+
+
+def np_classes_dice(t, p, smooth=1.0):
+    """Categorical cross-entropy + mean soft Dice of classes 1.. per image, in float64."""
+    pc = np_clip(p)
+    ce = -(t * np.log(pc)).sum(-1).mean(axis=(1, 2))
+    inter, total = (t * pc).sum(axis=(1, 2)), t.sum(axis=(1, 2)) + pc.sum(axis=(1, 2))
+    return ce + (1 - (2 * inter + smooth) / (total + smooth))[:, 1:].mean(-1)
+
+
+@pytest.mark.parametrize("smooth", [0.5, 1.0])
+def test_classes_dice_matches_numpy_with_saturated_and_float16_outputs(smooth):
+    rng = np.random.default_rng(12)
+    t = np.eye(3, dtype="float32")[rng.integers(0, 3, (3, 10, 10))]
+    p = rng.dirichlet([1.0, 1.0, 1.0], (3, 10, 10)).astype("float32")
+    p[0, :4] = t[0, :4]  # exact one-hot: right where t is, log(0) elsewhere
+    p[1, :4] = np.roll(t[1, :4], 1, axis=-1)  # confidently wrong: -log(1e-7) per pixel
+    want = np_classes_dice(t, p, smooth)
+    got = value(losses.ClassesDiceLoss(smooth=smooth, reduction=None)(t, p))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    got16 = float(losses.ClassesDiceLoss(smooth=smooth)(t, p.astype("float16")))
+    assert got16 == pytest.approx(np_classes_dice(t, p.astype("float16"), smooth).mean(),
+                                  rel=1e-4)
+
+
+def test_saturated_activations_in_a_compiled_model_are_clipped_not_read_as_logits():
+    """TensorFlow's cross-entropy swaps a sigmoid / softmax output for its logits when it can;
+    the losses clip first, so a compiled model's loss is the clipped formula of its output."""
+    x = np.linspace(-1, 1, 2 * 6 * 6).reshape(2, 6, 6, 1).astype("float32")
+    t = (x > 0.3).astype("float32")
+    for activation, loss, reference, truth in [
+        ("sigmoid", losses.BCEDiceLoss(), lambda t, p: (np_bce(t, p).mean(axis=(1, 2, 3))
+                                                        + np_soft_dice(t, p)), t),
+        ("softmax", losses.ClassesDiceLoss(), np_classes_dice,
+         np.concatenate([1 - t, t, np.zeros_like(t)], -1)),
+    ]:
+        inputs = keras.Input((6, 6, 1))
+        layer = keras.layers.Conv2D(truth.shape[-1], 1, activation=activation)
+        model = keras.Model(inputs, layer(inputs))
+        kernel = np.array([400.0, -400.0, 0.0][: truth.shape[-1]], "float32").reshape(1, 1, 1, -1)
+        layer.set_weights([kernel, np.full(truth.shape[-1], -20.0, "float32")])
+        model.compile("sgd", loss=loss)
+        out = model.predict(x, verbose=0)
+        assert np.any(out == 1.0) and np.any(out < 1e-7)  # saturated in float32
+        got = model.evaluate(x, truth, batch_size=2, verbose=0)
+        assert got == pytest.approx(reference(truth, out).mean(), rel=1e-5), activation
 
 
 def test_float16_inputs_are_finite_and_match_float32():

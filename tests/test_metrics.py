@@ -113,6 +113,29 @@ def test_threshold_is_inclusive_like_binary_iou():
     assert keras_result(metrics.Dice(0.5), t, p) == pytest.approx(2 / 4)
 
 
+def test_iou_is_binary_iou_with_the_course_truth_rule_and_empty_value():
+    assert isinstance(metrics.IoU(), keras.metrics.BinaryIoU)
+    t = np.array([[0.7, 0.7, 0.2, 0.0]], "float32")  # soft truth: foreground where >= 0.5
+    p = np.array([[0.4, 0.39, 0.4, 0.1]], "float32")  # TP (p == threshold), FN, FP, TN
+    assert keras_result(metrics.IoU(0.4), t, p) == pytest.approx(1 / 3)
+    assert keras_result(metrics.Dice(0.4), t, p) == pytest.approx(2 / 4)
+    z = np.zeros((1, 4), "float32")  # nothing to find: BinaryIoU says 0, the course 1
+    assert keras_result(keras.metrics.BinaryIoU([1]), z, z) == 0.0
+    assert keras_result(metrics.IoU(), z, z) == 1.0
+
+
+def test_metric_configs_saved_by_the_earlier_counting_metrics_still_load():
+    for cls, name in (("Dice", "dice"), ("IoU", "iou")):
+        saved = {"module": "unet_course.metrics", "class_name": cls,
+                 "config": {"name": name, "dtype": "float32", "threshold": 0.3,
+                            "empty_value": 0.5},
+                 "registered_name": f"unet_course>{cls}"}
+        back = keras.saving.deserialize_keras_object(saved)
+        assert type(back) is getattr(metrics, cls)
+        assert (back.threshold, back.empty_value, back.name) == (0.3, 0.5, name)
+        assert back.get_config() == saved["config"]
+
+
 def test_epoch_accumulation_is_not_mean_of_batch_ratios():
     # Batch 1: a large object predicted perfectly. Batch 2: a single pixel missed.
     big = np.zeros((1, 32, 32, 1), "float32")
