@@ -109,7 +109,7 @@ def test_missing_root_and_empty_root(tmp_path):
 
 
 def test_an_image_saved_in_its_dyes_colour_loads_as_its_grey_brightness(tmp_path):
-    """A blue DAPI image in the DSB layout loads grey, as recipe.predict_classes shows such
+    """A blue DAPI image in the DSB layout loads grey, as predict.predict_classes shows such
     an image to the network, so training on it and predicting it agree."""
     root = tmp_path / "d"
     (root / "a" / "images").mkdir(parents=True)
@@ -402,3 +402,90 @@ def test_load_split_of_synthetic_data_makes_only_that_split():
     assert datasets.source("synthetic", 48, seed=3) == whole.source
     with pytest.raises(ValueError, match="name must be one of"):
         datasets.load_split("synthetic", "testing")
+
+
+# ------------------------------------------------------------------------------ the folder split
+
+MODALITY = {"L": "fluorescence", "I;16": "fluorescence", "dark": "brightfield", "RGB": "stain",
+            "RGBA": "stain"}
+
+
+def _by_labels(truth: dict) -> dict[bytes, str]:
+    """Sample id by the bytes of its label map (each fixture sample has its own discs)."""
+    return {labels.tobytes(): sample_id for sample_id, (_, labels) in truth.items()}
+
+
+def test_experiment_groups_name_size_and_modality(tmp_path):
+    specs = [(40, 40, "L"), (36, 52, "dark"), (48, 64, "RGB"), (48, 64, "RGBA"), (30, 34, "I;16")]
+    truth = make_dsb_fixture(tmp_path / "d", specs=specs)
+    ids = list(truth)  # in the order of specs
+    groups = dsb2018.experiment_groups(tmp_path / "d", ids)
+    assert groups == [f"{h}x{w} {MODALITY[mode]}" for h, w, mode in specs]
+
+
+def test_a_folder_of_several_experiments_keeps_validation_and_test_experiments_apart(tmp_path):
+    """Each slide's experiment is known from how the fixture wrote it (size and mode), not from
+    the code under test: no experiment of the validation or test slides is a training one."""
+    from unet_course import datasets
+
+    kinds = [(40, 40, "L"), (48, 64, "L"), (36, 52, "dark"), (40, 40, "dark"), (44, 44, "RGB"),
+             (52, 36, "RGBA")]
+    specs = [kinds[k % len(kinds)] for k in range(20)]
+    truth = make_dsb_fixture(tmp_path / "d", specs=specs)
+    experiment = dict(zip(truth, specs, strict=True))
+    which = _by_labels(truth)
+    for seed in (0, 1, 7):
+        splits = datasets.load_splits(tmp_path / "d", seed=seed)
+        named = {name: [which[lab.tobytes()] for lab in getattr(splits, name).labels]
+                 for name in datasets.SPLIT_NAMES}
+        assert sorted(sum(named.values(), [])) == sorted(truth)  # every slide exactly once
+        assert all(named.values())
+        seen = {name: {experiment[i] for i in ids} for name, ids in named.items()}
+        assert not seen["train"] & seen["val"] and not seen["train"] & seen["test"]
+        assert not seen["val"] & seen["test"]
+        again = datasets.load_splits(tmp_path / "d", seed=seed)
+        for name in datasets.SPLIT_NAMES:
+            assert [which[lab.tobytes()] for lab in getattr(again, name).labels] == named[name]
+
+
+def test_split_indices_takes_whole_groups_near_the_fractions_and_is_seeded():
+    from unet_course import datasets
+
+    groups = np.repeat([f"g{k}" for k in range(12)], [30, 10, 8, 8, 6, 6, 5, 5, 4, 4, 2, 2])
+    for seed in range(5):
+        pieces = datasets.split_indices(groups, seed)
+        assert sorted(np.concatenate(list(pieces.values()))) == list(range(len(groups)))
+        sets = {name: set(groups[index]) for name, index in pieces.items()}
+        assert not sets["train"] & (sets["val"] | sets["test"]) and not sets["val"] & sets["test"]
+        for name, fraction in zip(("val", "test"), datasets.DSB_FRACTIONS[1:], strict=True):
+            assert 0 < len(pieces[name]) <= 2 * fraction * len(groups), (seed, name)
+        again = datasets.split_indices(groups, seed)
+        assert all(np.array_equal(pieces[k], again[k]) for k in pieces)
+    assert any(not np.array_equal(datasets.split_indices(groups, 0)["test"],
+                                  datasets.split_indices(groups, s)["test"]) for s in (1, 2, 3))
+
+
+@pytest.mark.parametrize("groups", [["a"] * 9, ["a"] * 5 + ["b"] * 4])
+def test_too_few_groups_fall_back_to_a_seeded_shuffle(groups):
+    from unet_course import datasets
+
+    pieces = datasets.split_indices(groups, 3)
+    order = np.random.default_rng(3).permutation(9)  # by hand: 70 / 15 / 15 of 9 is 7 / 1 / 1
+    assert pieces["train"].tolist() == order[:7].tolist()
+    assert pieces["val"].tolist() == order[7:8].tolist()
+    assert pieces["test"].tolist() == order[8:].tolist()
+    with pytest.raises(ValueError, match="at least 3"):
+        datasets.split_indices(["a", "b"], 0)
+
+
+def test_a_folder_of_one_kind_still_splits(tmp_path):
+    from unet_course import datasets
+
+    truth = make_dsb_fixture(tmp_path / "d", specs=[(40, 40, "L")] * 7)
+    splits = datasets.load_splits(tmp_path / "d", seed=2)
+    assert [len(splits.train), len(splits.val), len(splits.test)] == [5, 1, 1]
+    which = _by_labels(truth)
+    named = [which[lab.tobytes()] for name in datasets.SPLIT_NAMES
+             for lab in getattr(splits, name).labels]
+    ids = dsb2018.dsb2018_ids(tmp_path / "d")
+    assert named == [ids[i] for i in np.random.default_rng(2).permutation(7)]

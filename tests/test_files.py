@@ -215,6 +215,69 @@ def test_to_uint8_maps_percentiles_and_keeps_8bit():
     assert np.abs(files.to_uint8(floats).astype(int) - expected).max() <= 1
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32, np.float64])
+def test_to_uint8_equals_the_percentile_formula_by_hand(dtype):
+    """The library call (skimage's rescale_intensity) gives the values of the formula written out
+    with NumPy alone: (x - p1) * 255 / (p99.8 - p1), clipped to [0, 255], rounded."""
+    rng = np.random.default_rng(4)
+    image = (rng.gamma(2.0, 300.0, (37, 41, 3)) + rng.integers(0, 3, (37, 41, 3))).astype(dtype)
+    values = image.astype(np.float64)
+    low, high = np.percentile(values, [1, 99.8])
+    expected = np.rint(np.clip((values - low) * (255 / (high - low)), 0, 255))
+    got = files.to_uint8(image)
+    assert got.dtype == np.uint8 and got.shape == image.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_to_uint8_of_flat_empty_and_nan_images():
+    flat = np.full((10, 10), 700, np.uint16)
+    flat[0, 0] = 900  # above the top percentile of an otherwise flat image: bright
+    expected = np.zeros((10, 10), np.uint8)
+    expected[0, 0] = 255
+    np.testing.assert_array_equal(files.to_uint8(flat), expected)
+    np.testing.assert_array_equal(files.to_uint8(np.full((3, 3), np.nan)), np.zeros((3, 3)))
+    ramp = np.linspace(0, 1, 1001)
+    ramp[500] = np.nan  # a NaN counts as the low percentile: 0
+    low, high = np.percentile(np.delete(ramp, 500), [1, 99.8])
+    got = files.to_uint8(ramp)
+    assert got[500] == 0 and got[-1] == 255
+    np.testing.assert_array_equal(np.delete(got, 500), np.rint(np.clip(
+        (np.delete(ramp, 500) - low) * (255 / (high - low)), 0, 255)))
+
+
+def test_sha256_equals_hashlib_on_the_bytes(tmp_path):
+    import hashlib
+
+    data = np.random.default_rng(0).bytes(3 << 20)  # larger than one read
+    (tmp_path / "blob").write_bytes(data)
+    assert files.sha256(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
+
+
+DATA_PART = {"files", "dsb2018", "datasets", "data", "label_maps", "real_slide", "rendering",
+             "interrupts"}
+
+
+@pytest.mark.parametrize("module", sorted(DATA_PART))
+def test_the_data_part_imports_no_train_or_predict_module(module):
+    """The architecture rule: files, dsb2018, datasets, data, label_maps and real_slide (and the
+    helpers they use) import only each other, at the top or inside a function."""
+    import ast
+    from pathlib import Path
+
+    import unet_course
+
+    source = Path(unet_course.__file__).parent / f"{module}.py"
+    imported = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("unet_course"):
+            parts = node.module.split(".")
+            imported |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[1] for a in node.names
+                         if a.name.startswith("unet_course.")}
+    assert imported <= DATA_PART, imported - DATA_PART
+
+
 def test_the_dsb_loader_reads_12bit_data_with_the_one_reader(tmp_path):
     from unet_course.dsb2018 import load_dsb2018
 

@@ -4,10 +4,11 @@ import keras
 import numpy as np
 import pytest
 
+from unet_course import files, normalization
+from unet_course.files import one_colour_as_grey
 from unet_course.normalization import (
     PercentileNormalization,
     appearance_note,
-    one_colour_as_grey,
     percentile_normalize,
     polarity_in_doubt,
 )
@@ -79,6 +80,11 @@ def test_a_tinted_slide_comes_back_proportional_to_its_grey_brightness():
     np.testing.assert_allclose(out[..., 0], grey * np.linalg.norm(tint), rtol=1e-5, atol=1e-3)
 
 
+def test_one_colour_as_grey_lives_in_files_and_is_reachable_from_normalization():
+    assert normalization.one_colour_as_grey is files.one_colour_as_grey
+    assert (normalization.LOW, normalization.HIGH) == (files.LOW, files.HIGH) == (1.0, 99.8)
+
+
 def test_grey_bright_field_and_two_dye_images_are_returned_as_they_are():
     from unet_course.data import make_nuclei
 
@@ -95,13 +101,14 @@ def test_grey_bright_field_and_two_dye_images_are_returned_as_they_are():
 
 
 def test_grey_bright_field_is_in_doubt_and_fluorescence_and_colour_are_not():
+    from skimage.color import rgb2gray
+
     from unet_course.data import make_nuclei
-    from unet_course.files import to_grey
 
     slides, _ = make_nuclei(8, size=128, seed=5, style="brightfield")
     for slide in slides:
         assert not polarity_in_doubt(slide)  # in colour: the networks know bright-field
-        assert polarity_in_doubt(np.repeat(to_grey(slide), 3, axis=-1))  # dark on light
+        assert polarity_in_doubt(np.repeat(rgb2gray(slide)[..., None], 3, axis=-1))  # dark on light
     fluorescence = np.repeat(_grey_slide()[..., None], 3, axis=-1)
     assert not polarity_in_doubt(fluorescence)
     assert polarity_in_doubt(255 - fluorescence)  # the same slide negated

@@ -1,16 +1,9 @@
-"""Datasets for training: ``"synthetic"`` or a DSB2018 folder as seeded train/val/test splits.
+"""Datasets for training: ``"synthetic"`` or a DSB2018 folder, as seeded train/val/test splits.
 
-What belongs here: ``load_splits``, which the command line and notebook 05 use to get the
-same three splits for the same settings, and the ``Split``/``Splits`` containers.
-
-- ``"synthetic"``: three independent sets of ``unet_course.data.make_nuclei`` images, each with
-  its own seed derived from ``seed`` (so no test image is a training image).
-- a folder in the Data Science Bowl 2018 layout (``ROOT/<id>/images/<id>.png``,
-  ``ROOT/<id>/masks/*.png``): loaded at native resolution with ``load_dsb2018`` and shuffled
-  with ``seed`` into 70 % / 15 % / 15 % train / validation / test.
-
-Quick mode keeps a few dozen images (and, for the synthetic set, 64x64 images unless you ask
-for a size), so that a whole training run takes seconds on a CPU.
+``load_splits`` (and ``load_split``, one split only) gives the same three splits for the same
+settings. Synthetic splits are ``data.make_nuclei`` images from three seeds derived from
+``seed``; a DSB2018 folder is split by ``split_indices``. Quick mode keeps a few dozen images
+(and 64x64 synthetic ones unless a size is given).
 """
 
 from __future__ import annotations
@@ -28,18 +21,16 @@ QUICK_IMG_SIZE = 64
 FULL_IMG_SIZE = 256
 DSB_FRACTIONS = (0.70, 0.15, 0.15)
 SPLIT_NAMES = ("train", "val", "test")
+#: A folder with fewer groups (``dsb2018.experiment_groups``) is split by a plain shuffle.
+MIN_GROUPS = 3
+#: ``GroupShuffleSplit`` draws this many candidate splits; the one nearest the fraction is kept.
+CANDIDATES = 20
 
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """One split of a dataset.
-
-    Attributes:
-        images: ``(n, H, W, 3) uint8`` array, or a list of ``(H_i, W_i, 3) uint8`` arrays when
-            the sizes differ (DSB2018).
-        labels: instance labels to match, ``(n, H, W) int32`` or a list of ``(H_i, W_i) int32``;
-            0 is background.
-    """
+    """One split: ``images`` ``(n, H, W, 3) uint8`` (or a list of ``(H_i, W_i, 3) uint8`` when
+    sizes differ) and instance ``labels`` ``(n, H, W) int32`` (or a list), 0 = background."""
 
     images: np.ndarray | list[np.ndarray]
     labels: np.ndarray | list[np.ndarray]
@@ -49,14 +40,14 @@ class Split:
 
     @property
     def masks(self) -> np.ndarray | list[np.ndarray]:
-        """The semantic masks ``labels > 0`` as ``uint8`` 0/1, in the same container type."""
+        """``labels > 0`` as ``uint8`` 0/1, in the same container type."""
         if isinstance(self.labels, np.ndarray):
             return (self.labels > 0).astype(np.uint8)
         return [(lab > 0).astype(np.uint8) for lab in self.labels]
 
     @property
     def same_size(self) -> bool:
-        """True when every image has the same height and width (a stacked array)."""
+        """True when the images are one stacked array (all the same size)."""
         return isinstance(self.images, np.ndarray)
 
 
@@ -71,75 +62,56 @@ class Splits:
 
     def describe(self) -> str:
         """One line: the source and the number of images in each split."""
-        return (
-            f"{self.source}: {len(self.train)} train, {len(self.val)} validation, "
-            f"{len(self.test)} test images"
-        )
+        return (f"{self.source}: {len(self.train)} train, {len(self.val)} validation, "
+                f"{len(self.test)} test images")
 
 
 def check_data(data: str | Path) -> str | Path:
-    """Return ``data`` if it is ``"synthetic"`` or an existing folder; raise otherwise."""
+    """``data`` if it is ``"synthetic"`` or an existing folder; else ``TypeError`` or
+    ``FileNotFoundError``."""
     if isinstance(data, str) and data == SYNTHETIC:
         return data
     if not isinstance(data, str | Path):
         raise TypeError(f"data must be 'synthetic' or a folder path, got {type(data).__name__}")
-    path = Path(data)
-    if not path.is_dir():
+    if not Path(data).is_dir():
         raise FileNotFoundError(
             f"data {str(data)!r} is neither 'synthetic' nor an existing folder in the DSB2018 "
-            "layout (ROOT/<id>/images/<id>.png and ROOT/<id>/masks/*.png)"
-        )
-    return path
+            "layout (ROOT/<id>/images/<id>.png and ROOT/<id>/masks/*.png)")
+    return Path(data)
 
 
-def load_splits(
-    data: str | Path = SYNTHETIC,
-    img_size: int | None = None,
-    *,
-    quick: bool = False,
-    seed: int = 0,
-    counts: dict[str, int] | None = None,
-) -> Splits:
+def load_splits(data: str | Path = SYNTHETIC, img_size: int | None = None, *,
+                quick: bool = False, seed: int = 0,
+                counts: dict[str, int] | None = None) -> Splits:
     """Seeded train/validation/test splits of the synthetic nuclei or of a DSB2018 folder.
 
     Args:
-        data: ``"synthetic"`` or the path of a folder in the DSB2018 layout.
-        img_size: side of the synthetic images (default 256, or 64 in quick mode). Ignored for
-            DSB2018, whose images keep their native sizes (training crops them).
+        data: ``"synthetic"`` or a folder in the DSB2018 layout.
+        img_size: side of the synthetic images (default 256, quick 64; at least 32). A DSB2018
+            folder's images keep their native sizes.
         quick: keep a few dozen images only (``QUICK_COUNTS``).
-        seed: the same seed gives the same splits.
-        counts: synthetic only: ``{"train": n, "val": n, "test": n}`` to override the sizes.
+        seed: integer >= 0; the same seed gives the same splits.
+        counts: synthetic only: ``{"train": n, "val": n, "test": n}`` (any of the keys).
 
-    Returns:
-        ``Splits``; for synthetic data each split's images are ``(n, S, S, 3) uint8``.
+    Returns ``Splits``; raises ``ValueError`` for bad arguments or a folder of under 3 images.
     """
     data, counts = _check_args(data, img_size, seed, counts, quick)
     if data == SYNTHETIC:
-        size = img_size or (QUICK_IMG_SIZE if quick else FULL_IMG_SIZE)
-        return _synthetic_splits(size, seed, counts)
+        parts = [_synthetic(name, img_size, quick, seed, counts) for name in SPLIT_NAMES]
+        return Splits(*parts, source=source(SYNTHETIC, img_size, quick=quick, seed=seed))
     return _dsb_splits(Path(data), seed, quick)
 
 
-def load_split(
-    data: str | Path = SYNTHETIC,
-    name: str = "test",
-    img_size: int | None = None,
-    *,
-    quick: bool = False,
-    seed: int = 0,
-    counts: dict[str, int] | None = None,
-) -> Split:
+def load_split(data: str | Path = SYNTHETIC, name: str = "test", img_size: int | None = None,
+               *, quick: bool = False, seed: int = 0,
+               counts: dict[str, int] | None = None) -> Split:
     """``getattr(load_splits(data, img_size, ...), name)``, reading or making only that split's
-    images (``evaluate`` scores one split of a large folder without loading the others)."""
+    images (a DSB2018 folder's other images are read for their groups, their masks never)."""
     if name not in SPLIT_NAMES:
         raise ValueError(f"name must be one of {SPLIT_NAMES}, got {name!r}")
     data, counts = _check_args(data, img_size, seed, counts, quick)
-    if data == SYNTHETIC:  # each split is made from its own seed: make only this one
-        size = img_size or (QUICK_IMG_SIZE if quick else FULL_IMG_SIZE)
-        split_seed = _split_seeds(seed)[SPLIT_NAMES.index(name)]
-        from unet_course.data import make_nuclei
-
-        return Split(*make_nuclei(counts[name], size=size, seed=split_seed))
+    if data == SYNTHETIC:
+        return _synthetic(name, img_size, quick, seed, counts)
     return _dsb_splits(Path(data), seed, quick, only=name)
 
 
@@ -152,71 +124,80 @@ def source(data: str | Path, img_size: int | None = None, *, quick: bool = False
     return f"DSB2018 folder {str(data)!r} (seed {seed})"
 
 
+def split_indices(groups, seed: int) -> dict[str, np.ndarray]:
+    """Indices into ``groups`` (one experiment name per slide) of the train, val and test slides.
+
+    With at least ``MIN_GROUPS`` distinct groups, the test and then the validation slides are
+    whole groups drawn by ``sklearn.model_selection.GroupShuffleSplit`` (of ``CANDIDATES``
+    seeded draws, the one nearest ``DSB_FRACTIONS`` of the slides), so they come from other
+    experiments than the training slides; with fewer, a ``seed``-ed shuffle is cut 70/15/15.
+    """
+    groups = np.asarray(groups)
+    n = len(groups)
+    if n < 3:
+        raise ValueError(f"{n} image(s); at least 3 are needed to split")
+    if len(np.unique(groups)) < MIN_GROUPS:
+        order = np.random.default_rng(seed).permutation(n)
+        n_val = max(1, round(n * DSB_FRACTIONS[1]))
+        n_test = max(1, round(n * DSB_FRACTIONS[2]))
+        pieces = np.split(order, [n - n_val - n_test, n - n_test])
+        return dict(zip(SPLIT_NAMES, pieces, strict=True))
+    rest, test = _held_out(groups, np.arange(n), DSB_FRACTIONS[2], seed)
+    train, val = _held_out(groups[rest], rest, DSB_FRACTIONS[1] / (1 - DSB_FRACTIONS[2]), seed)
+    return {"train": train, "val": val, "test": test}
+
+
+def _held_out(groups: np.ndarray, index: np.ndarray, fraction: float, seed: int):
+    """``(kept, held)`` subsets of ``index``: held is whole groups, about ``fraction`` of it."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    draws = GroupShuffleSplit(CANDIDATES, test_size=fraction, random_state=seed)
+    target = fraction * len(groups)
+    kept, held = min(draws.split(groups, groups=groups), key=lambda s: abs(len(s[1]) - target))
+    return index[kept], index[held]
+
+
 def _check_args(data, img_size, seed, counts, quick) -> tuple[str | Path, dict[str, int]]:
     data = check_data(data)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    if img_size is not None and (
-        isinstance(img_size, bool) or not isinstance(img_size, numbers.Integral) or img_size < 32
-    ):
+    if img_size is not None and (isinstance(img_size, bool)
+                                 or not isinstance(img_size, numbers.Integral) or img_size < 32):
         raise ValueError(f"img_size must be an integer >= 32, got {img_size!r}")
-    return data, _check_counts(counts, quick)
-
-
-def _check_counts(counts: dict[str, int] | None, quick: bool) -> dict[str, int]:
     default = QUICK_COUNTS if quick else FULL_COUNTS
-    if counts is None:
-        return dict(default)
-    if not isinstance(counts, dict) or set(counts) - set(default):
+    if counts is not None and (not isinstance(counts, dict) or set(counts) - set(default)):
         raise ValueError(f"counts must be a dict with keys among {sorted(default)}, got {counts!r}")
-    merged = {**default, **counts}
-    for key, value in merged.items():
+    counts = {**default, **(counts or {})}
+    for key, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"counts[{key!r}] must be a positive integer, got {value!r}")
-    return merged
+    return data, counts
 
 
-def _split_seeds(seed: int) -> list[int]:
-    """Three independent seeds for train, validation and test, derived from ``seed``."""
-    children = np.random.SeedSequence(seed).spawn(3)
-    return [int(child.generate_state(1)[0]) for child in children]
-
-
-def _synthetic_splits(size: int, seed: int, counts: dict[str, int]) -> Splits:
+def _synthetic(name: str, img_size: int | None, quick: bool, seed: int,
+               counts: dict[str, int]) -> Split:
+    """One synthetic split, from the seed ``SeedSequence(seed)`` spawns for it."""
     from unet_course.data import make_nuclei
 
-    parts = []
-    for name, split_seed in zip(("train", "val", "test"), _split_seeds(seed), strict=True):
-        images, labels = make_nuclei(counts[name], size=size, seed=split_seed)
-        parts.append(Split(images, labels))
-    return Splits(*parts, source=source(SYNTHETIC, size, seed=seed))
+    size = img_size or (QUICK_IMG_SIZE if quick else FULL_IMG_SIZE)
+    child = np.random.SeedSequence(seed).spawn(3)[SPLIT_NAMES.index(name)]
+    return Split(*make_nuclei(counts[name], size=size, seed=int(child.generate_state(1)[0])))
 
 
 def _dsb_splits(root: Path, seed: int, quick: bool, only: str | None = None):
-    from unet_course.dsb2018 import dsb2018_ids, load_dsb2018
+    from unet_course.dsb2018 import dsb2018_ids, experiment_groups, load_dsb2018
 
     ids = dsb2018_ids(root)
-    n = len(ids)
-    if n < 3:
-        raise ValueError(f"{str(root)!r} holds {n} image(s); at least 3 are needed to split")
-    order = np.random.default_rng(seed).permutation(n)
+    if len(ids) < 3:
+        raise ValueError(f"{str(root)!r} holds {len(ids)} image(s); at least 3 are needed to split")
     if quick:  # read only the images kept
-        order = order[: sum(QUICK_COUNTS.values())]
-    n_val = max(1, round(len(order) * DSB_FRACTIONS[1]))
-    n_test = max(1, round(len(order) * DSB_FRACTIONS[2]))
-    n_train = len(order) - n_val - n_test
-    pieces = dict(zip(SPLIT_NAMES, np.split(order, [n_train, n_train + n_val]), strict=True))
-    if only is not None:  # one split: read its images only
-        return Split(*_as_lists(load_dsb2018(root, ids=[ids[i] for i in pieces[only]])))
-    images, labels = _as_lists(load_dsb2018(root, ids=[ids[i] for i in order]))
-    where = {i: k for k, i in enumerate(order)}  # position in what was read
-    parts = [Split([images[where[i]] for i in p], [labels[where[i]] for i in p])
-             for p in pieces.values()]
+        ids = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+        ids = ids[: sum(QUICK_COUNTS.values())]
+    pieces = split_indices(experiment_groups(root, ids), seed)
+    if only is not None:
+        return Split(*load_dsb2018(root, ids=[ids[i] for i in pieces[only]]))
+    order = np.concatenate(list(pieces.values()))
+    images, labels = load_dsb2018(root, ids=[ids[i] for i in order])
+    ends = np.cumsum([len(p) for p in pieces.values()])
+    parts = [Split(images[a:b], labels[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
     return Splits(*parts, source=source(root, seed=seed))
-
-
-def _as_lists(loaded) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``load_dsb2018``'s answer as two lists: RGB ``uint8`` images and ``int32`` labels."""
-    images, labels = loaded[0], loaded[1]
-    images = [np.asarray(im)[..., :3] for im in images]
-    return images, [np.asarray(lab, dtype=np.int32) for lab in labels]

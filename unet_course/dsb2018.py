@@ -1,29 +1,14 @@
-"""The 2018 Data Science Bowl nuclei (BBBC038): read the folder layout, and download it safely.
-
-What belongs here: ``load_dsb2018`` (images and instance label maps at native resolution),
-``dsb2018_ids`` and ``download_dsb2018`` (fetch, verify, extract without surprises). The
-dataset is Caicedo et al., "Nucleus segmentation across imaging experiments: the 2018 Data
-Science Bowl", Nature Methods 2019; image set BBBC038v1 of the Broad Bioimage Benchmark
-Collection (https://bbbc.broadinstitute.org/BBBC038), CC0.
+"""The 2018 Data Science Bowl nuclei (BBBC038, CC0; Caicedo et al., Nature Methods 2019).
 
 On-disk layout (the ``stage1_train`` archive unzips to exactly this)::
 
-    ROOT/<id>/images/<id>.png        one image: RGBA, RGB or grayscale, sizes vary
-    ROOT/<id>/masks/<mask_id>.png    one file per nucleus, 0 = background, 255 = nucleus
+    ROOT/<id>/images/<id>.png        one image: RGBA, RGB or grey, sizes vary
+    ROOT/<id>/masks/<mask_id>.png    one file per nucleus, 0 = background, nonzero = nucleus
 
-``load_dsb2018`` paints mask ``k`` (in sorted file-name order, empty masks skipped) with label
-``k``. Overlapping masks: the released masks do not overlap, but hand-made or edited folders
-may. By default (``overlap="first"``) a pixel claimed twice keeps the label painted first;
-``overlap="error"`` raises instead, naming both files.
-
-``download_dsb2018`` fetches the archive with ``pooch`` (which writes a temporary file and
-moves it into place only when complete, and checks the SHA-256 when you pin one), checks every
-zip member's CRC, refuses any member that is absolute, climbs out with ``..`` or is a symbolic
-link (pooch's own ``Unzip`` would quietly rewrite such names instead), extracts into a
-temporary folder and renames it to the destination only when everything succeeded: an
-interrupted download leaves nothing behind. The Broad does not publish a checksum for
-``stage1_train.zip``, so by default the archive is verified as a complete, valid zip that
-holds the expected 670 images; its SHA-256 is recorded in ``DEST/.dsb2018_complete``.
+``load_dsb2018`` reads images and instance label maps at native resolution; ``experiment_groups``
+names each slide's image size and modality (the split's proxy for its experiment);
+``download_dsb2018`` fetches the archive with ``pooch``, refuses unsafe zip members and moves
+the extracted folder into place only when everything succeeded.
 """
 
 from __future__ import annotations
@@ -31,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -43,12 +29,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["DSB2018_URL", "DSB2018_IMAGES", "dsb2018_ids", "load_dsb2018", "download_dsb2018"]
+from unet_course.files import HIGH, LOW, is_grey, one_colour_as_grey, read_image, to_uint8
+from unet_course.files import sha256 as sha256_of
+
+__all__ = ["DSB2018_URL", "DSB2018_IMAGES", "dsb2018_ids", "experiment_groups", "load_dsb2018",
+           "download_dsb2018"]
 
 DSB2018_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
 DSB2018_IMAGES = 670  # images in stage1_train
 MARKER = ".dsb2018_complete"
 _NOT_PNG = (".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+_GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")  # PIL modes read as they are
 
 
 # ----------------------------------------------------------------------------- reading
@@ -72,34 +63,27 @@ def dsb2018_ids(root) -> list[str]:
     return ids
 
 
-def _open_png(path: Path) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
-    return image
+def _image_path(sample: Path) -> Path:
+    path = sample / "images" / f"{sample.name}.png"
+    if not path.is_file():
+        raise FileNotFoundError(f"missing image file {str(path)!r}")
+    return path
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 by the course's one image reader (``files.read_image`` then
-    ``files.to_uint8``): alpha dropped, grey repeated, 16-bit and float mapped by their
-    1st and 99.8th percentiles (so 12-bit data stored in 16 bits is not darkened). A
-    fluorescence image saved in its dye's colour comes out grey
-    (``normalization.one_colour_as_grey``), as ``recipe.predict_classes`` gives it to the
-    network, so a model trained on such images sees at prediction what it learnt from."""
-    from unet_course.files import read_image, to_uint8
-    from unet_course.normalization import one_colour_as_grey
-
+    """``(H, W, 3)`` uint8: ``files.read_image``, then ``files.one_colour_as_grey`` (as
+    ``predict.predict_classes`` shows such an image to the network), then ``files.to_uint8``."""
     return to_uint8(one_colour_as_grey(read_image(path)))
 
 
 def _read_mask(path: Path) -> np.ndarray:
-    """``(H, W)`` bool: nonzero pixels of a mask PNG."""
-    image = _open_png(path)
-    if image.mode not in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
-        image = image.convert("L")
-    return np.asarray(image) > 0
+    """``(H, W)`` bool: nonzero pixels of a mask PNG (colour ones converted to grey by PIL)."""
+    try:
+        with Image.open(path) as image:
+            grey = image if image.mode in _GREY_MODES else image.convert("L")
+            return np.asarray(grey) > 0
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
 
 
 def _paint_mask(labels: np.ndarray, mask: np.ndarray, label: int, owners: dict, path: Path,
@@ -115,9 +99,7 @@ def _paint_mask(labels: np.ndarray, mask: np.ndarray, label: int, owners: dict, 
 
 
 def _load_sample(sample: Path, overlap: str) -> tuple[np.ndarray, np.ndarray]:
-    image_path = sample / "images" / f"{sample.name}.png"
-    if not image_path.is_file():
-        raise FileNotFoundError(f"missing image file {str(image_path)!r}")
+    image_path = _image_path(sample)
     mask_dir = sample / "masks"
     if not mask_dir.is_dir():
         raise FileNotFoundError(
@@ -150,18 +132,19 @@ def load_dsb2018(root, limit: int | None = None, *, overlap: str = "first",
 
     Args:
         root: the folder holding ``<id>/images/<id>.png`` and ``<id>/masks/*.png``.
-        limit: read only the first ``limit`` ids (sorted); ``None`` reads all.
-        overlap: ``"first"`` (a pixel in two masks keeps the first label) or ``"error"``.
-        ids: read only these sample ids, in this order (see ``dsb2018_ids``); ``limit`` then
-            keeps the first ``limit`` of them.
+        limit: read only the first ``limit`` ids; ``None`` reads all.
+        overlap: a pixel in two masks keeps the first label (``"first"``) or raises
+            (``"error"``). Mask ``k`` in sorted file-name order (empty ones skipped) is label ``k``.
+        ids: read only these sample ids, in this order (default: all, sorted, ``dsb2018_ids``).
 
     Returns:
-        ``(images, labels)``: lists in sorted-id order (see ``dsb2018_ids``); each image
-        ``(H, W, 3)`` uint8 and each label map ``(H, W)`` int32 (0 = background, 1..K nuclei).
+        ``(images, labels)``: lists of ``(H, W, 3)`` uint8 images (``_read_rgb``) and
+        ``(H, W)`` int32 label maps (0 = background, 1..K nuclei).
 
     Raises:
-        FileNotFoundError / ValueError naming the file: missing image or masks folder,
-        unreadable PNG, a mask whose size differs from its image, overlaps with "error".
+        FileNotFoundError / ValueError naming the file: missing image or masks folder, a mask
+        that is not a PNG, an unreadable PNG, a mask whose size differs from its image, an
+        overlap with ``"error"``.
     """
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
                               or limit < 1):
@@ -184,6 +167,26 @@ def load_dsb2018(root, limit: int | None = None, *, overlap: str = "first",
     return images, labels
 
 
+def modality(image: np.ndarray) -> str:
+    """``"stain"`` for a colour ``(H, W, 3)`` image, else ``"brightfield"`` when the median of
+    its grey plane lies above the middle of its ``LOW``-th to ``HIGH``-th percentile (a mostly
+    light field), else ``"fluorescence"``."""
+    if not is_grey(image):
+        return "stain"
+    low, median, high = np.percentile(image[..., 0], [LOW, 50, HIGH])
+    return "brightfield" if median > (low + high) / 2 else "fluorescence"
+
+
+def experiment_groups(root, ids: list[str]) -> list[str]:
+    """``"<H>x<W> <modality>"`` of each sample's image as ``load_dsb2018`` reads it (masks are
+    not read): slides of one experiment share it. Raises as ``load_dsb2018`` does for an image."""
+    groups = []
+    for sample_id in ids:
+        image = _read_rgb(_image_path(Path(root) / sample_id))
+        groups.append(f"{image.shape[0]}x{image.shape[1]} {modality(image)}")
+    return groups
+
+
 # ----------------------------------------------------------------------------- downloading
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -199,23 +202,15 @@ def _check_url(url: str) -> None:
         raise ValueError(f"url must start with https:// (or file://), got {url!r}")
 
 
-def _offline_message(url: str, reason) -> str:
-    return (f"could not download {url} ({reason}). Check that you are online; or download "
-            "stage1_train.zip by hand from https://bbbc.broadinstitute.org/BBBC038 and unzip it "
-            "into a folder for load_dsb2018; or use the synthetic nuclei, which need no network.")
-
-
 def _copy_local(url: str, output_file: str, pooch_instance=None) -> None:
     """A pooch downloader for ``file://`` URLs (pooch itself speaks HTTP(S), FTP, SFTP, DOI)."""
     shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlsplit(url).path), output_file)
 
 
 def _fetch(url: str, folder: Path, sha256: str | None, timeout: float, progress: bool) -> Path:
-    """Download ``url`` into ``folder`` with ``pooch.retrieve`` and return the file's path.
-
-    pooch writes to a temporary file and moves it into place only when it is complete and,
-    when ``sha256`` is given, matches it; its errors become ``ConnectionError`` (network,
-    HTTP status, a body cut short of its Content-Length) or ``ValueError`` (checksum)."""
+    """Download ``url`` into ``folder`` with ``pooch.retrieve`` (complete, and matching
+    ``sha256`` when given) and return its path. Raises ``ConnectionError`` (network, HTTP
+    status, a body cut short) or ``ValueError`` (checksum)."""
     import pooch
     import requests
 
@@ -223,8 +218,7 @@ def _fetch(url: str, folder: Path, sha256: str | None, timeout: float, progress:
         downloader = _copy_local
     else:  # progressbar=True draws a tqdm bar on stderr
         downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
-    # pooch logs each download at INFO level; quiet means quiet. A filter, not setLevel: pooch's
-    # logger is not in logging's registry, so setLevel would leave its cached level behind.
+    # A filter, not setLevel: pooch's logger is not in logging's registry (cached level).
     def quiet(record: logging.LogRecord) -> bool:
         return progress or record.levelno >= logging.WARNING
 
@@ -241,7 +235,11 @@ def _fetch(url: str, folder: Path, sha256: str | None, timeout: float, progress:
             requests.exceptions.ContentDecodingError) as err:
         raise ConnectionError(f"download of {url} broke off before the end ({err})") from err
     except (requests.RequestException, OSError) as err:
-        raise ConnectionError(_offline_message(url, err)) from err
+        raise ConnectionError(
+            f"could not download {url} ({err}). Check that you are online; or download "
+            "stage1_train.zip by hand from https://bbbc.broadinstitute.org/BBBC038 and unzip it "
+            "into a folder for load_dsb2018; or use the synthetic nuclei, which need no network."
+        ) from err
     except ValueError as err:  # the only ValueError retrieve raises here: pooch's hash check
         raise ValueError(f"SHA-256 of {url} does not match the one given: {err}") from err
     finally:
@@ -265,8 +263,8 @@ def _safe_members(archive: zipfile.ZipFile, dest: Path) -> list[zipfile.ZipInfo]
 
 
 def _extract(path: Path, dest: Path) -> None:
-    """Check every member's path, then extract ``path`` (a zip) into ``dest``, checking each
-    member's CRC as it is decompressed (once: no separate ``testzip`` pass)."""
+    """Check every member's path, then extract ``path`` (a zip) into ``dest``; a member whose
+    CRC fails raises ``ValueError``."""
     if not zipfile.is_zipfile(path):
         raise ValueError("the downloaded file is not a zip archive (an error page?)")
     with zipfile.ZipFile(path) as archive:
@@ -296,8 +294,8 @@ def _check_download_args(dest: Path, url: str, sha256, expected_images, timeout,
     for name, flag in (("keep_archive", keep_archive), ("progress", progress)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
-    if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64
-                               or any(c not in "0123456789abcdefABCDEF" for c in sha256)):
+    if sha256 is not None and not (isinstance(sha256, str)
+                                   and re.fullmatch("[0-9a-fA-F]{64}", sha256)):
         raise ValueError(f"sha256 must be 64 hexadecimal digits or None, got {sha256!r}")
     if expected_images is not None and (not isinstance(expected_images, int)
                                         or isinstance(expected_images, bool)
@@ -319,31 +317,30 @@ def download_dsb2018(dest, url: str = DSB2018_URL, *, sha256: str | None = None,
 
     Args:
         dest: a folder that does not exist yet or is empty; when it holds a finished
-            download (its ``.dsb2018_complete`` record) nothing is fetched again.
+            download (its ``.dsb2018_complete`` record, with the archive's SHA-256) nothing is
+            fetched again.
         url: the archive (HTTPS; ``file://`` and ``http://127.0.0.1`` are accepted for tests).
-        sha256: expected SHA-256 of the archive, if you know it; ``None`` skips that check.
-        expected_images: how many ``<id>/images/<id>.png`` the archive must hold (670 for
-            stage1_train); ``None`` skips the check.
-        timeout: seconds to wait for the server before giving up.
-        keep_archive: also keep the zip next to ``dest`` (``dest.parent/<archive name>``).
-        progress: show pooch's progress bar (tqdm, on stderr) and its log lines.
+        sha256: expected SHA-256 of the archive; ``None`` skips that check.
+        expected_images: how many ``<id>/images/<id>.png`` the archive must hold; ``None``
+            skips the check.
+        timeout: seconds to wait for the server.
+        keep_archive: also keep the zip as ``dest.parent/<archive name>``.
+        progress: show pooch's progress bar (on stderr) and its log lines.
 
-    Raises ``ConnectionError`` (offline, HTTP error, download cut short) or ``ValueError``
-    (checksum, not a zip, corrupt, unsafe member, wrong image count); in every case the
-    temporary files are removed and ``dest`` is left as it was.
+    Raises ``ConnectionError`` (offline, HTTP error, download cut short), ``ValueError``
+    (checksum, not a zip, corrupt, unsafe member: absolute, ``..`` or a symbolic link, wrong
+    image count) or ``FileExistsError`` (``dest`` holds other files); ``dest`` is then left as
+    it was and no temporary file remains.
     """
     dest = Path(dest)
     _check_download_args(dest, url, sha256, expected_images, timeout, keep_archive, progress)
     if (dest / MARKER).is_file():
         return dest
-    import pooch
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".tmp"))
     try:  # everything happens inside `work`, removed at the end whatever happened
         archive = _fetch(url, work / "download", sha256, timeout, progress)
-        record = {"url": url, "sha256": pooch.file_hash(str(archive), alg="sha256"),
-                  "bytes": archive.stat().st_size}
+        record = {"url": url, "sha256": sha256_of(archive), "bytes": archive.stat().st_size}
         (work / "unpacked").mkdir()
         _extract(archive, work / "unpacked")
         _finish(work / "unpacked", dest, record, expected_images)

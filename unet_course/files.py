@@ -1,34 +1,8 @@
-"""Files the package writes and images it reads, and the checks of a user's paths.
+"""Files the package writes, the images it reads, and the checks of a user's paths.
 
-What belongs here:
-
-- **Atomic writing** (``atomic_path``, ``write_text``, ``write_json``): every output of the
-  command line (a model checkpoint, ``history.csv``, ``metrics.json``, a label PNG, an
-  ``evaluate --out`` report) is written to a temporary file in the same folder and renamed
-  over its target, so a file is either complete or the previous version. Ctrl-C during the
-  write is held back and honoured right after it (``deferred_interrupt``). A full disk or a
-  read-only folder raises ``OSError`` naming the target file. A whole folder is written the
-  same way (``staged_folder``): ``train`` fills a hidden sibling and swaps it in when the
-  run is complete, so ``--overwrite`` never loses the last good run.
-- **The run record** (``write_run_record``, ``read_run_record``): ``metrics.json`` holds the
-  SHA-256 of the ``model.keras`` it describes, so a record and a model of different runs
-  (a copied model, a stale record after ``--overwrite``) are never mixed.
-- **The image reader** for every command and for the DSB2018 loader (``read_image``,
-  ``to_uint8``). One normalisation, documented once:
-
-  * ``read_image`` returns the stored values, ``(H, W, 3)``, native byte order (so a
-    big-endian 16-bit TIFF reads right): 8-bit stays ``uint8``, 16-bit stays ``uint16``,
-    float stays float. Grey is repeated into three channels; alpha is dropped where the file
-    declares it, and an image with 2 or 4 channels none of which is declared alpha is refused
-    unless one channel is chosen (``channel``: ``predict --channel``). The recipe's models
-    (first layer ``normalization.PercentileNormalization``) take these values.
-  * ``to_uint8`` gives the 0-255 pixels the older models (``Rescaling(1/255)``) and the
-    training batches use: 8-bit images unchanged; 16-bit and float images mapped by their
-    own percentiles, the 1st to 0 and the 99.8th to 255 (``normalization.LOW``/``HIGH``,
-    the recipe layer's percentiles), clipped and rounded. So 12-bit data stored in 16 bits
-    is not darkened (dividing by 257 would make it nearly black) and a bright outlier does
-    not squash the rest (as a min-max stretch would).
-- **Path checks before any work** (``check_keras_file``, ``check_writable``, ``inside``).
+Atomic writing (a file or folder is complete or its previous version; Ctrl-C is honoured after
+the write), the run record (``metrics.json`` names the SHA-256 of its ``model.keras``), the one
+image reader (``read_image``, ``to_uint8``, ``one_colour_as_grey``) and path checks.
 """
 
 from __future__ import annotations
@@ -45,12 +19,14 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 RECORD = "metrics.json"
-_LOW, _HIGH = 1.0, 99.8  # normalization.LOW, HIGH (not imported: that module imports Keras)
+#: The percentiles the course's one normalisation maps to 0 and 1 (``to_uint8``: 0 and 255).
+LOW, HIGH = 1.0, 99.8
 
 
 # --------------------------------------------------------------------------- atomic writing
@@ -59,12 +35,8 @@ _LOW, _HIGH = 1.0, 99.8  # normalization.LOW, HIGH (not imported: that module im
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[None]:
     """Hold back Ctrl-C (SIGINT) inside the block; raise ``KeyboardInterrupt`` after it.
-
-    Outside the main thread, where SIGINT is ignored, or where the command line records it
-    already (``interrupts.recording``: it is honoured at the command's next check, so that
-    the files written together, a label map and its overlay, are all written), the block
-    runs unchanged.
-    """
+    Outside the main thread, where SIGINT is ignored, or while ``interrupts`` records it (the
+    command honours it at its next check), the block runs unchanged."""
     from unet_course import interrupts
 
     if threading.current_thread() is not threading.main_thread():
@@ -93,10 +65,7 @@ def _umask() -> int:
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix); rename it to ``path`` on success.
-
-    If the block raises, or is interrupted, the temporary file is removed and ``path`` keeps
-    its previous content (or stays absent). An ``OSError`` is raised again naming ``path``.
-    """
+    If the block raises, ``path`` is left as it was; an ``OSError`` is raised naming ``path``."""
     path = Path(path)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
@@ -114,13 +83,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def staged_folder(path: str | Path) -> Iterator[Path]:
-    """Yield a new, empty, hidden sibling of the folder ``path`` to write into; when the block
-    ends without an error it takes ``path``'s place, else it is removed.
-
-    So a folder is replaced only by a complete one: an error or Ctrl-C inside the block
-    leaves ``path`` as it was (absent, or with its previous content). The swap itself is two
-    renames (the old folder aside, the new one in), after which the old one is deleted.
-    """
+    """Yield a new, empty, hidden sibling of the folder ``path``; when the block ends without an
+    error it takes ``path``'s place (the old folder set aside, the new one renamed in, the old
+    one deleted), else it is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-"))
@@ -163,11 +128,8 @@ def write_json(path: str | Path, payload) -> None:
 
 def sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 # --------------------------------------------------------------------------- the run record
@@ -182,7 +144,7 @@ def write_run_record(out_dir: str | Path, report: dict) -> dict:
 
 
 def read_run_record(model: str | Path) -> dict | None:
-    """The ``metrics.json`` beside ``model`` if it was written for this very file, else refuse.
+    """The ``metrics.json`` beside ``model`` if it was written for this very file.
 
     Returns ``None`` when there is no record. Raises ``ValueError`` naming the record when it
     is not a JSON object, or when its ``model_sha256`` is missing or names another file.
@@ -227,7 +189,7 @@ def check_keras_file(path: str | Path, flag: str = "--model") -> Path:
     """Refuse anything but a complete ``.keras`` file (a zip holding ``config.json``).
 
     Raises ``FileNotFoundError`` or ``ValueError`` naming ``flag`` and the file, before Keras
-    is imported: a truncated or corrupted file is reported as such, not as a missing one.
+    is imported.
     """
     path = Path(path)
     if not path.is_file():
@@ -257,15 +219,14 @@ def user_os_error(err: OSError) -> bool:
 
 
 def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
-    """An image file as ``(H, W, 3)`` with its stored values (see the module docstring).
+    """An image file as ``(H, W, 3)`` with its stored values, dtype kept (native byte order).
 
-    Every pixel is decoded, so a truncated file fails here. With ``channel`` (0-based), that
-    one channel of a multi-channel image is returned as grey. Without it, a fourth (or second)
-    channel is dropped only where the file declares it alpha (PNG ``RGBA``/``LA``, a TIFF's
-    ``ExtraSamples``); an image whose channels cannot be told apart that way is refused
-    (the nuclei may be in any of them). A TIFF stored channels first, ``(C, H, W)`` with C of
-    2 to 4, is read as ``(H, W, C)``. Raises ``ValueError`` naming the file when it cannot be
-    decoded, is not a grey or colour picture (a stack, a volume) or has no channel ``channel``.
+    Grey is repeated into three channels. A fourth (or second) channel is dropped only where
+    the file declares it alpha (PNG ``RGBA``/``LA``, a TIFF's ``ExtraSamples``); with
+    ``channel`` (0-based), that one channel is returned as grey. A TIFF stored ``(C, H, W)``
+    (C of 2 to 4) is read as ``(H, W, C)``. Raises ``ValueError`` naming the file when it
+    cannot be decoded (every pixel is), is not a grey or colour picture, has 2 or 4 channels
+    none declared alpha and no ``channel``, or has no channel ``channel``.
     """
     pixels = _decode(path)
     if pixels.ndim == 3 and pixels.shape[0] in (2, 3, 4) and pixels.shape[-1] > 4:
@@ -332,8 +293,7 @@ def _one_channel(pixels: np.ndarray, channel: int, path: str | Path) -> np.ndarr
 
 def _alpha_declared(path: str | Path, channels: int) -> bool:
     """True when the file says its last channel is alpha: a TIFF's ``ExtraSamples``
-    (associated or unassociated alpha), another format's ``A`` band or palette transparency
-    (PIL's view of it)."""
+    (associated or unassociated alpha), another format's ``A`` band or palette transparency."""
     from PIL import Image
 
     if Path(path).suffix.lower() in (".tif", ".tiff"):
@@ -348,9 +308,11 @@ def _alpha_declared(path: str | Path, channels: int) -> bool:
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """0-255 pixels: ``uint8`` unchanged; anything else mapped by the 1st and 99.8th
-    percentiles of all its pixels and channels (as ``normalization.percentile_normalize``)
-    to 0 and 255, clipped and rounded. Same shape, ``uint8``."""
+    """0-255 pixels, same shape, ``uint8``: ``uint8`` as it is; any other dtype mapped by the
+    ``LOW``-th and ``HIGH``-th percentiles of its finite values (all channels) to 0 and 255
+    (``skimage.exposure.rescale_intensity``, clipped), rounded; NaN counts as the low one."""
+    from skimage.exposure import rescale_intensity
+
     pixels = np.asarray(pixels)
     if pixels.dtype == np.uint8:
         return pixels
@@ -358,15 +320,66 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return np.zeros(pixels.shape, np.uint8)
-    low, high = np.percentile(finite, [_LOW, _HIGH])
-    scaled = (np.nan_to_num(values, nan=low) - low) * (255.0 / max(high - low, 1e-12))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    low, high = np.percentile(finite, [LOW, HIGH])
+    values = np.nan_to_num(values, nan=low)
+    if not high > low:  # at most 1.2 % of the pixels differ from the rest: those are bright
+        return np.where(values > low, 255, 0).astype(np.uint8)
+    scaled = rescale_intensity(values, in_range=(low, high), out_range=(0.0, 255.0))
+    return np.rint(scaled).astype(np.uint8)
 
 
-def to_grey(rgb: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` -> ``(H, W, 1)`` of the same dtype: ITU-R 601 luma (PIL's "L")."""
-    weights = np.array([0.299, 0.587, 0.114])
-    grey = np.asarray(rgb, np.float64) @ weights
-    if np.issubdtype(rgb.dtype, np.integer):
-        grey = np.rint(grey)
-    return grey.astype(rgb.dtype)[..., None]
+# --------------------------------------------------------------------------- colour
+
+
+#: The most ``colour_spread`` may give for ``one_colour_as_grey`` to call an image one colour.
+ONE_COLOUR_TOLERANCE = 0.01
+#: A channel whose range is under this fraction of the widest channel's is empty.
+EMPTY_CHANNEL = 0.1
+
+
+def is_grey(image: np.ndarray) -> bool:
+    """True when the three channels of an ``(H, W, 3)`` image are equal."""
+    return bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
+
+
+def colour_spread(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """``(kept, u, spread)`` of a colour ``(H, W, 3)`` image, from every 7th pixel: the channels
+    whose range (``LOW``-th to ``HIGH``-th percentile) is at least ``EMPTY_CHANNEL`` of the
+    widest; their principal colour ``u`` (top eigenvector of their uncentred second moments);
+    the root of the other eigenvalues over the percentile span of ``pixel . u``. None for a
+    grey image, another shape, an empty or flat image, or non-finite values."""
+    if image.ndim != 3 or image.shape[-1] != 3 or image.size == 0 or is_grey(image):
+        return None
+    sample = image.reshape(-1, 3)[::7].astype(np.float64)
+    if not np.isfinite(sample).all():
+        return None
+    low, high = np.percentile(sample, [LOW, HIGH], axis=0)
+    ranges = high - low
+    if not ranges.max() > 0:
+        return None
+    kept = np.flatnonzero(ranges >= EMPTY_CHANNEL * ranges.max())
+    sample = sample[:, kept]
+    eigenvalues, vectors = np.linalg.eigh(sample.T @ sample / len(sample))  # ascending
+    u = vectors[:, -1] * (1.0 if vectors[:, -1].sum() >= 0 else -1.0)
+    low, high = np.percentile(sample @ u, [LOW, HIGH])
+    if not high > low:
+        return None
+    off = np.sqrt(max(float(eigenvalues[:-1].sum()), 0.0))
+    return kept, u, off / (high - low)
+
+
+def one_colour_as_grey(image: Any, tolerance: float = ONE_COLOUR_TOLERANCE) -> np.ndarray:
+    """A colour image that is one colour times a brightness (DAPI saved in blue) as grey.
+
+    When ``colour_spread(image)``'s spread is at most ``tolerance``, returns the brightness
+    ``image[..., kept] . u`` three times, float32 ``(H, W, 3)``. Any other image (grey
+    already, bright-field, a composite of dyes of similar strength, another shape) is returned
+    as it is, the same object.
+    """
+    image = np.asarray(image)
+    colour = colour_spread(image)
+    if colour is None or colour[2] > tolerance:
+        return image
+    kept, u, _ = colour
+    brightness = image[..., kept].astype(np.float32) @ u.astype(np.float32)
+    return np.repeat(brightness[..., None], 3, axis=-1)

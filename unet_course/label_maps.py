@@ -1,10 +1,6 @@
-"""Label maps: the one input check and the one relabelling every instance module shares.
-
-A label map is a 2-D integer array: 0 is background, every other value is one object; the
-values need not be consecutive. ``scoring``, ``postprocess``, ``targets`` and ``overlay`` take
-label maps and check them with ``check_labels`` before any work; ``relabel`` renumbers them
-1..n (``skimage.segmentation.relabel_sequential``); ``looks_like_label_map`` tells a file of
-labels or a mask from a microscope image (``predict`` skips them in a folder).
+"""Label maps (2-D integer arrays: 0 is background, every other value one object, not
+necessarily consecutive): ``check_labels``, ``relabel`` (1..n) and ``looks_like_label_map``
+(tells a file of labels or a mask from a microscope image; ``predict`` skips them).
 """
 
 from __future__ import annotations
@@ -33,18 +29,11 @@ def check_labels(labels: Any, name: str) -> np.ndarray:
 def relabel(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Renumber the objects 1..n in the order of their old values; 0 stays background.
 
-    What ``skimage.segmentation.relabel_sequential`` does. When the largest value is small
-    (at most about 4 per pixel), a count per value finds the values in use and one lookup table
-    renumbers them, several times faster on a 256x256 map (nothing is copied when they already
-    are 1..n, what ``scipy.ndimage.label`` and the watershed give); otherwise
-    ``relabel_sequential`` does it.
-
-    Args:
-        labels: integer label map, values >= 0 (``check_labels``).
-
-    Returns:
-        ``(relabelled, ids)``: the renumbered map (same shape and dtype; ``labels`` itself when
-        nothing changes) and the (n,) old value of each new label 1..n, ascending.
+    ``labels``: integer label map, values >= 0. Returns ``(relabelled, ids)``: the map as
+    ``skimage.segmentation.relabel_sequential`` renumbers it (same shape and dtype; ``labels``
+    itself, not a copy, when it is 1..n already) and the (n,) old value of each new label,
+    ascending. Values up to about 4 per pixel are counted with ``np.bincount`` and renumbered
+    with one lookup table; larger ones go to ``relabel_sequential``.
     """
     from skimage.segmentation import relabel_sequential
 
@@ -68,12 +57,10 @@ FLAT_OBJECTS = 0.01
 def looks_like_label_map(image: Any) -> bool:
     """True for an image that looks like a label map or a mask rather than a picture.
 
-    ``image``: ``(H, W)`` or ``(H, W, C)`` (equal channels count as grey). A label map holds
-    whole numbers, 0 as background, and one value per object, so side by side inside its
-    objects two pixels nearly always agree; a microscope image's noise makes most of them
-    differ. True when the image is grey integers with some 0 and some other value, and fewer
-    than ``FLAT_OBJECTS`` (1 %) of the horizontally adjacent pairs of non-zero pixels (at
-    least 20 of them) differ.
+    ``image``: ``(H, W)`` or ``(H, W, C)`` (equal channels count as grey). True when it is grey
+    integers with some 0, and fewer than ``FLAT_OBJECTS`` of the horizontally adjacent pairs of
+    non-zero pixels (at least 20 of them) differ: inside a label map's objects neighbours
+    agree, where a microscope image's noise makes them differ.
     """
     image = np.asarray(image)
     if image.ndim == 3:

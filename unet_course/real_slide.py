@@ -1,23 +1,16 @@
 """One real slide with ground truth: a Data Science Bowl 2018 fluorescence image, 125 nuclei.
 
-What belongs here: ``fetch_real_slide`` (set-up: take the two files out of the ``stardist``
-wheel on PyPI, verify them by SHA-256, write them atomically under ``data/``) and
-``load_real_slide`` (read them; never downloads). The slide is a stage-1 image of the 2018
-Data Science Bowl (Caicedo et al., Nature Methods 2019; BBBC038, CC0) that the StarDist
-authors ship with their package (Schmidt et al., MICCAI 2018) as
-``stardist/data/images/img2d.tif`` and ``mask2d.tif``: 512x512, 16-bit, a few bright
-dividing nuclei among many dim ones. The course uses it as a check of models trained on
-synthetic slides, never as training data.
-
-Installing stardist and its dependencies for two files would be wasteful:
-``python -m unet_course.real_slide`` (run by ``make setup``) downloads the one wheel without
-its dependencies, for a fixed platform, so the same files arrive on any machine.
+The slide (BBBC038, CC0; Caicedo et al., Nature Methods 2019) ships with the ``stardist`` wheel
+as ``stardist/data/images/img2d.tif`` and ``mask2d.tif``: 512x512, 16-bit. ``fetch_real_slide``
+(``python -m unet_course.real_slide``, run by ``make setup``) downloads that one wheel without
+its dependencies, for a fixed platform, and writes the two files, verified by SHA-256, under
+``data/real_slide``; ``load_real_slide`` reads them and never downloads. The course uses the
+slide as a check of models trained on synthetic slides, never as training data.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,6 +18,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from unet_course import files
 
 STARDIST = "stardist==0.9.2"
 FILES = {  # name in data/real_slide -> (member of the wheel, SHA-256)
@@ -44,28 +39,11 @@ def slide_dir() -> Path:
     return data_dir() / "real_slide"
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: complete or absent."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; these are ordinary data files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def extract_from_wheel(wheel: str | Path, dest: str | Path) -> list[Path]:
-    """Take the slide's two files out of a stardist wheel into ``dest``, checking each hash.
+    """Take the slide's two files out of a stardist wheel into ``dest``; return their paths.
 
-    Raises ``ValueError`` naming the member when one is missing or its SHA-256 differs;
-    nothing is written then. Returns the paths written.
+    Raises ``ValueError`` naming the member when one is missing or its SHA-256 differs, before
+    anything is written. Each file is written atomically (``files.atomic_path``).
     """
     dest = Path(dest)
     contents = {}
@@ -75,28 +53,29 @@ def extract_from_wheel(wheel: str | Path, dest: str | Path) -> list[Path]:
             if member not in names:
                 raise ValueError(f"{str(wheel)!r} has no {member}; expected a stardist wheel")
             data = archive.read(member)
-            if _sha256(data) != digest:
-                raise ValueError(f"{member} in {str(wheel)!r} has SHA-256 {_sha256(data)}, "
+            found = hashlib.sha256(data).hexdigest()
+            if found != digest:
+                raise ValueError(f"{member} in {str(wheel)!r} has SHA-256 {found}, "
                                  f"expected {digest}")
             contents[name] = data
     dest.mkdir(parents=True, exist_ok=True)
     for name, data in contents.items():
-        _write_atomic(dest / name, data)
+        with files.atomic_path(dest / name) as tmp:
+            tmp.write_bytes(data)
     return [dest / name for name in contents]
 
 
 def is_fetched(dest: str | Path | None = None) -> bool:
     """True when both files are in ``dest`` (default ``slide_dir()``) with the right hashes."""
     dest = Path(dest) if dest is not None else slide_dir()
-    return all((dest / name).is_file() and _sha256((dest / name).read_bytes()) == digest
+    return all((dest / name).is_file() and files.sha256(dest / name) == digest
                for name, (_, digest) in FILES.items())
 
 
 def fetch_real_slide(dest: str | Path | None = None) -> Path:
-    """Download the stardist wheel from PyPI (no dependencies) and extract the slide.
-
-    Does nothing when the verified files are already there. Returns the folder.
-    """
+    """Download the stardist wheel from PyPI (``pip download --no-deps``) and extract the slide
+    into ``dest`` (default ``slide_dir()``); nothing when the verified files are there. Returns
+    the folder; raises ``RuntimeError`` with pip's message when the download fails."""
     dest = Path(dest) if dest is not None else slide_dir()
     if is_fetched(dest):
         return dest
@@ -113,15 +92,11 @@ def fetch_real_slide(dest: str | Path | None = None) -> Path:
 
 
 def load_real_slide(dest: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The real slide and its labels, as stored: never downloads.
+    """The real slide and its labels, as stored: ``(512, 512) uint16`` (values up to a few
+    hundred) and ``(512, 512) int32`` (0 = background). Never downloads.
 
-    Returns:
-        image: ``(512, 512) uint16`` (values up to a few hundred: 8-bit data in a 16-bit file,
-            so a reader that divides by 257 would see a black image).
-        labels: ``(512, 512) int32``, 0 = background, one label per nucleus.
-
-    Raises ``FileNotFoundError`` with the command that fetches the files when they are
-    missing, ``ValueError`` when a file's hash differs (a damaged or replaced file).
+    Raises ``FileNotFoundError`` with the command that fetches the files when one is missing,
+    ``ValueError`` when a file's SHA-256 differs.
     """
     from skimage import io
 
@@ -131,7 +106,7 @@ def load_real_slide(dest: str | Path | None = None) -> tuple[np.ndarray, np.ndar
         if not path.is_file():
             raise FileNotFoundError(f"{str(path)!r} is missing; fetch the real slide with "
                                     "`make setup` or `python -m unet_course.real_slide`")
-        if _sha256(path.read_bytes()) != digest:
+        if files.sha256(path) != digest:
             raise ValueError(f"{str(path)!r} is damaged (SHA-256 differs from {digest}); "
                              "delete it and run `python -m unet_course.real_slide`")
     image = io.imread(dest / "img2d.tif")
