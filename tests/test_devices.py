@@ -148,3 +148,27 @@ def test_doctor_lists_the_devices_all_would_use():
 
     text = "\n".join(doctor_report())
     assert f"--devices all would use: {', '.join(devices.available())}" in text
+
+
+def test_train_devices_all_quick_runs_on_this_machine_and_records_its_devices(tmp_path, capsys):
+    from unet_course import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--quick", "--devices", "all", "--out", str(out)]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["devices"] == devices.available()
+    assert record["global_batch"] == record["recipe"]["batch_size"] * len(record["devices"])
+
+
+def test_train_refuses_more_devices_than_there_are_and_devices_for_the_seed_model(tmp_path,
+                                                                                    capsys):
+    from unet_course import cli
+
+    count = len(devices.available())
+    assert cli.main(["train", "--quick", "--devices", str(count + 1),
+                     "--out", str(tmp_path / "a")]) == 2
+    assert f"shows {count} device" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    assert cli.main(["train", "--quick", "--model", "seed", "--devices", "all",
+                     "--out", str(tmp_path / "b")]) == 2
+    assert "--devices: an option of --model recipe" in capsys.readouterr().err

@@ -15,9 +15,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
+
+if TYPE_CHECKING:  # Keras is imported when used: the command line checks its arguments first
+    import keras
 
 LR_RULE = "none"
 _RULES = ("none", "linear")
@@ -35,6 +38,8 @@ def available(backend: str | None = None) -> list[str]:
     """The devices ``--devices all`` uses: the accelerators, else the CPU devices the backend
     shows (``keras.distribution.list_devices()``; TensorFlow's logical devices). On PyTorch,
     which Keras does not distribute: the CUDA devices, else ``["cpu:0"]``."""
+    import keras
+
     if (backend or keras.backend.backend()) == "torch":
         from unet_course.runtime import gpu_devices
 
@@ -77,6 +82,8 @@ def distributed(devices: str | int | Sequence[str] = 1) -> Iterator[Plan]:
     TensorFlow enters a ``MirroredStrategy`` scope. Raises ValueError as ``plan`` does, and
     for several devices on PyTorch.
     """
+    import keras
+
     chosen = plan(devices)
     backend = keras.backend.backend()
     if chosen.count == 1:
@@ -108,6 +115,8 @@ def predict_on_batch(model: keras.Model, batch: np.ndarray):
     a multiple of their number; TensorFlow's ``predict_on_batch`` runs the whole batch on every
     replica and concatenates the copies. The outputs are cut back to ``len(batch)`` rows.
     """
+    import keras
+
     n = len(batch)
     spread = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
     if spread is not None and n % spread.device_mesh.devices.size:

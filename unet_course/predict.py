@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from unet_course.devices import predict_on_batch
 from unet_course.geometry import (
     check_input_size,
     nearest_valid_sizes,
@@ -99,7 +100,7 @@ def predict_maps(model: Any, images, batch_size: int = 8) -> list[np.ndarray]:
             chunk = ids[start:start + batch_size]
             batch = np.stack([np.pad(images[i].astype(np.float32), [*pads[i], (0, 0)],
                                      mode="reflect") for i in chunk])
-            maps = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+            maps = np.asarray(predict_on_batch(model, batch), dtype=np.float32)
             for i, p in zip(chunk, maps, strict=True):
                 out[i] = p[:images[i].shape[0], :images[i].shape[1]]
     return out
@@ -250,7 +251,7 @@ def predict_tiled(
     for start in range(0, len(corners), batch_size):
         batch = corners[start : start + batch_size]
         tiles = np.stack([padded[y : y + t, x : x + t] for y, x in batch])
-        pred = np.asarray(model.predict_on_batch(tiles), dtype=np.float32)
+        pred = np.asarray(predict_on_batch(model, tiles), dtype=np.float32)
         if result is None:
             result = np.zeros((ny * core, nx * core, pred.shape[-1]), dtype=np.float32)
         for (y, x0), p in zip(batch, pred, strict=True):

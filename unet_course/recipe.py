@@ -19,6 +19,7 @@ interiors (``postprocess.label_instances``), as the Data Science Bowl 2018 winne
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import numbers
 from pathlib import Path
@@ -27,6 +28,7 @@ import keras
 import numpy as np
 
 from unet_course import rescale
+from unet_course.devices import LR_RULE, distributed, global_batch, learning_rate
 from unet_course.evaluate import pixel_scores, scores
 from unet_course.postprocess import DEFAULT_POSTPROCESSING, tune_postprocessing
 from unet_course.predict import foreground, predict_classes
@@ -282,8 +284,24 @@ def settings(quick: bool = False, **changes) -> Recipe:
     return dataclasses.replace(base, **changes)
 
 
-def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
-        precision: str = "auto", xla: bool | str = "auto", log=print) -> dict:
+class DeviceError(ValueError):
+    """The devices asked for cannot train here (too many, or a backend without it)."""
+
+
+def run(data, recipe: Recipe, out_dir: str | Path, *, devices: str | int = 1, **options) -> dict:
+    """``train_and_record`` inside ``devices.distributed(devices)``: on one device, or data
+    parallel on several. Raises ``DeviceError`` (before any work) for devices that cannot
+    train here."""
+    with contextlib.ExitStack() as stack:
+        try:
+            plan = stack.enter_context(distributed(devices))
+        except ValueError as err:
+            raise DeviceError(str(err)) from None
+        return train_and_record(data, recipe, out_dir, plan, **options)
+
+
+def train_and_record(data, recipe: Recipe, out_dir: str | Path, plan, *, quick: bool = False,
+                     precision: str = "auto", xla: bool | str = "auto", log=print) -> dict:
     """Train the recipe on ``data`` and write ``model.keras``, ``history.csv``, ``metrics.json``.
 
     The post-processing settings are chosen on the validation split's predictions and stored
@@ -296,6 +314,8 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
         out_dir: the run's folder (made if missing).
         quick: a DSB2018 folder is cut to a few dozen images (synthetic data follow
             ``recipe``'s counts and sizes either way).
+        plan: the ``devices.Plan`` it runs under; each step takes ``recipe.batch_size`` crops
+            on every one of its devices.
 
     On a folder, ``recipe.synthetic_share`` of the training crops come from synthetic
     slides. At the end the classical pipeline (``baseline.tune_classical``) is tuned and
@@ -325,7 +345,12 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
         f"{recipe.img_size}x{recipe.img_size}; the validation slides are scored every "
         f"{steps_per_check(recipe)} steps and the best check is kept")
     accelerator = train.choose_accelerator(precision, xla)
-    log(f"Training on {accelerator.describe()}")
+    per_device, recipe = recipe, dataclasses.replace(
+        recipe, batch_size=global_batch(recipe.batch_size, plan.count),
+        learning_rate=learning_rate(recipe.learning_rate, plan.count))
+    log(f"Training on {accelerator.describe()}"
+        + (f", data parallel on {plan.count} devices ({', '.join(plan.devices)}): "
+           f"{recipe.batch_size} crops a step" if plan.count > 1 else ""))
     model = train.build_model(lambda: build_model(recipe), accelerator)
     compile_model(model, recipe, accelerator.jit_compile)
     out = Path(out_dir)
@@ -349,7 +374,9 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, quick: bool = False,
         "synthetic_slides": 0 if extra is None else len(extra),
         "train_seconds": round(time.perf_counter() - start, 1),
         "data": str(data), "source": splits.source, "seed": recipe.seed,
-        "quick": quick, "model": "recipe", "recipe": dataclasses.asdict(recipe),
+        "quick": quick, "model": "recipe", "recipe": dataclasses.asdict(per_device),
+        "devices": list(plan.devices), "global_batch": recipe.batch_size,
+        "lr_rule": LR_RULE,
         "img_size": recipe.slide_size,
         "train_median_area": choice["target_area"] if choice["scale"] == "auto" else None,
         "device": accelerator.describe(), "precision": accelerator.precision,

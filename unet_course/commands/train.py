@@ -83,6 +83,10 @@ def add(subparsers) -> None:
                         help="a few dozen small images and a few steps (also UNET_COURSE_QUICK=1)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: mixed precision on a GPU, float32 on a CPU")
+    parser.add_argument("--devices", type=devices_type, default=1, metavar="{all,N}",
+                        help="recipe: train data parallel on all (or N) of this machine's "
+                        "devices (see `unet-course doctor`); --batch-size is per device "
+                        "(default 1: one device)")
     parser.add_argument("--xla", type=on_off_auto, default="auto", metavar="{auto,on,off}",
                         help="XLA compilation (default auto: on where it is faster, see "
                         "`unet-course doctor`)")
@@ -148,8 +152,9 @@ def _train_settings(args: argparse.Namespace) -> dict:
             raise UsageError(f"{', '.join(given)}: options of --model seed or unet; the recipe "
                              "fixes its loss, targets and augmentation, and counts its "
                              "training in --steps")
-    elif args.steps is not None or args.synthetic_share is not None:
-        flag = "--steps" if args.steps is not None else "--synthetic-share"
+    elif args.steps is not None or args.synthetic_share is not None or args.devices != 1:
+        flag = ("--steps" if args.steps is not None else "--synthetic-share"
+                if args.synthetic_share is not None else "--devices")
         raise UsageError(f"{flag}: an option of --model recipe; the {args.model} model "
                          "counts its training in --epochs and trains on --data alone")
     depth = 4 if args.model != "unet" else args.depth
@@ -281,6 +286,16 @@ def _first_batches(seq, steps: int):
     return seq
 
 
+def devices_type(text: str) -> str | int:
+    """``--devices``: ``all`` or a positive integer (``devices.parse_devices``)."""
+    from unet_course.devices import parse_devices
+
+    try:
+        return parse_devices(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _log_and_check(line: str) -> None:
     """``recipe.run``'s log: print the line, then honour a recorded Ctrl-C (its stages are
     logged as they begin)."""
@@ -314,8 +329,12 @@ def _run_train_recipe(args: argparse.Namespace, settings: dict, chosen, out: Pat
     the scores beside the classical pipeline's."""
     from unet_course import recipe
 
-    report = recipe.run(args.data, chosen, out, quick=settings["quick"],
-                        precision=args.precision, xla=args.xla, log=_log_and_check)
+    try:
+        report = recipe.run(args.data, chosen, out, quick=settings["quick"],
+                            precision=args.precision, xla=args.xla, log=_log_and_check,
+                            devices=args.devices)
+    except recipe.DeviceError as err:
+        raise UsageError(str(err)) from None
     print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "val_dsb_map", "best_step",
                                              "scale", "val_dsb_map_native")}))
     line, warning = baseline_line(report)
