@@ -375,16 +375,36 @@ def test_fast_batches_equal_augment_pair_image_by_image(image_dtype, options):
             seq.on_epoch_end()
 
 
-def test_bilinear_warp_matches_scipy():
+def _reflect(index, n):
+    """Half-sample symmetric reflection of integer indices into 0..n-1 (SciPy's "reflect")."""
+    index = np.mod(index, 2 * n)
+    return np.where(index >= n, 2 * n - 1 - index, index)
+
+
+def test_warp_matches_a_direct_bilinear_and_nearest_computation():
+    """``_warp`` (ndimage.map_coordinates) against bilinear weights and rounded indices
+    computed here by hand, with mirrored borders: coordinates reach 20 pixels outside."""
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)
     coords = np.stack(np.meshgrid(np.arange(37.0), np.arange(45.0), indexing="ij"))
     coords = (coords + rng.normal(0, 6, coords.shape)).astype(np.float32)
-    got = augment._bilinear(image, coords)
-    for c in range(3):
-        want = ndimage.map_coordinates(image[..., c].astype(np.float32), coords, order=1,
-                                       mode="reflect")
-        np.testing.assert_allclose(got[..., c], want, atol=1e-3)
+    y0, x0 = np.floor(coords).astype(int)
+    fy, fx = (coords - np.floor(coords))[..., None]
+    at = [[image[_reflect(y0 + i, 37), _reflect(x0 + j, 45)].astype(np.float64) for j in (0, 1)]
+          for i in (0, 1)]
+    want = (at[0][0] * (1 - fx) + at[0][1] * fx) * (1 - fy) + (at[1][0] * (1 - fx)
+                                                               + at[1][1] * fx) * fy
+    np.testing.assert_allclose(augment._warp(image.astype(np.float32), coords, 1), want,
+                               atol=1e-3)
+    got = augment._warp(image, coords, 1)
+    assert got.dtype == np.uint8 and np.abs(got - np.rint(want)).max() <= 1
+    # order 0: whole pixels by index, any dtype and channel count kept exactly
+    mask = rng.random((37, 45, 2)) < 0.5
+    near = mask[_reflect(np.rint(coords[0]).astype(int), 37),
+                _reflect(np.rint(coords[1]).astype(int), 45)]
+    moved = augment._warp(mask, coords, 0)
+    assert moved.dtype == bool and moved.shape == (37, 45, 2)
+    assert np.mean(moved == near) > 0.999  # ties at exactly .5 may round the other way
 
 
 def id_dataset(n=40, side=8):

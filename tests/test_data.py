@@ -164,7 +164,7 @@ def test_magnification_and_elongation_change_the_shapes():
     area = lambda labels: np.median(np.concatenate([np.bincount(lab.ravel())[1:] for lab in labels]))  # noqa: E731
     assert area(large) > 3 * area(small)  # (1.5 / 0.7)^2 = 4.6 in expectation
     _, long = make_nuclei(**kw, difficulty=_easy(elongation=4.0))
-    ratios = [p.major_axis_length / max(p.minor_axis_length, 1) for lab in long
+    ratios = [p.axis_major_length / max(p.axis_minor_length, 1) for lab in long
               for p in measure.regionprops(lab) if p.area > 60]
     assert max(ratios) > 2.8
 
@@ -185,13 +185,13 @@ def test_bad_difficulty_is_refused(change):
         Difficulty(**change)
 
 
-# --------------------------------------------------------------------------- the fast drawing is exact
-# make_nuclei draws all nuclei at once and renders in place; the slides must stay those drawn one
-# nucleus at a time, byte for byte (the course's numbers were measured on them).
+# --------------------------------------------------------------------------- the drawing is exact
+# _paint takes its candidate pixels from skimage.draw.ellipse; it must paint exactly what a painter
+# that tries every pixel of each nucleus's bounding box paints, float32 depths bit for bit.
 
 
 def _paint_one_by_one(size, centres, shapes, outlines):
-    """The reference painter: each nucleus in its box, one after another (float32, as drawn)."""
+    """The reference painter: every pixel of each nucleus's box, one after another."""
     import math
 
     labels, depth = np.zeros((size, size), np.int32), np.ones((size, size), np.float32)
@@ -232,8 +232,8 @@ def _random_nuclei(rng, size, count, wobble):
 
 
 @pytest.mark.parametrize(("size", "count", "wobble"), [(40, 30, 0.2), (64, 60, 0.18),
-                                                        (33, 5, 0.0), (96, 1, 0.1)])
-def test_painting_all_nuclei_at_once_equals_painting_them_one_by_one(size, count, wobble):
+                                                        (33, 5, 0.0), (96, 1, 0.1), (2, 3, 0.0)])
+def test_painting_equals_trying_every_pixel_of_each_box(size, count, wobble):
     from unet_course.data import _paint
 
     for seed in range(5):
@@ -243,17 +243,6 @@ def test_painting_all_nuclei_at_once_equals_painting_them_one_by_one(size, count
         assert labels.dtype == np.int32 and depth.dtype == np.float32
         np.testing.assert_array_equal(labels, want_labels)
         np.testing.assert_array_equal(depth.view(np.int32), want_depth.view(np.int32))
-
-
-@pytest.mark.parametrize(("size", "count"), [(2, 3), (32, 6), (600, 3)])  # 600: one at a time
-def test_plain_ellipses_on_the_whole_grid_equal_the_boxed_painter(size, count):
-    from unet_course.data import _paint, _paint_ellipses
-
-    centres, shapes, outlines = _random_nuclei(np.random.default_rng(size), size, count, 0.0)
-    labels, depth = _paint_ellipses(size, centres, shapes)
-    want_labels, want_depth = _paint(size, centres, shapes, outlines)
-    np.testing.assert_array_equal(labels, want_labels)
-    np.testing.assert_array_equal(depth.view(np.int32), want_depth.view(np.int32))
 
 
 def test_pieces_cut_off_and_slivers_are_dropped_and_the_rest_renumbered():
@@ -271,16 +260,16 @@ def test_pieces_cut_off_and_slivers_are_dropped_and_the_rest_renumbered():
     np.testing.assert_array_equal(bright, np.choose(want, [0, 1.5, 2.0, 0.5]).astype(np.float32))
 
 
-@pytest.mark.parametrize("shape", [(2, 2), (32, 32), (63, 63), (256, 256)])
-def test_render_helpers_equal_the_scipy_and_numpy_operations_they_replace(shape):
-    from unet_course.rendering import _blur, _coarse_mean
+@pytest.mark.parametrize(("size", "cells"), [(32, 4), (63, 12), (256, 3), (256, 32), (40, 40)])
+def test_smooth_fields_are_skimage_bilinear_resizes(size, cells):
+    """The separable matrix form against ``skimage.transform.resize`` of the whole 2-D array."""
+    from skimage.transform import resize
 
-    field = np.random.default_rng(0).random(shape, dtype=np.float32) ** 4
-    for sigma in (0.4, 0.77, 1.3, 2.0):
-        np.testing.assert_array_equal(_blur(field, sigma),
-                                      ndimage.gaussian_filter(field, sigma, truncate=2.5))
-    mask = field > 0.2
-    cells = max(shape[0] // 8, 2)
-    step = shape[0] // cells
-    blocks = mask[: cells * step, : cells * step].astype(np.float32).reshape(cells, step, cells, step)
-    np.testing.assert_array_equal(_coarse_mean(mask, 8), blocks.mean(axis=(1, 3), dtype=np.float32))
+    from unet_course.rendering import _interpolation_matrix
+
+    coarse = np.random.default_rng(size + cells).standard_normal((cells, cells), np.float32)
+    matrix = _interpolation_matrix(size, cells)
+    assert matrix.shape == (size, cells) and matrix.dtype == np.float32
+    want = resize(coarse.astype(np.float64), (size, size), order=1, mode="edge",
+                  anti_aliasing=False)
+    np.testing.assert_allclose(matrix @ coarse @ matrix.T, want, atol=1e-5)
