@@ -202,7 +202,7 @@ def bench_pipeline(size: int, batch: int, batches: int, elastic: bool, workers: 
     """Best and median images/s of the augmented ``SegmentationSequence`` at ``size``.
 
     Batches are built from 64 synthetic nuclei images of ``size``, as uint8 (what
-    ``train.make_sequences`` serves), by ``workers`` threads at once (what
+    ``recipe.make_sequences`` serves), by ``workers`` threads at once (what
     ``PyDataset(workers=n)`` does with ``use_multiprocessing=False``; 1: one after another in
     this process); each of ``repeats`` measurements times ``batches * workers`` batches (a
     third as many with ``elastic``).

@@ -15,7 +15,7 @@ import pytest
 
 from unet_course import cli, recipe
 
-TINY = ["--model", "seed", "--quick", "--img-size", "32", "--batch-size", "4", "--steps-per-epoch", "2"]
+TINY = ["--model", "seed", "--quick", "--img-size", "32", "--batch-size", "4", "--steps", "2"]
 
 
 def run_cli(*args: str, backend: str = "tensorflow") -> subprocess.CompletedProcess:
@@ -33,21 +33,22 @@ def test_train_then_evaluate_then_refuse_end_to_end(tmp_path):
     report = json.loads((out / "metrics.json").read_text())
     assert 0 <= report["val_iou"] <= report["val_dice"] <= 1
     assert report["val_iou"] == pytest.approx(report["val_dice"] / (2 - report["val_dice"]))
-    assert (report["img_size"], report["epochs_run"], report["quick"]) == (32, 1, True)
-    assert report["threshold"] == 0.5 and 0 < report["best_threshold"] < 1
+    assert (report["model"], report["steps_run"], report["quick"]) == ("seed", 2, True)
+    assert report["recipe"]["img_size"] == 32 and 0 < report["best_threshold"] < 1
+    assert report["scale"] == 1.0  # the seed model is predicted at the images' own size
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 1 and {"loss", "dice", "iou", "val_dice", "val_iou"} <= set(rows[0])
-    # validation batches are the whole 32x32 images: Keras's accumulated val_dice must equal
-    # the native-resolution score that train computed afterwards
-    assert float(rows[0]["val_dice"]) == pytest.approx(report["val_dice"], abs=1e-5)
+    assert len(rows) == report["checks_run"]
+    assert {"loss", "val_score", "val_dice", "val_iou"} <= set(rows[0])
+    scores = [float(row["val_score"]) for row in rows]  # a binary model is kept by its Dice
+    assert report["best_check"] == 1 + scores.index(max(scores))
 
     result_file = tmp_path / "eval.json"
     done = run_cli("evaluate", "--model", str(out / "model.keras"), "--out", str(result_file))
     assert done.returncode == 0, done.stderr[-2000:]
     printed = json.loads(done.stdout[done.stdout.index("{"):])
     assert printed == json.loads(result_file.read_text())
-    assert printed["split"] == "test" and printed["images"] == 8
+    assert printed["split"] == "test" and printed["images"] == report["split"]["test"]
     assert printed["threshold"] == report["best_threshold"]  # chosen on validation data
     assert 0 <= printed["iou"] <= printed["dice"] <= 1
 
@@ -100,7 +101,8 @@ def test_doctor_reports_versions_backend_and_a_gpu_hint(capsys):
         ([], "COMMAND"),
         (["fly"], "invalid choice"),
         (["train"], "--out"),
-        (["train", "--out", "{tmp}/o", "--epochs", "0"], "positive integer"),
+        (["train", "--out", "{tmp}/o", "--steps", "0"], "positive integer"),
+        (["train", "--out", "{tmp}/o", "--epochs", "3"], "unrecognized arguments"),
         (["train", "--out", "{tmp}/o", "--batch-size", "x"], "positive integer"),
         (["train", "--out", "{tmp}/o", "--data", "{tmp}/missing"], "no such folder"),
         (["train", "--out", "{tmp}/o", "--data", "{tmp}/file.txt"], "is a file"),
@@ -111,9 +113,6 @@ def test_doctor_reports_versions_backend_and_a_gpu_hint(capsys):
         (["train", "--out", "{tmp}/o", "--model", "unet", "--dropout", "1.5"], "dropout"),
         (["train", "--out", "{tmp}/o", "--lr", "2"], "(0, 1)"),
         (["train", "--out", "{tmp}/o", "--xla", "maybe"], "auto, on, off"),
-        (["train", "--out", "{tmp}/o", "--loss", "dice"], "--model seed or unet"),
-        (["train", "--out", "{tmp}/o", "--weight-map"], "--model seed or unet"),
-        (["train", "--out", "{tmp}/o", "--steps-per-epoch", "3"], "--model seed or unet"),
         (["evaluate", "--model", "{tmp}/none.keras"], "no such file"),
         (["evaluate", "--model", "{tmp}/file.txt"], ".keras"),
         (["evaluate", "--model", "{tmp}/m.keras", "--out", "{tmp}/no/dir.json"], "does not exist"),
@@ -221,12 +220,12 @@ def test_the_default_recipe_trains_records_and_evaluates_beside_the_baseline(tmp
 
 
 def test_metrics_json_records_every_setting_and_two_runs_with_one_seed_agree(tmp_path, capsys):
-    """Issue 12, bugs 2 and 4: the record holds the config, the options, the precision and XLA,
-    the build_unet options and the data split; two runs with one --seed give the same record."""
-    from unet_course import datasets, model, train
+    """The record holds the recipe (model and build options included), the precision and XLA
+    and the data split; the recipe rebuilds the model; two runs with one --seed agree."""
+    from unet_course import datasets
 
     tiny = ["--model", "unet", "--base-filters", "4", "--depth", "2", "--dropout", "0.1",
-            "--quick", "--img-size", "32", "--batch-size", "4", "--steps-per-epoch", "2",
+            "--quick", "--img-size", "32", "--batch-size", "4", "--steps", "2",
             "--seed", "5", "--precision", "float32", "--xla", "off"]
     reports = []
     for name in ("a", "b"):
@@ -234,24 +233,20 @@ def test_metrics_json_records_every_setting_and_two_runs_with_one_seed_agree(tmp
         reports.append(json.loads((tmp_path / name / "metrics.json").read_text()))
     capsys.readouterr()
     report = reports[0]
-    config = train.TrainConfig(**report["config"])  # the config round-trips
-    assert (config.seed, config.batch_size, config.epochs) == (5, 4, 1)
-    assert report["options"]["steps_per_epoch"] == 2 and report["options"]["augment"] is True
+    chosen = recipe.Recipe(**report["recipe"])  # the recipe round-trips
+    assert (chosen.seed, chosen.batch_size, chosen.steps, chosen.model) == (5, 4, 2, "unet")
+    assert (chosen.targets, chosen.depth, chosen.dropout) == ("binary", 2, 0.1)
     assert (report["precision"], report["xla"]) == ("float32", False)
-    assert report["keras_backend"] == "tensorflow"
-    options = dict(report["unet_options"])
-    assert options.pop("builder") == "build_unet"
-    options["input_shape"] = tuple(options["input_shape"])
-    rebuilt = model.build_unet(**options)
-    assert (rebuilt.count_params(), options["depth"], options["dropout"]) == (
-        keras_params(tmp_path / "a" / "model.keras"), 2, 0.1)
-    splits = datasets.load_splits("synthetic", 32, quick=True, seed=5)
+    assert report["keras_backend"] == "tensorflow" and report["model"] == "unet"
+    assert recipe.build_model(chosen).count_params() == keras_params(tmp_path / "a" / "model.keras")
+    splits = datasets.load_splits("synthetic", chosen.slide_size, quick=True, seed=5,
+                                  counts={"train": chosen.train_images, "val": chosen.val_images})
     assert report["split"] == {"seed": 5, "train": len(splits.train), "val": len(splits.val),
                                "test": len(splits.test)}
     first, second = reports
     assert first.keys() == second.keys()
     for key, value in first.items():
-        if key == "model_sha256":  # the .keras zip stores its save time
+        if key in ("model_sha256", "train_seconds"):  # the .keras zip stores its save time
             continue
         assert second[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float)
                                else value), key
@@ -269,8 +264,8 @@ def test_train_and_evaluate_choices_come_from_the_package_tables():
     from unet_course import model, postprocess, train
 
     parser = cli.build_parser()
-    for loss in train.LOSSES:
-        assert parser.parse_args(["train", "--out", "o", "--loss", loss]).loss == loss
+    for name in recipe.MODELS:
+        assert parser.parse_args(["train", "--out", "o", "--model", name]).model == name
     for precision in train.PRECISIONS:
         assert parser.parse_args(["train", "--out", "o", "--precision", precision]).precision == precision
     for upsampling in model.UPSAMPLINGS:
@@ -281,7 +276,7 @@ def test_train_and_evaluate_choices_come_from_the_package_tables():
     defaults = inspect.signature(model.build_unet).parameters
     for option in ("base_filters", "depth", "dropout", "batch_norm", "upsampling", "activation"):
         assert getattr(args, option) == defaults[option].default, option
-    assert args.batch_size is None  # the recipe's own (recipe.Recipe) or the seed/unet config's
+    assert args.batch_size is None  # the recipe's own (recipe.Recipe)
 
 
 def test_train_help_states_the_recipes_own_defaults(capsys):

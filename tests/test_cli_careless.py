@@ -282,10 +282,10 @@ def test_the_command_line_prints_no_tensorflow_startup_lines():
 
 def test_quick_training_does_not_run_out_of_data_and_writes_its_record(tmp_path, capsys, recwarn):
     out = tmp_path / "run"
-    # 24 quick training images in batches of 8: 3 batches, 2 steps an epoch, 3 epochs
+    # 16 quick training slides in batches of 8, 6 steps checked every 4: passes of 4 and 2
     assert cli.main(["train", "--out", str(out), "--model", "unet", "--base-filters", "2",
                      "--depth", "2", "--quick", "--img-size", "32", "--batch-size", "8",
-                     "--epochs", "3"]) == 0
+                     "--steps", "6"]) == 0
     captured = capsys.readouterr()
     said = captured.out + captured.err + " ".join(str(w.message) for w in recwarn)
     assert "ran out of data" not in said

@@ -22,8 +22,7 @@ from PIL import Image
 
 from unet_course import cli, files
 
-TINY = ["--model", "seed", "--quick", "--img-size", "32", "--batch-size", "4",
-        "--steps-per-epoch", "2"]
+TINY = ["--model", "seed", "--quick", "--img-size", "32", "--batch-size", "4", "--steps", "2"]
 
 
 def _refused(capsys, argv, *words) -> str:
@@ -197,10 +196,10 @@ def _a_run(folder, unet) -> None:
 @pytest.mark.parametrize("stage", ["seed", "recipe"])
 def test_an_interrupted_overwrite_keeps_the_previous_run(stage, unet, tmp_path, capsys,
                                                          monkeypatch):
-    """Ctrl-C after the last epoch (the seed model's validation, the recipe's tuning): the
+    """Ctrl-C after the last step, during the tuning (of the seed model or the recipe): the
     checkpoint of the new run was written, but the old run is kept whole, and no partial
     folder is left beside it."""
-    from unet_course import predict, recipe
+    from unet_course import recipe
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
@@ -208,12 +207,9 @@ def test_an_interrupted_overwrite_keeps_the_previous_run(stage, unet, tmp_path, 
     run = tmp_path / "run"
     _a_run(run, unet)
     before = _snapshot(run)
-    if stage == "seed":
-        monkeypatch.setattr(predict, "predict_native", ctrl_c)
-        argv = ["train", "--out", run, "--overwrite", *TINY]
-    else:
-        monkeypatch.setattr(recipe, "choose_pipeline", ctrl_c)
-        argv = ["train", "--out", run, "--overwrite", "--quick", "--steps", "2"]
+    monkeypatch.setattr(recipe, "choose_pipeline", ctrl_c)
+    argv = ["train", "--out", run, "--overwrite",
+            *(TINY if stage == "seed" else ["--quick", "--steps", "2"])]
     code = cli.main([str(a) for a in argv])
     assert _snapshot(run) == before  # the old model, its record and history, byte for byte
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

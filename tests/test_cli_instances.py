@@ -173,42 +173,22 @@ def test_evaluate_defaults_to_the_watershed_and_help_names_the_options(capsys):
     assert "--overwrite" in text and "--tile" in text and "16-bit" in text
 
 
-def test_weight_map_training_swaps_targets_weights_and_loss():
-    from unet_course import losses, train
+def test_the_weight_map_travels_with_its_crops_through_the_batches():
+    """The paper's weight map (benchmarks/weight_map.py): the masks lose the borders between
+    touching nuclei, each image gets ``unet_weight_map`` weights, served beside its mask."""
     from unet_course.data import make_nuclei
-    from unet_course.model import build_unet
     from unet_course.sequence import SegmentationSequence
 
     images, labels = make_nuclei(3, size=96, seed=1, nuclei=(80, 100))  # crowded: they touch
+    separated = [targets.separate_touching(lab) for lab in labels]
     plain = SegmentationSequence(images, labels, 3, augment=False, shuffle=False)
-    model = build_unet((None, None, 3), base_filters=2, depth=2)
-    config = train.TrainConfig()
-    accelerator = train.choose_accelerator("float32", xla=False)
-    train.compile_model(model, config, accelerator)
-    weighted = train.weight_map_training(model, plain, config, accelerator)
+    weighted = SegmentationSequence(images, separated, 3, augment=False, shuffle=False,
+                                    weights=[targets.unet_weight_map(s) for s in separated])
     x, y, w = weighted[0]
-    separated = np.stack([targets.separate_touching(lab) for lab in labels])
     assert np.array_equal(x, plain[0][0])
-    assert np.array_equal(y[..., 0], (separated > 0).astype(np.float32))
+    assert np.array_equal(y[..., 0], (np.stack(separated) > 0).astype(np.float32))
     assert (y[..., 0] < plain[0][1][..., 0]).any()  # borders between touching nuclei are cut
-    np.testing.assert_allclose(w, targets.unet_weight_map(separated), rtol=1e-6)
-    assert isinstance(model.loss, losses.WeightedBCELoss)
-
-
-def test_train_with_the_weight_map_end_to_end(tmp_path, capsys):
-    import keras
-
-    from unet_course import losses
-
-    out = tmp_path / "run"
-    tiny = ["--model", "seed", "--quick", "--img-size", "32", "--batch-size", "4",
-            "--steps-per-epoch", "2"]
-    assert cli.main(["train", "--out", str(out), *tiny, "--weight-map", "--loss", "dice"]) == 2
-    assert "--weight-map" in capsys.readouterr().err and not out.exists()
-    assert cli.main(["train", "--out", str(out), *tiny, "--weight-map"]) == 0
-    model = keras.saving.load_model(out / "model.keras")
-    assert isinstance(model.loss, losses.WeightedBCELoss)
-    assert 0 <= json.loads((out / "metrics.json").read_text())["val_dice"] <= 1
+    np.testing.assert_allclose(w, targets.unet_weight_map(np.stack(separated)), rtol=1e-6)
 
 
 @pytest.fixture(scope="module")

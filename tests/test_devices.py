@@ -160,8 +160,7 @@ def test_train_devices_all_quick_runs_on_this_machine_and_records_its_devices(tm
     assert record["global_batch"] == record["recipe"]["batch_size"] * len(record["devices"])
 
 
-def test_train_refuses_more_devices_than_there_are_and_devices_for_the_seed_model(tmp_path,
-                                                                                    capsys):
+def test_train_refuses_more_devices_than_there_are(tmp_path, capsys):
     from unet_course import cli
 
     count = len(devices.available())
@@ -169,6 +168,3 @@ def test_train_refuses_more_devices_than_there_are_and_devices_for_the_seed_mode
                      "--out", str(tmp_path / "a")]) == 2
     assert f"shows {count} device" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
-    assert cli.main(["train", "--quick", "--model", "seed", "--devices", "all",
-                     "--out", str(tmp_path / "b")]) == 2
-    assert "--devices: an option of --model recipe" in capsys.readouterr().err

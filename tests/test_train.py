@@ -1,5 +1,5 @@
 """Tests for unet_course.train and unet_course.datasets: device policy, native-size prediction,
-pixel scores against scikit-learn, seeded splits, and reproducible training on CPU."""
+pixel scores against scikit-learn, seeded splits, and the recipe's run reproducible on CPU."""
 
 from __future__ import annotations
 
@@ -14,31 +14,6 @@ from unet_course import datasets, evaluate, geometry, model, predict, train
 def tiny_unet(input_shape=(None, None, 3), padding="same", depth=2, name="tiny"):
     return model.build_unet(input_shape, base_filters=4, depth=depth, padding=padding,
                             rescale=1 / 255, name=name)
-
-
-# --------------------------------------------------------------------------- TrainConfig
-
-
-def test_config_defaults_are_the_documented_ones():
-    config = train.TrainConfig()
-    assert (config.loss, config.monitor, config.threshold) == ("bce_dice", "val_dice", 0.5)
-    assert config.learning_rate == 1e-3
-
-
-@pytest.mark.parametrize(
-    "kwargs, error",
-    [
-        (dict(epochs=0), ValueError),
-        (dict(epochs=2.5), TypeError),
-        (dict(loss="focal"), ValueError),
-        (dict(learning_rate=0), ValueError),
-        (dict(threshold=1.0), ValueError),
-        (dict(monitor="accuracy"), ValueError),
-    ],
-)
-def test_config_rejects_bad_values(kwargs, error):
-    with pytest.raises(error, match=next(iter(kwargs))):
-        train.TrainConfig(**kwargs)
 
 
 # --------------------------------------------------------------------------- device policy
@@ -223,33 +198,37 @@ def test_load_splits_sizes_and_bad_input():
 # --------------------------------------------------------------------------- training
 
 
-def _tiny_run(tmp_path, name: str, precision: str = "float32"):
-    """Two steps of a tiny U-Net on 32x32 synthetic nuclei; returns (model, history)."""
-    config = train.TrainConfig(epochs=1, batch_size=4, seed=7)
-    keras.utils.set_random_seed(config.seed)
+def _tiny_run(tmp_path, name: str, precision: str = "float32", seed: int = 7,
+              disturb: int | None = None):
+    """Two steps of the recipe's run with a tiny U-Net on 32x32 synthetic nuclei, after
+    ``disturb`` scrambles the global random state; returns (model, history, splits)."""
+    from unet_course import recipe
+
+    chosen = recipe.Recipe(img_size=32, batch_size=4, base_filters=4, depth=2, steps=2,
+                           check_every=1, warmup_steps=0, seed=seed, model="unet",
+                           targets="binary", dropout=0.2)
+    if disturb is not None:
+        keras.utils.set_random_seed(disturb)
     splits = datasets.load_splits("synthetic", 32, quick=True, seed=1,
                                   counts={"train": 8, "val": 4, "test": 1})
     accel = train.Accelerator(keras.backend.backend(), (), precision, False)
-    net = train.build_model(lambda: tiny_unet(), accel)
-    train.compile_model(net, config, accel)
-    seqs = train.make_sequences(splits, 32, config.batch_size, seed=config.seed)
-    out = tmp_path / name
-    out.mkdir()
-    history = train.fit(net, *seqs, config, out, verbose=0)
+    net = train.build_model(lambda: recipe.build_model(chosen), accel, seed=chosen.seed)
+    recipe.compile_model(net, chosen, jit_compile=False)
+    history = recipe.train_recipe(net, splits, chosen, tmp_path / name, verbose=0)
     return net, history.history, splits
 
 
 def test_training_is_reproducible_on_cpu_for_a_fixed_seed(tmp_path):
-    """Same seed, same data order and augmentation, same initial weights: the logged metrics
+    """Same seed, same data order and augmentation, same initial weights: the logged values
     agree to 1e-5 (float32 on CPU; oneDNN may reorder sums, hence not exact equality)."""
     _, first, _ = _tiny_run(tmp_path, "a")
     _, second, _ = _tiny_run(tmp_path, "b")
-    assert set(first) >= {"loss", "dice", "iou", "val_loss", "val_dice", "val_iou"}
+    assert set(first) >= {"loss", "val_score", "val_dice", "val_iou"}
     for key in first:
         np.testing.assert_allclose(first[key], second[key], rtol=1e-5, atol=1e-5, err_msg=key)
 
 
-def test_fit_writes_a_checkpoint_that_reloads_in_safe_mode(tmp_path):
+def test_the_run_writes_a_checkpoint_that_reloads_in_safe_mode(tmp_path):
     net, logs, splits = _tiny_run(tmp_path, "run", precision="mixed_bfloat16")
     path = tmp_path / "run" / "model.keras"
     assert path.is_file() and (tmp_path / "run" / "history.csv").is_file()
@@ -259,17 +238,6 @@ def test_fit_writes_a_checkpoint_that_reloads_in_safe_mode(tmp_path):
     batch = splits.val.images[:2].astype(np.float32)
     np.testing.assert_allclose(loaded.predict_on_batch(batch), net.predict_on_batch(batch),
                                atol=1e-6)
-    _, val_seq = train.make_sequences(splits, 32, 4, seed=7)
-    scores = loaded.evaluate(val_seq, return_dict=True, verbose=0)  # loss and metrics restored
-    expected = net.evaluate(val_seq, return_dict=True, verbose=0)
-    assert {"loss", "dice", "iou"} <= set(scores)
-    for key in ("loss", "dice", "iou"):
-        assert scores[key] == pytest.approx(expected[key], abs=1e-5), key
-
-
-def test_fit_refuses_a_missing_output_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing"):
-        train.fit(tiny_unet(), None, None, train.TrainConfig(), tmp_path / "missing")
 
 
 def make_dsb_folder(root, sizes=((40, 48), (36, 52), (64, 64), (48, 40), (50, 50), (33, 47))):
@@ -307,28 +275,12 @@ def test_dsb_splits_partition_the_folder_and_are_seeded(tmp_path):
     assert all(set(np.unique(m)) <= {0, 1} for m in a.train.masks)
 
 
-def test_the_config_seed_makes_two_fits_give_the_same_weights(tmp_path):
-    """Issue 12, bug 2: ``TrainConfig.seed`` is used by ``build_model`` and ``fit``, so two
-    runs with the same config agree whatever the random state before them."""
-    splits = datasets.load_splits("synthetic", 32, quick=True, seed=1,
-                                  counts={"train": 8, "val": 4, "test": 1})
-    accel = train.Accelerator(keras.backend.backend(), (), "float32", False)
-
-    def run(config, disturb: int):
-        keras.utils.set_random_seed(disturb)  # a different global random state each time
-        net = train.build_model(
-            lambda: model.build_unet((None, None, 3), base_filters=4, depth=2, dropout=0.2,
-                                     rescale=1 / 255), accel, seed=config.seed)
-        train.compile_model(net, config, accel)
-        seqs = train.make_sequences(splits, 32, config.batch_size, seed=config.seed)
-        out = tmp_path / f"run{disturb}-{config.seed}"
-        out.mkdir()
-        train.fit(net, *seqs, config, out, verbose=0)
-        return net.get_weights()
-
-    config = train.TrainConfig(epochs=1, batch_size=4, seed=11)
-    first, second = run(config, 1), run(config, 2)
+def test_the_seed_makes_two_runs_give_the_same_weights_whatever_ran_before(tmp_path):
+    """``Recipe.seed`` seeds the weights (``build_model(..., seed=)``) and the batches, so two
+    runs agree whatever the global random state before them, and another seed differs."""
+    first = _tiny_run(tmp_path, "a", seed=11, disturb=1)[0].get_weights()
+    second = _tiny_run(tmp_path, "b", seed=11, disturb=2)[0].get_weights()
     for a, b in zip(first, second, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    other = run(train.TrainConfig(epochs=1, batch_size=4, seed=12), 1)
+    other = _tiny_run(tmp_path, "c", seed=12, disturb=1)[0].get_weights()
     assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(first, other, strict=True))

@@ -1,11 +1,9 @@
-"""The training callbacks: checkpoint and history written atomically, Ctrl-C honoured.
+"""The training run's callbacks: the model kept by its score, the history written atomically,
+Ctrl-C honoured.
 
-What belongs here: ``make_callbacks`` (the course's set for ``train.fit``: early stopping,
-checkpoint, learning-rate cuts, CSV history, interrupt), ``AtomicCheckpoint`` and
-``AtomicCSVLogger`` (files written with ``files.atomic_path``: complete or the previous ones)
-``HonourInterrupt`` (Ctrl-C stops training at the end of the batch) and ``ScoreCheckpoint``
-(the model kept by its score on whole validation slides, as the recipe's
-``recipe.train_recipe`` keeps it).
+``ScoreCheckpoint`` scores whole validation slides as ``predict`` sees them and keeps the best
+check; ``AtomicCSVLogger`` rewrites ``history.csv`` atomically (``files.atomic_path``);
+``HonourInterrupt`` stops training at the end of a batch on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,36 +15,6 @@ import numpy as np
 
 from unet_course.files import atomic_path, write_text
 from unet_course.predict import predict_classes
-
-
-def make_callbacks(out_dir: str | Path, config) -> list[keras.callbacks.Callback]:
-    """EarlyStopping, AtomicCheckpoint to ``out_dir/model.keras``, ReduceLROnPlateau,
-    AtomicCSVLogger to ``out_dir/history.csv``.
-
-    All of them watch ``config.monitor`` (``"val_dice"``: higher is better). The checkpoint
-    keeps the best epoch; early stopping restores the best weights at the end, so the model in
-    memory and the file agree. Both files are written atomically (``files.atomic_path``).
-    """
-    out = Path(out_dir)
-    mode = "min" if config.monitor.endswith("loss") else "max"
-    return [
-        AtomicCheckpoint(out / "model.keras", monitor=config.monitor, mode=mode),
-        keras.callbacks.EarlyStopping(
-            monitor=config.monitor,
-            mode=mode,
-            patience=config.early_stopping_patience,
-            restore_best_weights=True,
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor=config.monitor,
-            mode=mode,
-            factor=config.reduce_lr_factor,
-            patience=config.reduce_lr_patience,
-            min_lr=config.min_learning_rate,
-        ),
-        AtomicCSVLogger(out / "history.csv"),
-        HonourInterrupt(),
-    ]
 
 
 class HonourInterrupt(keras.callbacks.Callback):
@@ -101,33 +69,6 @@ class HonourInterrupt(keras.callbacks.Callback):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
-
-
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save the model to ``path`` (a ``.keras`` file) whenever ``monitor`` improves.
-
-    Unlike ``keras.callbacks.ModelCheckpoint``, the file is written to a temporary file in the
-    same folder and renamed (``files.atomic_path``): a full disk or Ctrl-C during the write
-    leaves the previous best epoch's complete file (or none), and Ctrl-C is honoured (raised
-    as ``KeyboardInterrupt``) as soon as the write has finished.
-    """
-
-    def __init__(self, path: str | Path, monitor: str = "val_loss", mode: str = "min"):
-        super().__init__()
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        self.path, self.monitor, self.mode = Path(path), monitor, mode
-        self.best: float | None = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None or not np.isfinite(float(value)):
-            return
-        value = float(value)
-        if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
-            self.best = value
-            with atomic_path(self.path) as tmp:
-                self.model.save(tmp)
 
 
 class AtomicCSVLogger(keras.callbacks.Callback):

@@ -36,6 +36,7 @@ from unet_course.sequence import ThreeClassSequence
 from unet_course.targets import CLASSES
 
 TARGETS = ("three_class", "binary")
+MODELS = ("recipe", "seed", "unet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,10 @@ class Recipe:
         targets: ``"three_class"`` (background / interior / boundary, for separate nuclei:
             the default) or ``"binary"`` (nucleus or not: one sigmoid channel trained with
             BCE + soft Dice, the semantic mask of notebook 05).
+        model: ``"recipe"`` (``build_unet`` with the fields above and percentile
+            normalisation), ``"seed"`` (``model.seed_unet``, the popular 2018 starter) or
+            ``"unet"`` (``build_unet`` of 0-255 pixels with ``dropout``, ``activation``,
+            ``upsampling`` too); the last two predict ``"binary"`` targets only.
     """
 
     img_size: int = 128
@@ -86,6 +91,10 @@ class Recipe:
     targets: str = "three_class"
     boundary_width: int = 2
     gamma: float = 0.0
+    model: str = "recipe"
+    dropout: float = 0.0
+    activation: str = "elu"
+    upsampling: str = "transpose"
 
     def __post_init__(self) -> None:
         for name in ("img_size", "batch_size", "base_filters", "depth", "steps", "check_every",
@@ -98,6 +107,12 @@ class Recipe:
                              f"got {self.img_size}")
         if self.targets not in TARGETS:
             raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.model != "recipe" and self.targets != "binary":
+            raise ValueError(f"the {self.model} model predicts binary targets only")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
         if not 0 <= self.warmup_steps < self.steps:
@@ -120,10 +135,18 @@ def quick_recipe(recipe: Recipe | None = None) -> Recipe:
 
 
 def build_model(recipe: Recipe) -> keras.Model:
-    """The recipe's U-Net: percentile normalisation in, three softmax classes (or, for
-    ``targets="binary"``, one sigmoid channel) out."""
-    from unet_course.model import build_unet
+    """The U-Net ``recipe.model`` names: percentile normalisation in, three softmax classes
+    (or, for ``targets="binary"``, one sigmoid channel) out for the recipe; 0-255 pixels in,
+    one sigmoid channel out for ``"seed"`` and ``"unet"``."""
+    from unet_course.model import build_unet, seed_unet
 
+    if recipe.model == "seed":
+        return seed_unet((None, None, 3))
+    if recipe.model == "unet":
+        return build_unet((None, None, 3), base_filters=recipe.base_filters, depth=recipe.depth,
+                          dropout=recipe.dropout, activation=recipe.activation,
+                          batch_norm=recipe.batch_norm, upsampling=recipe.upsampling,
+                          rescale=1 / 255)
     classes = len(CLASSES) if recipe.targets == "three_class" else 1
     return build_unet((None, None, 3), num_classes=classes,
                       base_filters=recipe.base_filters, depth=recipe.depth,
@@ -244,7 +267,7 @@ def check_scores(labels, probs) -> dict[str, float]:
     return {**logged, "val_score": scores(labels, probs, DEFAULT_POSTPROCESSING)["dsb_map"]}
 
 
-def choose_pipeline(model: keras.Model, splits) -> dict:
+def choose_pipeline(model: keras.Model, splits, size_normalise: bool = True) -> dict:
     """The watershed settings for size-normalised prediction (``rescale``, the default of
     ``predict`` and ``evaluate``) and for one pass at each image's own size, each tuned on
     the validation slides predicted that way.
@@ -258,13 +281,15 @@ def choose_pipeline(model: keras.Model, splits) -> dict:
     Returns ``{"scale", "settings", "native", "val", "val_native", "target_area"}``:
     ``"auto"`` (1.0 when the training slides hold no nucleus), the settings of that way and
     of one native pass, the validation ``scores`` of each, and the training nuclei's median
-    area (``rescale.median_area``).
+    area (``rescale.median_area``). ``size_normalise=False`` keeps one pass at each image's
+    own size (the seed and unet models, which are predicted tile by tile).
     """
     probs = predict_classes(model, splits.val.images)
     native, _ = tune_postprocessing(splits.val.labels, probs)
     target = rescale.median_area(splits.train.labels)
     val_native = scores(splits.val.labels, probs, native)
-    val_sized, settings_sized, auto = val_native, native, bool(np.isfinite(target))
+    val_sized, settings_sized = val_native, native
+    auto = size_normalise and bool(np.isfinite(target))
     if auto:
         sized, _ = rescale.predict_size_normalised(model, splits.val.images, native, target,
                                                    first=probs)
@@ -356,7 +381,7 @@ def train_and_record(data, recipe: Recipe, out_dir: str | Path, plan, *, quick: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     history = train_recipe(model, splits, recipe, out, verbose=2, extra_train=extra)
-    choice = choose_pipeline(model, splits)
+    choice = choose_pipeline(model, splits, size_normalise=recipe.model == "recipe")
     val = choice["val"]
     checks = history.history["val_score"]
     from unet_course.baseline import tune_classical
@@ -374,7 +399,7 @@ def train_and_record(data, recipe: Recipe, out_dir: str | Path, plan, *, quick: 
         "synthetic_slides": 0 if extra is None else len(extra),
         "train_seconds": round(time.perf_counter() - start, 1),
         "data": str(data), "source": splits.source, "seed": recipe.seed,
-        "quick": quick, "model": "recipe", "recipe": dataclasses.asdict(per_device),
+        "quick": quick, "model": recipe.model, "recipe": dataclasses.asdict(per_device),
         "devices": list(plan.devices), "global_batch": recipe.batch_size,
         "lr_rule": LR_RULE,
         "img_size": recipe.slide_size,

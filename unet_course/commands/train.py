@@ -1,8 +1,8 @@
-"""``unet-course train``: check the arguments, train, write the run's record (``metrics.json``).
+"""``unet-course train``: check the arguments, then ``recipe.run`` into a staged folder.
 
-The recipe's run is ``recipe.run``; the seed / unet models train with ``train``. Choices come
-from the package's own tables (``train.LOSSES``, ``train.PRECISIONS``, ``model.UPSAMPLINGS``
-and ``build_unet``'s defaults), so a new option is added in one place.
+Every model trains through the one run (``recipe.run``); the flags fill a ``recipe.Recipe``.
+Choices come from the package's own tables (``train.PRECISIONS``, ``model.UPSAMPLINGS``,
+``recipe.MODELS`` and ``build_unet``'s defaults), so a new option is added in one place.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from unet_course.commands.common import (
     start_keras,
 )
 from unet_course.model import UPSAMPLINGS, build_unet
-from unet_course.train import LOSSES, PRECISIONS, TrainConfig
+from unet_course.train import PRECISIONS
 
 MIN_IMG_SIZE = 32
-_CONFIG = TrainConfig()  # the seed / unet training defaults
 _UNET_OPTIONS = ("base_filters", "depth", "dropout", "batch_norm", "upsampling", "activation")
 _DEFAULTS = {o: inspect.signature(build_unet).parameters[o].default for o in _UNET_OPTIONS}
 
@@ -40,9 +39,9 @@ def add(subparsers) -> None:
         description="Train a U-Net on synthetic nuclei or on your own folder of annotated "
         "slides (the DSB2018 layout: ROOT/<id>/images/<id>.png, ROOT/<id>/masks/*.png). "
         "Writes OUT/model.keras, OUT/history.csv and OUT/metrics.json (validation scores and "
-        "every setting of the run). With no tuning flags it runs the course's default recipe "
-        "(--model recipe: three classes, interior-seeded watershed): a fixed number of steps "
-        "(--steps) whatever the folder holds, half of the crops from synthetic slides when "
+        "every setting of the run). Every model trains the same way; the default is the "
+        "course's recipe (--model recipe: three classes, interior-seeded watershed): a fixed "
+        "number of steps (--steps) whatever the folder holds, half of the crops from synthetic slides when "
         "training on a folder, the validation slides scored every 120 steps and the best check "
         "kept. It ends with the U-Net's and a classical pipeline's validation scores side by "
         "side. On a GPU, mixed precision and XLA are switched on automatically (see "
@@ -55,27 +54,18 @@ def add(subparsers) -> None:
                         help="replace the training run in --out, once the new run is complete "
                         "(an interrupted or failed run leaves the old one as it was)")
     parser.add_argument("--img-size", type=positive_int, default=None,
-                        help="training crop side (recipe: 128; seed/unet: 256; 64 with --quick)")
+                        help="training crop side (default 128; 64 with --quick)")
     parser.add_argument("--steps", type=positive_int, default=None,
-                        help="recipe: optimizer steps in all, whatever the number of slides "
+                        help="optimizer steps in all, whatever the number of slides "
                         "(default 960; 8 with --quick)")
     parser.add_argument("--synthetic-share", type=share, default=None,
-                        help="recipe, on a folder: the share of the training crops cut from "
+                        help="on a folder: the share of the training crops cut from "
                         "synthetic slides (default 0.5; 0 = your slides alone)")
-    parser.add_argument("--epochs", type=positive_int, default=None,
-                        help=f"seed/unet: maximum passes over the training slides (default "
-                        f"{_CONFIG.epochs}; 1 with --quick)")
     parser.add_argument("--batch-size", type=positive_int, default=None,
-                        help=f"crops per step (recipe: 4; seed/unet: "
-                        f"{_CONFIG.batch_size})")
-    parser.add_argument("--steps-per-epoch", type=positive_int, default=None,
-                        help="seed/unet: batches per epoch (default: the whole training set; "
-                        "2 with --quick)")
+                        help="crops per step on each device (default 4)")
     parser.add_argument("--lr", type=learning_rate, default=None,
-                        help="Adam learning rate (recipe: 3e-3 peak of a cosine; seed/unet: "
-                        f"{_CONFIG.learning_rate:g})")
-    parser.add_argument("--loss", choices=LOSSES, default=None,
-                        help=f"seed/unet only (default {_CONFIG.loss})")
+                        help="Adam's peak learning rate, after a warm-up and before a cosine "
+                        "decay (default 3e-3)")
     parser.add_argument("--seed", type=seed_type, default=42,
                         help="seeds the data split, the weights and the batches (default 42); "
                         "recorded in metrics.json, where evaluate finds the held-out split")
@@ -84,19 +74,12 @@ def add(subparsers) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: mixed precision on a GPU, float32 on a CPU")
     parser.add_argument("--devices", type=devices_type, default=1, metavar="{all,N}",
-                        help="recipe: train data parallel on all (or N) of this machine's "
+                        help="train data parallel on all (or N) of this machine's "
                         "devices (see `unet-course doctor`); --batch-size is per device "
                         "(default 1: one device)")
     parser.add_argument("--xla", type=on_off_auto, default="auto", metavar="{auto,on,off}",
                         help="XLA compilation (default auto: on where it is faster, see "
                         "`unet-course doctor`)")
-    parser.add_argument("--no-augment", action="store_true", help="seed/unet: no augmentation")
-    parser.add_argument("--workers", type=positive_int, default=2,
-                        help="seed/unet: threads that build the batches (default 2; with 1, "
-                        "TensorFlow's tf.data reader can stall for seconds at an epoch's start)")
-    parser.add_argument("--weight-map", action="store_true",
-                        help="seed/unet: the U-Net paper's trick for touching nuclei: cut their "
-                        "borders out of the masks and weight the loss by eq. 2 (weighted BCE)")
     add_model_options(parser)
     parser.set_defaults(func=run)
 
@@ -134,66 +117,25 @@ def _train_settings(args: argparse.Namespace) -> dict:
     quick = args.quick or quick_mode()
     check_data(args.data)
     check_out_dir(args.out, args.overwrite, args.data)
-    recipe = args.model == "recipe"
     if args.model != "unet":
         given = [o for o in _UNET_OPTIONS if getattr(args, o) != _DEFAULTS[o]]
         if given:
             flags = ", ".join("--" + o.replace("_", "-") for o in given)
             raise UsageError(f"{flags}: options of --model unet only (the {args.model} model "
                              "is fixed)")
-    if recipe:
-        given = [flag for flag, on in (("--loss", args.loss is not None),
-                                       ("--weight-map", args.weight_map),
-                                       ("--no-augment", args.no_augment),
-                                       ("--epochs", args.epochs is not None),
-                                       ("--steps-per-epoch", args.steps_per_epoch is not None))
-                 if on]
-        if given:
-            raise UsageError(f"{', '.join(given)}: options of --model seed or unet; the recipe "
-                             "fixes its loss, targets and augmentation, and counts its "
-                             "training in --steps")
-    elif args.steps is not None or args.synthetic_share is not None or args.devices != 1:
-        flag = ("--steps" if args.steps is not None else "--synthetic-share"
-                if args.synthetic_share is not None else "--devices")
-        raise UsageError(f"{flag}: an option of --model recipe; the {args.model} model "
-                         "counts its training in --epochs and trains on --data alone")
-    depth = 4 if args.model != "unet" else args.depth
     if not 0 <= args.dropout < 1:
         raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
-    img_size = args.img_size or (64 if quick else 128 if recipe else 256)
+    img_size = args.img_size or (64 if quick else 128)
     if img_size < MIN_IMG_SIZE:
         raise UsageError(f"--img-size {img_size}: expected at least {MIN_IMG_SIZE} (the "
                          "smallest image the data sets and the U-Net's pooling take)")
     try:
         from unet_course.geometry import check_input_size
 
-        check_input_size(img_size, depth, "same")
+        check_input_size(img_size, args.depth if args.model == "unet" else 4, "same")
     except ValueError as err:
         raise UsageError(f"--img-size: {err}") from None
-    return dict(
-        quick=quick, img_size=img_size, epochs=args.epochs or (1 if quick else _CONFIG.epochs),
-        steps=args.steps_per_epoch or (2 if quick else None),
-        lr=args.lr or _CONFIG.learning_rate, loss=args.loss or _CONFIG.loss,
-    )
-
-
-def _model_options(args: argparse.Namespace) -> dict:
-    """How the chosen U-Net is built (recorded in ``metrics.json``): the builder's name and
-    its arguments, for images of any size."""
-    if args.model == "seed":
-        return {"builder": "seed_unet", "input_shape": [None, None, 3]}
-    options = {o: getattr(args, o) for o in _UNET_OPTIONS}
-    return {"builder": "build_unet", "input_shape": [None, None, 3], "rescale": 1 / 255,
-            **options}
-
-
-def _model_builder(options: dict):
-    """A zero-argument function that builds the U-Net ``options`` (``_model_options``) name."""
-    from unet_course import model
-
-    kwargs = {k: v for k, v in options.items() if k != "builder"}
-    kwargs["input_shape"] = tuple(kwargs["input_shape"])
-    return lambda: getattr(model, options["builder"])(**kwargs)
+    return dict(quick=quick, img_size=img_size)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -202,20 +144,15 @@ def run(args: argparse.Namespace) -> int:
     from unet_course import files, interrupts
 
     settings = _train_settings(args)
-    if args.weight_map and settings["loss"] != "bce_dice":
-        raise UsageError(f"--weight-map trains with its own weighted BCE; drop --loss {args.loss}")
     had_run = args.out.is_dir() and any(args.out.iterdir())
     interrupts.check()
     start_keras()
-    chosen = _recipe(args, settings) if args.model == "recipe" else None
+    chosen = _recipe(args, settings)
     interrupts.check()
     try:
         with files.staged_folder(args.out) as work:
             interrupts.check()
-            if chosen is not None:
-                _run_train_recipe(args, settings, chosen, work)
-            else:
-                _run_train_unet(args, settings, work)
+            _run_train_recipe(args, settings, chosen, work)
             interrupts.check()  # the last moment a run can be given up
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
@@ -223,67 +160,6 @@ def run(args: argparse.Namespace) -> int:
             + ("unchanged, with its previous run" if had_run else "not written")) from None
     print(f"Wrote {args.out / 'model.keras'}, history.csv and metrics.json")
     return 0
-
-
-def _run_train_unet(args: argparse.Namespace, settings: dict, out: Path) -> None:
-    """Train the seed or unet model (``train.fit``) into the folder ``out``."""
-    import keras
-
-    from unet_course import datasets, evaluate, files, interrupts, predict, train
-
-    keras.utils.set_random_seed(args.seed)
-    splits = datasets.load_splits(args.data, settings["img_size"], quick=settings["quick"],
-                                  seed=args.seed)
-    print(splits.describe())
-    interrupts.check()
-    config = train.TrainConfig(epochs=settings["epochs"],
-                               batch_size=args.batch_size or _CONFIG.batch_size,
-                               learning_rate=settings["lr"], loss=settings["loss"], seed=args.seed)
-    accelerator = train.choose_accelerator(args.precision, args.xla)
-    print(f"Training on {accelerator.describe()}")
-    model = train.build_model(_model_builder(_model_options(args)), accelerator,
-                              seed=config.seed)
-    train.compile_model(model, config, accelerator)
-    train_seq, val_seq = train.make_sequences(
-        splits, settings["img_size"], config.batch_size, seed=args.seed,
-        augment=not args.no_augment, workers=args.workers,
-    )
-    if args.weight_map:
-        train_seq = train.weight_map_training(model, train_seq, config, accelerator)
-    steps = _steps(args, settings["steps"], len(train_seq))
-    if steps is not None:
-        train_seq = _first_batches(train_seq, steps)
-    interrupts.check()
-    history = train.fit(model, train_seq, val_seq, config, out)
-    interrupts.check()
-    val_probs = predict.predict_native(model, splits.val.images)
-    scores = evaluate.pixel_scores(splits.val.masks, val_probs, config.threshold)
-    scores["best_threshold"], _ = evaluate.choose_threshold(splits.val.masks, val_probs)
-    report = _train_report(args, settings, splits, accelerator, history, scores)
-    report.update(_run_settings(args, config, accelerator, splits, steps))
-    files.write_run_record(out, report)  # atomic, with model.keras's SHA-256
-    print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "best_epoch")}))
-
-
-def _steps(args: argparse.Namespace, steps: int | None, batches: int) -> int | None:
-    """Batches per epoch: ``steps``, at most the training set's ``batches`` (with a note)."""
-    if steps is not None and steps > batches:
-        if args.steps_per_epoch is not None:
-            print(f"note: --steps-per-epoch {steps} is more than the {batches} batches "
-                  f"of the training set; using {batches}", file=sys.stderr)
-        steps = batches
-    return steps
-
-
-def _first_batches(seq, steps: int):
-    """``seq`` cut to its first ``steps`` batches of every epoch (each epoch draws a new order).
-
-    Passing ``steps_per_epoch`` to Keras instead makes it carry one iterator across epochs
-    and warn, misleadingly, "Your input ran out of data; interrupting training" whenever
-    ``steps`` does not divide the number of batches.
-    """
-    seq.__class__ = type("FirstBatches", (type(seq),), {"__len__": lambda self: steps})
-    return seq
 
 
 def devices_type(text: str) -> str | int:
@@ -309,7 +185,11 @@ def _recipe(args: argparse.Namespace, settings: dict):
     """The ``recipe.Recipe`` the flags ask for (checked before any work; UsageError)."""
     from unet_course import recipe
 
-    options = {"img_size": settings["img_size"], "seed": args.seed}
+    options = {"img_size": settings["img_size"], "seed": args.seed, "model": args.model}
+    if args.model != "recipe":
+        options["targets"] = "binary"
+    if args.model == "unet":
+        options.update({o: getattr(args, o) for o in _UNET_OPTIONS})
     if args.batch_size:
         options["batch_size"] = args.batch_size
     if args.steps:
@@ -364,53 +244,3 @@ def baseline_line(report: dict) -> tuple[str, str | None]:
 def _settings_text(settings: dict) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
                      for k, v in settings.items())
-
-
-def _run_settings(args, config, accelerator, splits, steps) -> dict:
-    """Every setting needed to repeat the run: the training config, the command's options,
-    the precision and XLA, the U-Net's build options and the data split."""
-    import dataclasses
-
-    import keras
-
-    return {
-        "config": dataclasses.asdict(config),
-        "options": {"batch_size": config.batch_size, "steps_per_epoch": steps,
-                    "augment": not args.no_augment, "weight_map": args.weight_map,
-                    "workers": args.workers, "precision": args.precision,
-                    "xla": args.xla},
-        "precision": accelerator.precision,
-        "xla": accelerator.jit_compile,
-        "keras_backend": keras.backend.backend(),
-        "unet_options": _model_options(args),
-        "split": {"seed": args.seed, "train": len(splits.train), "val": len(splits.val),
-                  "test": len(splits.test)},
-    }
-
-
-def _train_report(args, settings, splits, accelerator, history, scores) -> dict:
-    """What ``metrics.json`` holds: validation scores and everything needed to reproduce them.
-
-    ``val_dice``/``val_iou`` are pixel scores over the validation images at native resolution
-    and threshold 0.5; ``best_threshold`` is the one with the highest validation Dice, which
-    ``evaluate`` uses by default on the test images.
-    """
-    logs = history.history
-    best = int(max(range(len(logs["val_dice"])), key=lambda i: logs["val_dice"][i]))
-    return {
-        "val_dice": scores["dice"],
-        "val_iou": scores["iou"],
-        "threshold": scores["threshold"],
-        "best_threshold": scores["best_threshold"],
-        "val_images": scores["images"],
-        "best_epoch": best + 1,
-        "epochs_run": len(logs["val_dice"]),
-        "data": str(args.data),
-        "source": splits.source,
-        "img_size": settings["img_size"],
-        "seed": args.seed,
-        "quick": settings["quick"],
-        "model": args.model,
-        "device": accelerator.describe(),
-    }
-
