@@ -174,3 +174,18 @@ def test_old_layer_configs_deserialize_to_a_float32_layer(dtype):
     assert layer.compute_dtype == "float32" and (layer.low, layer.high) == (1.0, 99.8)
     again = PercentileNormalization.from_config(layer.get_config())
     assert again.compute_dtype == "float32"
+
+
+def test_the_same_checks_pass_on_jax():
+    """This file again, in a fresh process on the JAX backend (each backend casts and
+    compiles the mixed policies its own way)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p",
+                           "no:cacheprovider", __file__, "-k", "not on_jax"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "skipped" not in done.stdout
