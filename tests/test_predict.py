@@ -89,3 +89,13 @@ def test_default_overlap_leaves_a_grid_cell_when_the_tile_is_small_for_the_field
     fixed = build_unet((32, 32, 3), num_classes=1, base_filters=2, depth=2)
     plan = predict.tile_plan(fixed)  # half the field (22 -> 24) would leave nothing of 32
     assert plan["overlap"] == 12 and plan["core"] == 8
+
+
+@pytest.mark.parametrize("step", [1, 4, 16])
+def test_size_buckets_cover_each_side_with_little_padding_and_few_lengths(step):
+    for side in range(1, 3000):
+        padded = predict.bucket(side, step)
+        assert padded >= side and padded % step == 0
+        assert padded - side < max(step, side / 4), side
+    for k in range(6, 12):  # sides in (2**k, 2**(k + 1)]: at most four lengths
+        assert len({predict.bucket(s, step) for s in range(2**k + 1, 2**(k + 1) + 1)}) <= 4

@@ -49,10 +49,10 @@ def confidence(probs) -> float | None:
 
 def bucket(side: int, step: int) -> int:
     """The padded length at which a ``same`` model predicts an image side: the next multiple
-    of ``step`` (the pooling grid) and of an eighth of the side's power of two. Padding adds
-    at most an eighth, and a model meets at most eight lengths an octave (XLA compiles one
+    of ``step`` (the pooling grid) and of a quarter of the side's power of two. Padding adds
+    at most a quarter, and a model meets at most four lengths an octave (XLA compiles one
     program per input shape)."""
-    grain = max(step, (1 << (int(side).bit_length() - 1)) // 8 // step * step)
+    grain = max(step, (1 << (int(side).bit_length() - 1)) // 4 // step * step)
     return -(-int(side) // grain) * grain
 
 
