@@ -1,20 +1,11 @@
-"""The course's default recipe: what ``train`` runs when given no tuning flags.
+"""The one training run: the recipe's settings (``Recipe``), its model, batches, optimizer and
+checks (``train_recipe``), the post-processing chosen on *validation* slides
+(``choose_pipeline``), and ``run``, what ``python -m unet_course train`` calls.
 
-What belongs here: the settings that win (``Recipe``, each measured in
-``benchmarks/quality.py``), the three-class training batches (``sequence.ThreeClassSequence``), the training run itself
-(``train_recipe``), prediction of the three class maps at native resolution
-(``predict.predict_classes``) and the choice of the post-processing settings on *validation*
-predictions (``tune_postprocessing``; ``choose_pipeline`` does it for predictions at the
-images' own size and size-normalised ones), never on test images or true test masks.
-
-The recipe, in one paragraph: a U-Net with batch normalisation whose first layer normalises
-each image by its own percentiles (``normalization.PercentileNormalization``), trained on
-steps of 4 random 128x128 crops of synthetic slides to predict three classes per pixel (background,
-nucleus interior, nucleus boundary: ``targets.three_class_targets``) with cross-entropy +
-soft Dice (``losses.ClassesDiceLoss``), Adam with a warm-up and cosine decay of the learning
-rate; nuclei are then separated by a marker-controlled watershed seeded from the predicted
-interiors (``postprocess.label_instances``), as the Data Science Bowl 2018 winners did.
-``predict`` and ``evaluate`` first bring each image to the training nuclei's size (``rescale``).
+The default recipe: a U-Net whose first layer normalises each image by its own percentiles,
+trained on random 128x128 crops to predict background, nucleus interior and boundary with
+cross-entropy + soft Dice and Adam (warm-up, cosine decay); the model kept is the best check
+by the instance score, and nuclei are split by a watershed seeded from the interiors.
 """
 
 from __future__ import annotations
@@ -47,11 +38,10 @@ class Recipe:
         img_size: side of the random training crops.
         batch_size: crops per gradient step.
         base_filters, depth, batch_norm: the U-Net (``model.build_unet``).
-        steps: optimizer steps in all, whatever the number of training slides: each crop is
-            cut from a slide drawn at random, so a folder of 10 slides and one of 600 get the
-            same training.
-        check_every: steps between two checks on the validation slides; the kept model is
-            the one with the best validation score at a check (``ScoreCheckpoint``).
+        steps: optimizer steps in all, whatever the number of training slides (each crop is
+            cut from a slide drawn at random).
+        check_every: steps between two checks on the validation slides; the model kept is
+            the best check's (``ScoreCheckpoint``).
         learning_rate: Adam's peak learning rate, reached after ``warmup_steps`` and then
             decayed to zero along a cosine.
         warmup_steps: steps of linear warm-up from a tenth of the peak.
@@ -166,13 +156,13 @@ def make_sequences(splits, recipe: Recipe, extra_train=None) -> tuple[ThreeClass
     number of slides. ``extra_train`` (a ``datasets.Split`` of synthetic slides, or None)
     joins the training slides with ``recipe.synthetic_share`` of the crops.
 
-    The images need no brightness or contrast augmentation: the model's first layer
-    normalises each image by its own percentiles, which undoes any such change.
-
-    Both are served by two threads (``workers=2``), which changes no batch: with one,
-    TensorFlow's ``tf.data`` reader can wait seconds for a pass's first batch.
+    The recipe's model needs no brightness or contrast augmentation: its first layer
+    normalises each image by its own percentiles, which undoes any such change. Two threads
+    serve the batches (``workers=2``); with one, ``tf.data`` can stall at a pass's start.
     """
-    options = {"brightness": 0.0, "contrast": 0.0, "elastic": recipe.elastic}
+    options = {"elastic": recipe.elastic}
+    if recipe.model == "recipe":
+        options.update(brightness=0.0, contrast=0.0)
     extra = {"boundary_width": recipe.boundary_width, "gamma": recipe.gamma,
              "three_class": recipe.targets == "three_class", "image_dtype": "uint8",
              "workers": 2}
@@ -272,11 +262,8 @@ def choose_pipeline(model: keras.Model, splits, size_normalise: bool = True) -> 
     ``predict`` and ``evaluate``) and for one pass at each image's own size, each tuned on
     the validation slides predicted that way.
 
-    Size normalisation is the default whatever the validation slides say: they come from the
-    training sizes, where it has little to correct, while the images a model meets next come
-    from other microscopes (``benchmarks/results/quality_cpu.md``: on the real slide it raised
-    every model's score, by 0.06 to 0.20). Both validation scores are returned, so a run on
-    the user's own data shows which way wins there.
+    Size normalisation is the default whatever the validation slides say (they come from the
+    training sizes, where it has little to correct); both validation scores are returned.
 
     Returns ``{"scale", "settings", "native", "val", "val_native", "target_area"}``:
     ``"auto"`` (1.0 when the training slides hold no nucleus), the settings of that way and
@@ -301,7 +288,7 @@ def choose_pipeline(model: keras.Model, splits, size_normalise: bool = True) -> 
 
 
 def settings(quick: bool = False, **changes) -> Recipe:
-    """The recipe for this run: ``Recipe()`` (or ``quick()`` in quick mode) with ``changes``;
+    """The recipe for this run: ``Recipe()`` (``quick_recipe()`` in quick mode) with ``changes``;
     a change of ``steps`` keeps the warm-up's share of them unless ``warmup_steps`` is given."""
     base = quick_recipe() if quick else Recipe()
     if "steps" in changes and "warmup_steps" not in changes:  # the same share of warm-up
@@ -327,11 +314,9 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, devices: str | int = 1, **
 
 def train_and_record(data, recipe: Recipe, out_dir: str | Path, plan, *, quick: bool = False,
                      precision: str = "auto", xla: bool | str = "auto", log=print) -> dict:
-    """Train the recipe on ``data`` and write ``model.keras``, ``history.csv``, ``metrics.json``.
-
-    The post-processing settings are chosen on the validation split's predictions and stored
-    in ``metrics.json`` with the recipe, the data split and the device, so that ``evaluate``
-    and ``predict`` use them and the run can be repeated.
+    """Train the recipe on ``data``; write ``model.keras``, ``history.csv`` and
+    ``metrics.json`` (the scores, the post-processing chosen on validation slides for
+    ``evaluate`` and ``predict``, and every setting needed to repeat the run).
 
     Args:
         data: ``"synthetic"`` or a DSB2018 folder (``datasets.load_splits``).
@@ -343,9 +328,8 @@ def train_and_record(data, recipe: Recipe, out_dir: str | Path, plan, *, quick: 
             on every one of its devices.
 
     On a folder, ``recipe.synthetic_share`` of the training crops come from synthetic
-    slides. At the end the classical pipeline (``baseline.tune_classical``) is tuned and
-    scored on the same validation slides, both scores are logged side by side and recorded,
-    and a warning says so when the U-Net does not beat it.
+    slides. The classical pipeline (``baseline.tune_classical``) is tuned and scored on the
+    same validation slides and recorded beside the U-Net.
 
     Returns:
         the report written to ``metrics.json``.
