@@ -133,7 +133,8 @@ def test_predict_user_errors(models, slides, tmp_path, capsys):
     float_image[3, 4] = np.nan
     tifffile.imwrite(holes, float_image)
     cases = [
-        (["--model", str(tmp_path / "no.keras"), "--input", str(slides)], "no such .keras file"),
+        (["--model", str(tmp_path / "no.keras"), "--input", str(slides)],
+         "no such file; expected a .keras file"),
         (["--model", model, "--input", str(tmp_path / "missing")], "expected an image file"),
         (["--model", model, "--input", str(slides / "notes.txt")], "expected an image file"),
         (["--model", model, "--input", str(empty)], "holds no"),

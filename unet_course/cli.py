@@ -1,19 +1,10 @@
-"""The command line: ``python -m unet_course`` (or ``unet-course``) with one subcommand each.
+"""The command line, ``python -m unet_course`` (or ``unet-course``): the parser, the dispatch
+to ``unet_course.commands`` (each module: ``add(subparsers)`` setting ``func=run``, and
+``run(args) -> int``) and how each way a command ends is printed.
 
-What belongs here: the parser, the dispatch and how errors are printed. Each subcommand is a
-small module of ``unet_course.commands`` (``train``, ``evaluate``, ``predict``, ``doctor``)
-that declares its arguments, checks them before any work and calls the package; the work
-itself lives in ``train``, ``recipe``, ``evaluate`` and ``predict``.
-
-A user's mistake (a bad argument, a missing folder, an output folder that is not empty) gives
-one line on stderr and exit code 2, never a traceback. Ctrl-C is recorded for the whole run and
-honoured between stages and images (``interrupts``): exit code 130 and one line saying what was
-kept and what was not (each command raises ``KeyboardInterrupt`` with that line). Keras and TensorFlow are imported only
-after the arguments have been checked, so a typo is reported in a fraction of a second.
-
-Adding a subcommand: write ``unet_course/commands/NAME.py`` with ``add(subparsers)``, which
-declares its arguments and sets ``func=run``, and ``run(args) -> int``; list it in
-``SUBCOMMANDS``.
+A user's mistake is one line on stderr, exit code 2; Ctrl-C (recorded for the whole run by
+``interrupts``) exit code 130 and the line the command raised ``KeyboardInterrupt`` with; a
+bug one line, exit code 1 (the traceback with ``UNET_COURSE_DEBUG=1``).
 """
 
 from __future__ import annotations
@@ -46,11 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 2 user error, 1 internal error or an
-    image that failed, 130 Ctrl-C).
-
-    Ctrl-C is recorded for the whole run (``interrupts.recording``) and honoured between
-    stages and images; the command then ends with one line saying what was kept.
-    """
+    image that failed, 130 Ctrl-C)."""
     with interrupts.recording():
         return _run(argv)
 
@@ -83,7 +70,7 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 def _internal(err: Exception) -> int:
-    """A bug, not the user's fault: still one line, unless UNET_COURSE_DEBUG is set."""
+    """A bug: one line, exit code 1; raised again when ``UNET_COURSE_DEBUG`` is set."""
     if os.environ.get("UNET_COURSE_DEBUG"):
         raise err
     return _fail(f"{PROG}: internal error: {type(err).__name__}: {_one_line(err)} "

@@ -1,6 +1,5 @@
-"""What every subcommand of the command line shares: the usage error, the parser that reports
-it in one line, argument types, the checks of ``--data`` and ``--out``, and starting Keras.
-"""
+"""What the subcommands share: the usage error and the parser that reports it in one line,
+argument types, the checks of ``--data`` and ``--out``, and starting Keras."""
 
 from __future__ import annotations
 
@@ -20,9 +19,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
-# --------------------------------------------------------------------------- argument types
 
 
 def _number(cast, accept, expected: str):
@@ -56,6 +52,7 @@ def scale_factor(text: str) -> float | str:
 
 
 def on_off_auto(text: str) -> bool | str:
+    """``--xla``: "auto", or True / False for "on" / "off"."""
     choices = {"auto": "auto", "on": True, "off": False}
     if text not in choices:
         raise argparse.ArgumentTypeError(f"expected one of auto, on, off, got {text!r}")
@@ -79,9 +76,9 @@ def check_data(data: str) -> None:
 
 
 def check_out_dir(out: Path, overwrite: bool, data: str = "synthetic") -> None:
-    """Refuse an existing non-empty ``out`` unless ``overwrite``, and with ``overwrite`` one
-    that holds anything but a training run's files; refuse a file, a folder that cannot be
-    written, and a folder inside the ``--data`` folder."""
+    """Refuse (``UsageError``, ``PermissionError``) an ``out`` inside the ``data`` folder,
+    not writable, a file, or a folder that is not empty (without ``overwrite``) or holds
+    anything but a training run's files."""
     from unet_course import files
 
     if data != "synthetic" and files.inside(out, data):
@@ -110,13 +107,12 @@ def _run_file(name: str) -> bool:
     return name in RUN_FILES or any(name.startswith(f".{run}.") for run in RUN_FILES)
 
 
-_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy",
-             "openvino": "openvino"}
+_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")  # each its own package
 
 
 def start_keras() -> None:
-    """Check that ``KERAS_BACKEND`` names an installed backend, then load it without
-    TensorFlow's C++ start-up lines. Call it after the arguments are checked."""
+    """Refuse a ``KERAS_BACKEND`` that is not an installed backend (``UsageError``), then
+    import Keras without TensorFlow's start-up lines (``runtime.quiet_startup``)."""
     import importlib.util
 
     from unet_course.runtime import quiet_startup
@@ -125,7 +121,7 @@ def start_keras() -> None:
     if backend is not None:
         if backend not in _BACKENDS:
             raise UsageError(f"KERAS_BACKEND={backend!r}: expected one of {', '.join(_BACKENDS)}")
-        if importlib.util.find_spec(_BACKENDS[backend]) is None:
-            raise UsageError(f"KERAS_BACKEND={backend!r} but {_BACKENDS[backend]} is not "
-                             f"installed: install it, or unset KERAS_BACKEND")
+        if importlib.util.find_spec(backend) is None:
+            raise UsageError(f"KERAS_BACKEND={backend!r} but {backend} is not installed: "
+                             "install it, or unset KERAS_BACKEND")
     quiet_startup()

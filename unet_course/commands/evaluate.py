@@ -1,4 +1,6 @@
-"""``unet-course evaluate``: check the arguments, score a saved model (``evaluate``), print JSON."""
+"""``unet-course evaluate``: check the arguments, score a saved model on its held-out split
+(``unet_course.evaluate``), print the report as JSON on stdout and the comparison with the
+classical pipelines on stderr."""
 
 from __future__ import annotations
 
@@ -23,15 +25,10 @@ def add(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="print pixel Dice and IoU of a trained model on held-out images (JSON)",
-        description="Predict each held-out image (a model trained by train: size-normalised "
-        "as predict does, see --scale; reflect-padded to a size the model accepts, the answer "
-        "cropped back) and print pixel Dice and IoU and the instance score as JSON, beside the "
-        "Otsu baselines. "
-        "Data settings and the threshold (chosen on validation data) default to those in "
-        "metrics.json next to the model, so the held-out split is the one training never saw; "
-        "a record that is missing or belongs to another model is refused unless you name the "
-        "split's --seed yourself, and a --seed or quick mode that would split the training "
-        "folder otherwise is refused.",
+        description="Predict each held-out image as predict does and print pixel Dice and IoU "
+        "and the instance score as JSON, beside the Otsu baselines. The data, split and "
+        "threshold default to those in metrics.json beside the model, so the held-out images "
+        "are ones training never saw; without that record, name the split's --seed.",
     )
     parser.add_argument("--model", required=True, type=Path, help="a .keras file (from train)")
     parser.add_argument("--data", default=None,
@@ -62,17 +59,12 @@ def add(subparsers) -> None:
 
 
 def settings(args: argparse.Namespace) -> dict:
-    """Check the evaluate arguments; fill defaults from the model's own ``metrics.json``.
-
-    The held-out split is defined by the training run's seed and data: they come from the
-    record beside the model, which must belong to it (``files.read_run_record``); without
-    one the user must name the seed, or the "test" images could be training images.
-    """
+    """The evaluate settings: the arguments checked, the rest from the model's own record
+    (``files.read_run_record``); raises ``UsageError`` naming the flag or file. Without a
+    record the user must name the split's seed."""
     from unet_course import files
     from unet_course.runtime import quick_mode
 
-    if not args.model.is_file():
-        raise UsageError(f"--model {str(args.model)!r}: no such file; expected a .keras file")
     if args.out is not None:
         _check_report_file(args, args.data or "synthetic")
     if args.data is not None:
@@ -80,15 +72,14 @@ def settings(args: argparse.Namespace) -> dict:
     files.check_keras_file(args.model, "--model")
     try:
         trained = files.read_run_record(args.model)
+        why = None if trained is not None else (
+            f"--model {str(args.model)!r} has no training record "
+            f"({str(args.model.parent / files.RECORD)!r} is missing)")
     except ValueError as error:
-        if args.seed is None:
-            raise UsageError(f"{error}; pass --data and --seed of its training run to name "
-                             "the split yourself") from None
-        trained = None
-    if trained is None and args.seed is None:
-        raise UsageError(f"--model {str(args.model)!r} has no training record "
-                         f"({str(args.model.parent / files.RECORD)!r} is missing), so its "
-                         "test split is unknown; pass --seed (and --data) of its training run")
+        trained, why = None, str(error)
+    if why and args.seed is None:
+        raise UsageError(f"{why}, so its test split is unknown; pass --seed (and --data) of "
+                         "its training run")
     trained = trained or {}
     if "postprocessing" in trained or args.scale is not None:  # checked before any work
         from unet_course.rescale import pipeline
@@ -115,8 +106,8 @@ def settings(args: argparse.Namespace) -> dict:
 
 
 def _check_split(args: argparse.Namespace, settings: dict, trained: dict) -> None:
-    """Refuse a ``--seed``, or quick mode, that would split the training run's own folder
-    otherwise than training did: its "test" slides would include training slides."""
+    """Refuse a ``--seed`` or quick mode that splits the training folder otherwise than
+    training did (its "test" slides would include training slides)."""
     from unet_course import files
 
     data = trained.get("data")
@@ -136,8 +127,9 @@ def _check_split(args: argparse.Namespace, settings: dict, trained: dict) -> Non
 
 
 def _check_report_file(args: argparse.Namespace, data: str) -> None:
-    """``evaluate --out``: a new file in an existing, writable folder, never the model, its
-    training record or a file inside the data; an existing file only with ``--overwrite``."""
+    """Refuse an ``--out`` that is a folder, in a missing or unwritable folder, the model,
+    its record, inside ``data``, or an existing file other than an evaluate report (and that
+    one without ``--overwrite``)."""
     from unet_course import files
 
     out, flag = args.out, f"--out {str(args.out)!r}"
@@ -163,7 +155,7 @@ REPORT_KEYS = ("model", "data", "split", "images", "dice", "iou")  # in every ev
 
 
 def _is_report(path: Path) -> bool:
-    """True when ``path`` holds a JSON object with the keys of an evaluate report."""
+    """Whether ``path`` holds a JSON object with the keys of an evaluate report."""
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
@@ -186,7 +178,7 @@ def beside_line(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check the arguments, score the model, print the report (and write it to ``--out``)."""
+    """Check the arguments, score the model, print the report and write it to ``--out``."""
     from unet_course import interrupts
     from unet_course.evaluate import evaluate_model
 
