@@ -78,9 +78,9 @@ def scores(model, plan: dict, images, labels) -> tuple[float, float]:
 
     def run() -> float:
         from unet_course import evaluate
-        probs, _ = rescale.predict_size_normalised(model, images, plan["first"],
-                                                   plan["target_area"])
-        return evaluate.scores(labels, probs, plan["settings"])["dsb_map"]
+        probs, _ = rescale.predict_size_normalised(model, images, plan.first,
+                                                   plan.target_area)
+        return evaluate.scores(labels, probs, plan.settings)["dsb_map"]
 
     with_it = run()
     with mock.patch("unet_course.normalization.one_colour_as_grey",

@@ -138,7 +138,7 @@ def score_run(run: Path, images, labels) -> dict:
     for name, scale in (("unet", None), ("unet_native", 1)):
         plan = rescale.pipeline(record, scale)
         probs, _ = rescale.predict_pipeline(model, images, plan)
-        row[name] = [dsb_score(t, label_instances(p, method="watershed", **plan["settings"]))
+        row[name] = [dsb_score(t, label_instances(p, method="watershed", **plan.settings))
                      for t, p in zip(labels, probs, strict=True)]
     settings = record["val_classical"]["settings"]
     row["classical"] = [dsb_score(t, baseline.classical_instances(im, **settings))

@@ -61,17 +61,17 @@ def rows_for(model, plan: dict, native: dict, images, labels) -> dict:
     from unet_course import baseline, evaluate, predict, rescale
 
     first = predict.predict_classes(model, images)
-    one, one_scales = rescale.predict_size_normalised(model, images, plan["first"],
-                                                      plan["target_area"], first=first,
+    one, one_scales = rescale.predict_size_normalised(model, images, plan.first,
+                                                      plan.target_area, first=first,
                                                       ladder=(1.0,))
-    ladder, scales = rescale.predict_size_normalised(model, images, plan["first"],
-                                                     plan["target_area"], first=first)
+    ladder, scales = rescale.predict_size_normalised(model, images, plan.first,
+                                                     plan.target_area, first=first)
     score = baseline.baseline_scores(images, labels)["otsu_watershed"]["dsb_map"]
     return {"otsu_watershed": (score, None),
             "own size": (evaluate.scores(labels, first, native)["dsb_map"], 1.0),
-            "one estimate": (evaluate.scores(labels, one, plan["settings"])["dsb_map"],
+            "one estimate": (evaluate.scores(labels, one, plan.settings)["dsb_map"],
                              float(np.median(one_scales))),
-            "ladder": (evaluate.scores(labels, ladder, plan["settings"])["dsb_map"],
+            "ladder": (evaluate.scores(labels, ladder, plan.settings)["dsb_map"],
                        float(np.median(scales)))}
 
 
@@ -99,7 +99,7 @@ def main() -> None:
 
     try:  # the record's values are checked before any work
         record = read_run_record(args.model)
-        plan, native = rescale.pipeline(record, "auto"), rescale.pipeline(record, 1)["settings"]
+        plan, native = rescale.pipeline(record, "auto"), rescale.pipeline(record, 1).settings
     except ValueError as err:
         parser.error(f"--model {str(args.model)!r}: its record is not one that "
                      f"`python -m unet_course train` wrote ({err})")
@@ -112,7 +112,7 @@ def main() -> None:
     lines = [f"### `{args.model}` at other magnifications", "",
              f"- machine: {_machine()}",
              f"- synthetic: {args.test_images} fresh 256x256 slides (seed {TEST_SEED}); "
-             f"training nuclei's median area {plan['target_area']:.0f} px", "",
+             f"training nuclei's median area {plan.target_area:.0f} px", "",
              "| test set | zoom | ideal scale | Otsu + watershed | own size | one estimate "
              "(scale) | ladder, the default (scale) |",
              "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
@@ -122,7 +122,7 @@ def main() -> None:
                      zip(ims, labs, strict=True)]
             zi, zl = [p[0] for p in pairs], [p[1] for p in pairs]
             rows = rows_for(model, plan, native, zi, zl)
-            ideal = np.sqrt(plan["target_area"] / rescale.median_area(zl))
+            ideal = np.sqrt(plan.target_area / rescale.median_area(zl))
             lines.append(f"| {name} | {zoom:g} | {ideal:.2f} | {rows['otsu_watershed'][0]:.3f} | "
                          f"{rows['own size'][0]:.3f} | {rows['one estimate'][0]:.3f} "
                          f"({rows['one estimate'][1]:.2f}) | **{rows['ladder'][0]:.3f}** "

@@ -118,10 +118,10 @@ def evaluate(model, record: dict, images, labels) -> dict:
     native = predict.predict_classes(model, images)
     plan = rescale.pipeline(record)
     sized, _ = rescale.predict_pipeline(model, images, plan, first=native)
-    runs = {"unet_components": (native, rescale.pipeline(record, 1)["settings"], "components"),
-            "unet_watershed_native": (native, rescale.pipeline(record, 1)["settings"],
+    runs = {"unet_components": (native, rescale.pipeline(record, 1).settings, "components"),
+            "unet_watershed_native": (native, rescale.pipeline(record, 1).settings,
                                       "watershed"),
-            "unet_watershed": (sized, plan["settings"], "watershed")}
+            "unet_watershed": (sized, plan.settings, "watershed")}
     for name, (probs, post, method) in runs.items():
         found = scores(labels, probs, post, method=method)
         rows[name] = {k: found[k] for k in ("dice", "iou", "dsb_map")}

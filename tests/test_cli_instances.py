@@ -347,8 +347,8 @@ def test_evaluate_scores_the_size_normalised_pipeline(recipe_model, capsys):
             args.model, evaluate_command.settings(args), args.split, args.instances)
         plan = rescale.pipeline(json.loads((recipe_model["chosen"].parent / "metrics.json")
                                            .read_text()), None if not extra else 1.0)
-        assert result["scale"] == scale and result["postprocessing"] == plan["settings"]
-        found = [postprocess.label_instances(p, method="watershed", **plan["settings"])
+        assert result["scale"] == scale and result["postprocessing"] == plan.settings
+        found = [postprocess.label_instances(p, method="watershed", **plan.settings)
                  for p in probs]
         assert result["dsb_map"] == pytest.approx(scoring.dsb_score_dataset(split.labels, found))
     code = cli.main(["evaluate", "--model", str(recipe_model["bare"]), "--seed", "0", "--quick",

@@ -146,13 +146,13 @@ def test_pipeline_follows_the_record_and_the_users_scale():
     record = {"scale": "auto", "postprocessing": SIZED, "postprocessing_native": NATIVE,
               "train_median_area": 100.0}
     plan = rescale.pipeline(record)  # the training run's choice
-    assert plan == {"scale": "auto", "first": NATIVE, "settings": SIZED, "target_area": 100.0}
+    assert plan == rescale.Plan(scale="auto", first=NATIVE, settings=SIZED, target_area=100.0)
     for scale in (1, 0.5):  # another way: the settings tuned for one pass at the image's size
-        assert rescale.pipeline(record, scale)["settings"] == NATIVE
+        assert rescale.pipeline(record, scale).settings == NATIVE
     old = {"postprocessing": NATIVE, "train_median_area": 100.0}  # a record from before
-    assert rescale.pipeline(old)["scale"] == 1.0 and rescale.pipeline(old)["settings"] == NATIVE
-    assert rescale.pipeline(old, "auto")["settings"] == NATIVE  # nothing tuned for it: native
-    assert rescale.pipeline(None)["scale"] == 1.0
+    assert rescale.pipeline(old).scale == 1.0 and rescale.pipeline(old).settings == NATIVE
+    assert rescale.pipeline(old, "auto").settings == NATIVE  # nothing tuned for it: native
+    assert rescale.pipeline(None).scale == 1.0
     with pytest.raises(ValueError, match="no train_median_area"):
         rescale.pipeline({"postprocessing": NATIVE}, "auto")
 
@@ -188,4 +188,4 @@ def test_pipeline_refuses_another_scale_for_the_older_models():
     for model in ("seed", "unet"):
         with pytest.raises(ValueError, match="only the recipe's models"):
             rescale.pipeline({"model": model}, 0.5)
-        assert rescale.pipeline({"model": model}, 1)["scale"] == 1  # as it is: fine
+        assert rescale.pipeline({"model": model}, 1).scale == 1  # as it is: fine

@@ -132,12 +132,12 @@ def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
         record = settings.get("record") or {"postprocessing": settings.get("postprocessing")}
         plan = rescale.pipeline(record, settings.get("scale"))
         probs, _ = rescale.predict_pipeline(model, images.images, plan)
-        post = plan["settings"]
+        post = dict(plan.settings)
         if threshold:
             post["threshold"] = threshold
         found = scores(images.labels, probs, post, method=method)
         result.update(found, threshold=post["threshold"], postprocessing=post, instances=method,
-                      scale=plan["scale"])
+                      scale=plan.scale)
     else:
         probs = predict_native(model, images.images)
         pixel = pixel_scores(images.masks, probs, settings["threshold"])

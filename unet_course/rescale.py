@@ -30,6 +30,8 @@ slides resized 0.5 to 3 times.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from unet_course.postprocess import DEFAULT_POSTPROCESSING, label_instances
@@ -159,7 +161,25 @@ def predict_size_normalised(model, images, settings: dict, target_area: float,
 FACTORS = (0.1, 10.0)  # the factors a user may give (--scale)
 
 
-def pipeline(record: dict | None, scale: float | str | None = None) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How a recipe model's images are predicted (``pipeline``).
+
+    Attributes:
+        scale: ``"auto"`` (size normalisation) or the factor every image is resized by.
+        first: the ``postprocess.label_instances`` settings of the first pass, at each image's
+            own size (the nuclei whose size ``"auto"`` measures).
+        settings: the settings that split the final maps into nuclei.
+        target_area: the training nuclei's median area in pixels (None when not recorded).
+    """
+
+    scale: float | str
+    first: dict
+    settings: dict
+    target_area: float | None
+
+
+def pipeline(record: dict | None, scale: float | str | None = None) -> Plan:
     """How ``predict`` and ``evaluate`` run a recipe model, from its training record.
 
     ``recipe.run`` stores ``scale`` (``"auto"``: size normalisation, the default) and the
@@ -173,9 +193,7 @@ def pipeline(record: dict | None, scale: float | str | None = None) -> dict:
             (1.0 for a record from before the choice was made, or none).
 
     Returns:
-        ``{"scale", "first", "settings", "target_area"}``: the scale, the first pass's
-        settings (for ``"auto"``), the final settings (each a dict of its own) and the
-        training nuclei's median area.
+        the ``Plan`` (its settings are dicts of their own, free to change).
 
     Raises:
         ValueError: a value of the record that is not what ``train`` writes (naming its key),
@@ -203,8 +221,7 @@ def pipeline(record: dict | None, scale: float | str | None = None) -> dict:
                          "train_median_area (trained before it was recorded, or no record): "
                          "give a factor instead (1 = the images as they are)")
     settings = chosen if scale == "auto" and trained == "auto" else native
-    return {"scale": scale, "first": dict(native), "settings": dict(settings),
-            "target_area": target}
+    return Plan(scale=scale, first=dict(native), settings=dict(settings), target_area=target)
 
 
 def _check_scale(value, what: str) -> None:
@@ -226,16 +243,16 @@ def _settings(record: dict, key: str, default: dict | None) -> dict:
     return dict(value)
 
 
-def predict_pipeline(model, images, plan: dict, first=None):
+def predict_pipeline(model, images, plan: Plan, first=None):
     """The class maps of ``images`` as ``pipeline``'s ``plan`` says: size-normalised
     (``"auto"``), or each image resized by the plan's factor (1 = as it is).
 
     Returns ``(class maps at each image's own size, the factor used for each)``."""
     images = [np.asarray(image) for image in images]
-    if plan["scale"] == "auto":
-        return predict_size_normalised(model, images, plan["first"], plan["target_area"],
+    if plan.scale == "auto":
+        return predict_size_normalised(model, images, plan.first, plan.target_area,
                                        first=first)
-    factors = [float(plan["scale"])] * len(images)
-    if plan["scale"] == 1:
+    factors = [float(plan.scale)] * len(images)
+    if plan.scale == 1:
         return (predict_classes(model, images) if first is None else list(first)), factors
-    return [predict_at_scale(model, image, plan["scale"]) for image in images], factors
+    return [predict_at_scale(model, image, plan.scale) for image in images], factors

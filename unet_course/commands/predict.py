@@ -297,7 +297,7 @@ def _segmenter(args: argparse.Namespace):
             _warn(lost)
         if why:
             _warn(f"note: {why}; so each image is predicted "
-                  + ("at its own size" if way["scale"] == 1 else f"at scale {way['scale']}")
+                  + ("at its own size" if way.scale == 1 else f"at scale {way.scale}")
                   + " with the default settings (postprocess.DEFAULT_POSTPROCESSING)")
         return _recipe_segmenter(model, way, args), normalization.appearance_note
     if args.scale not in (None, 1):
@@ -341,12 +341,12 @@ def lost_to_classical(record: dict) -> str | None:
             "labels before you trust them, or train it longer (train --steps)")
 
 
-def _recipe_segmenter(model, way: dict, args: argparse.Namespace):
+def _recipe_segmenter(model, way, args: argparse.Namespace):
     """Stored values in, each whole image predicted as ``way`` says (``rescale.pipeline``)."""
     from unet_course import rescale
     from unet_course.postprocess import label_instances
 
-    post = way["settings"]
+    post = dict(way.settings)
     if args.threshold:
         post["threshold"] = args.threshold
     if args.min_size is not None:
