@@ -63,7 +63,7 @@ def test_evaluate_predicts_images_the_training_size_does_not_fit(tmp_path):
     """A model trained at 32x32 evaluated on 40x40 images: padded to 48 and cropped back."""
     import keras
 
-    from unet_course import datasets, evaluate, model
+    from unet_course import datasets, evaluate, model, scoring
     from unet_course.commands import evaluate as evaluate_command
 
     keras.utils.set_random_seed(0)
@@ -77,7 +77,7 @@ def test_evaluate_predicts_images_the_training_size_does_not_fit(tmp_path):
     assert [p.shape for p in probs] == [(40, 40)] * len(split)
     expected = datasets.load_splits("synthetic", 40, quick=True, seed=0).test
     np.testing.assert_array_equal(split.images, expected.images)
-    assert result["dice"] == pytest.approx(evaluate.pixel_scores(expected.masks, probs)["dice"])
+    assert result["dice"] == pytest.approx(scoring.pixel_scores(expected.masks, probs)["dice"])
 
 
 def test_doctor_on_the_jax_backend_reports_xla():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, jaccard_score
 
-from unet_course import datasets, evaluate, geometry, model, predict, train
+from unet_course import datasets, evaluate, geometry, model, predict, scoring, train
 
 
 def tiny_unet(input_shape=(None, None, 3), padding="same", depth=2, name="tiny"):
@@ -138,7 +138,7 @@ def test_pixel_scores_match_sklearn_over_images_of_mixed_sizes(seed):
     masks = [rng.random(s) < rng.uniform(0.05, 0.6) for s in shapes]
     probs = [rng.random(s).astype(np.float32) for s in shapes]
     threshold = float(rng.uniform(0.2, 0.8))
-    got = evaluate.pixel_scores(masks, probs, threshold)
+    got = scoring.pixel_scores(masks, probs, threshold)
     truth = np.concatenate([m.ravel() for m in masks])
     pred = np.concatenate([p.ravel() >= threshold for p in probs])
     assert got["dice"] == pytest.approx(f1_score(truth, pred))
@@ -148,12 +148,12 @@ def test_pixel_scores_match_sklearn_over_images_of_mixed_sizes(seed):
 
 def test_pixel_scores_empty_and_mismatched():
     empty = [np.zeros((4, 4))]
-    assert evaluate.pixel_scores(empty, [np.zeros((4, 4))])["dice"] == 1.0
-    assert evaluate.pixel_scores(empty, [np.ones((4, 4))])["iou"] == 0.0
+    assert scoring.pixel_scores(empty, [np.zeros((4, 4))])["dice"] == 1.0
+    assert scoring.pixel_scores(empty, [np.ones((4, 4))])["iou"] == 0.0
     with pytest.raises(ValueError, match="shape"):
-        evaluate.pixel_scores(empty, [np.zeros((4, 5))])
+        scoring.pixel_scores(empty, [np.zeros((4, 5))])
     with pytest.raises(ValueError, match="masks"):
-        evaluate.pixel_scores(empty, [])
+        scoring.pixel_scores(empty, [])
 
 
 def test_choose_threshold_matches_a_brute_force_sklearn_search():

@@ -1,10 +1,8 @@
-"""Scoring a trained model: pixel scores, the threshold choice and the instance score.
-
-What belongs here: ``pixel_scores`` (pixel Dice and IoU over a set of images, ``p >= t`` is
-foreground, the rule ``postprocess.label_instances`` uses too), ``choose_threshold`` (the
-best pixel Dice on validation images), ``instance_score`` (probabilities -> nuclei -> the
-Data Science Bowl 2018 score) and ``evaluate_model`` (the work of ``unet-course evaluate``:
-a saved model on the held-out split of its training run, beside the Otsu baselines).
+"""Scoring a trained model's predictions: ``choose_threshold`` (the best pixel Dice on
+validation images), ``instance_score`` and ``scores`` (probabilities -> nuclei -> the Data
+Science Bowl 2018 score, beside the pixel scores of ``scoring.pixel_scores``) and
+``evaluate_model`` (the work of ``unet-course evaluate``: a saved model on the held-out split
+of its training run, beside the classical pipelines).
 """
 
 from __future__ import annotations
@@ -16,37 +14,7 @@ import numpy as np
 
 from unet_course.postprocess import label_instances
 from unet_course.predict import foreground, predict_native
-from unet_course.scoring import dsb_score_dataset
-
-
-def pixel_scores(masks, probs, threshold: float = 0.5) -> dict[str, float]:
-    """Pixel Dice and IoU over a whole set of images (counts added up, divided once).
-
-    Args:
-        masks: true masks, ``(n, H, W)`` or a list of ``(H_i, W_i)``; nonzero = foreground.
-        probs: foreground probabilities of the same shapes (e.g. from ``predict_native``).
-        threshold: a pixel is predicted foreground when ``prob >= threshold``.
-
-    Returns:
-        ``{"dice", "iou", "tp", "fp", "fn", "images", "threshold"}``; both empty gives 1.0.
-    """
-    if len(masks) != len(probs):
-        raise ValueError(f"got {len(masks)} masks but {len(probs)} probability maps")
-    tp = fp = fn = 0
-    for mask, prob in zip(masks, probs, strict=True):
-        mask, prob = np.asarray(mask), np.asarray(prob)
-        if mask.shape != prob.shape:
-            raise ValueError(f"mask shape {mask.shape} differs from probability shape {prob.shape}")
-        truth, pred = mask > 0, prob >= threshold
-        tp += int(np.sum(truth & pred))
-        fp += int(np.sum(~truth & pred))
-        fn += int(np.sum(truth & ~pred))
-    union = tp + fp + fn
-    return {
-        "dice": 2 * tp / (2 * tp + fp + fn) if union else 1.0,
-        "iou": tp / union if union else 1.0,
-        "tp": tp, "fp": fp, "fn": fn, "images": len(masks), "threshold": float(threshold),
-    }
+from unet_course.scoring import dsb_score_dataset, pixel_scores
 
 
 def choose_threshold(masks, probs, thresholds: Sequence[float] | None = None) -> tuple[float, np.ndarray]:

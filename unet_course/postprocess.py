@@ -146,7 +146,7 @@ def label_instances(
     """Turn a probability map into an instance label map.
 
     - ``"components"``: foreground = ``prob >= threshold`` (the rule of the pixel metrics,
-      ``evaluate.pixel_scores``); each 4-connected region is an object.
+      ``scoring.pixel_scores``); each 4-connected region is an object.
       Touching nuclei merge into one.
     - ``"watershed"``: the same foreground is flooded from seeds. For a (H, W) map the seeds are
       the maxima of the distance transform (distance of each foreground pixel to the

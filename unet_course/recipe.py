@@ -20,9 +20,10 @@ import numpy as np
 
 from unet_course import rescale
 from unet_course.devices import LR_RULE, distributed, global_batch, learning_rate
-from unet_course.evaluate import pixel_scores, scores
+from unet_course.evaluate import scores
 from unet_course.postprocess import DEFAULT_POSTPROCESSING, tune_postprocessing
 from unet_course.predict import foreground, predict_classes
+from unet_course.scoring import pixel_scores
 from unet_course.sequence import ThreeClassSequence
 from unet_course.targets import CLASSES
 

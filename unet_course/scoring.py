@@ -1,5 +1,6 @@
-"""The instance score of the Data Science Bowl 2018: ``dsb_score`` (one image),
-``dsb_score_dataset`` (a set), and their pieces ``iou_matrix`` and ``match_counts``.
+"""Scores: the instance score of the Data Science Bowl 2018, ``dsb_score`` (one image),
+``dsb_score_dataset`` (a set) and their pieces ``iou_matrix`` and ``match_counts``; and
+``pixel_scores``, pixel Dice and IoU over a set of images (``p >= t`` is foreground).
 
 Label maps are 2-D integer arrays (``label_maps``): 0 is background, every other value is one
 object; the values need not be consecutive.
@@ -160,3 +161,33 @@ def dsb_score_dataset(true_labels: Sequence[np.ndarray] | np.ndarray,
     pairs = [_check_label_pair(t, p) for t, p in zip(true_labels, pred_labels, strict=True)]
     scores = np.array([dsb_score(t, p, thresholds) for t, p in pairs])
     return scores if per_image else float(scores.mean())
+
+
+def pixel_scores(masks, probs, threshold: float = 0.5) -> dict[str, float]:
+    """Pixel Dice and IoU over a whole set of images (counts added up, divided once).
+
+    Args:
+        masks: true masks, ``(n, H, W)`` or a list of ``(H_i, W_i)``; nonzero = foreground.
+        probs: foreground probabilities of the same shapes (e.g. from ``predict_native``).
+        threshold: a pixel is predicted foreground when ``prob >= threshold``.
+
+    Returns:
+        ``{"dice", "iou", "tp", "fp", "fn", "images", "threshold"}``; both empty gives 1.0.
+    """
+    if len(masks) != len(probs):
+        raise ValueError(f"got {len(masks)} masks but {len(probs)} probability maps")
+    tp = fp = fn = 0
+    for mask, prob in zip(masks, probs, strict=True):
+        mask, prob = np.asarray(mask), np.asarray(prob)
+        if mask.shape != prob.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from probability shape {prob.shape}")
+        truth, pred = mask > 0, prob >= threshold
+        tp += int(np.sum(truth & pred))
+        fp += int(np.sum(~truth & pred))
+        fn += int(np.sum(truth & ~pred))
+    union = tp + fp + fn
+    return {
+        "dice": 2 * tp / (2 * tp + fp + fn) if union else 1.0,
+        "iou": tp / union if union else 1.0,
+        "tp": tp, "fp": fp, "fn": fn, "images": len(masks), "threshold": float(threshold),
+    }
