@@ -85,3 +85,21 @@ def test_bad_input_is_refused_with_what_was_given():
     with pytest.raises(ValueError, match="as many images"):
         baseline.baseline_scores([np.zeros((4, 4))], [])
     assert not baseline.otsu_mask(np.full((8, 8), 7)).any()  # flat: nothing to split
+
+
+def test_grey_of_any_range_uses_the_bt709_weights_unscaled():
+    image = np.random.default_rng(2).uniform(0, 4000, (7, 9, 3))  # e.g. 12-bit values as float
+    np.testing.assert_allclose(baseline.to_grey(image, "bright"),
+                               image @ np.array([0.2125, 0.7154, 0.0721]), rtol=1e-12)
+    np.testing.assert_allclose(baseline.to_grey(image[..., :2], "bright"), image[..., :2].mean(-1))
+
+
+def test_classical_scores_match_a_hand_count(slides):
+    images, labels = slides
+    settings = dict(baseline.CLASSICAL_DEFAULT)
+    scores = baseline.classical_scores(images, labels, settings)
+    found = [baseline.classical_instances(im, **settings) > 0 for im in images]
+    tp = sum(np.sum(f & (t > 0)) for f, t in zip(found, labels, strict=True))
+    wrong = sum(np.sum(f != (t > 0)) for f, t in zip(found, labels, strict=True))
+    assert scores["dice"] == pytest.approx(2 * tp / (2 * tp + wrong))
+    assert scores["iou"] == pytest.approx(tp / (tp + wrong))

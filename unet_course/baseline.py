@@ -1,19 +1,7 @@
-"""The classical baseline every U-Net result is shown beside: a global Otsu threshold.
-
-What belongs here: the few lines of scikit-image that a microscopist tries first, as pure
-functions, so that notebooks, ``evaluate`` and the benchmarks put the same baseline next to
-the network on the same images.
-
-- ``to_grey``: one grey plane per image, nuclei bright (bright-field images are flipped).
-- ``otsu_mask``: the global Otsu threshold of that plane (Otsu 1979).
-- ``otsu_instances``: the mask split into nuclei by connected components or by a
-  distance-transform watershed (``postprocess.label_instances``).
-- ``baseline_scores``: pixel Dice / IoU and the Data Science Bowl 2018 instance score of both
-  pipelines over a set of images.
-- ``classical_instances``: the pipeline a CellProfiler user builds in five minutes: uneven
-  light subtracted, Otsu, holes filled, specks removed, smoothed-distance watershed;
-  ``tune_classical`` chooses its few settings on validation slides, as the U-Net's
-  post-processing is chosen, and scores it.
+"""The classical baselines every U-Net result is shown beside: a global Otsu threshold
+(``otsu_mask``, ``otsu_instances``, ``baseline_scores``) and the classical pipeline of uneven
+light subtracted, Otsu, holes filled, specks removed and a watershed (``classical_instances``),
+tuned on validation slides by ``tune_classical``.
 """
 
 from __future__ import annotations
@@ -28,20 +16,10 @@ PIPELINES = ("otsu_components", "otsu_watershed")
 
 
 def to_grey(image: Any, polarity: str = "auto") -> np.ndarray:
-    """One float64 grey plane in which nuclei are bright.
-
-    Args:
-        image: ``(H, W)`` or ``(H, W, C)`` array of real numbers (any dtype). Three channels
-            are weighted as ``skimage.color.rgb2gray`` weights them (0.2125 R + 0.7154 G +
-            0.0721 B, the luminance of ITU-R BT.709); other channel counts are averaged.
-        polarity: ``"bright"`` (nuclei brighter than background: fluorescence), ``"dark"``
-            (nuclei darker: bright-field, the plane is negated) or ``"auto"``: dark when the
-            median pixel lies in the upper half of the image's range, as in a bright-field
-            slide where most of the field is lit background.
-
-    Returns:
-        ``(H, W)`` float64.
-    """
+    """``(H, W)`` float64 grey plane of an ``(H, W)`` or ``(H, W, C)`` real image, in which
+    nuclei are bright: three channels through ``skimage.color.rgb2gray`` (values unscaled),
+    others averaged; negated for ``polarity="dark"`` (bright-field) or, with ``"auto"``, when
+    the median lies in the upper half of the range. Raises ValueError / TypeError."""
     image = np.asarray(image)
     if image.ndim not in (2, 3) or min(image.shape[:2], default=0) < 1:
         raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
@@ -49,10 +27,11 @@ def to_grey(image: Any, polarity: str = "auto") -> np.ndarray:
         raise TypeError(f"image must hold real numbers, got dtype {image.dtype}")
     if polarity not in POLARITIES:
         raise ValueError(f"polarity must be one of {POLARITIES}, got {polarity!r}")
+    from skimage.color import rgb2gray
+
     grey = image.astype(np.float64)
     if grey.ndim == 3:
-        weights = np.array([0.2125, 0.7154, 0.0721]) if grey.shape[-1] == 3 else None
-        grey = grey @ weights if weights is not None else grey.mean(axis=-1)
+        grey = rgb2gray(grey) if grey.shape[-1] == 3 else grey.mean(axis=-1)
     if polarity == "auto":
         low, high = grey.min(), grey.max()
         polarity = "dark" if np.median(grey) > (low + high) / 2 else "bright"
@@ -60,10 +39,7 @@ def to_grey(image: Any, polarity: str = "auto") -> np.ndarray:
 
 
 def otsu_mask(image: Any, polarity: str = "auto") -> np.ndarray:
-    """Foreground where the grey plane (``to_grey``) lies above its global Otsu threshold.
-
-    Returns ``(H, W)`` bool; all False for a flat image (Otsu has nothing to split).
-    """
+    """``(H, W)`` bool: ``to_grey`` above its Otsu threshold (all False for a flat image)."""
     from skimage.filters import threshold_otsu
 
     grey = to_grey(image, polarity)
@@ -73,69 +49,53 @@ def otsu_mask(image: Any, polarity: str = "auto") -> np.ndarray:
 
 
 def otsu_instances(image: Any, method: str = "watershed", polarity: str = "auto") -> np.ndarray:
-    """Nuclei from the Otsu mask: ``"components"`` (each connected region is one nucleus) or
-    ``"watershed"`` (split at the necks of the distance transform, as ``label_instances``).
-
-    Returns ``(H, W)`` int32 labels, 0 = background.
-    """
+    """``(H, W)`` int32 labels of the Otsu mask by ``postprocess.label_instances``
+    (``"components"`` or ``"watershed"``)."""
     from unet_course.postprocess import label_instances
 
     return label_instances(otsu_mask(image, polarity).astype(np.float32), 0.5, method)
 
 
-def baseline_scores(images: Sequence[Any], labels: Sequence[np.ndarray],
-                    polarity: str = "auto") -> dict[str, dict[str, float]]:
-    """Score both Otsu pipelines on a set of images with true instance labels.
-
-    Pixel Dice and IoU add the counts of all images up before dividing (as
-    ``evaluate.pixel_scores``); the instance score is the mean of the per-image Data Science Bowl
-    2018 scores (``scoring.dsb_score_dataset``).
-
-    Returns:
-        ``{"otsu_components": {"dice", "iou", "dsb_map"}, "otsu_watershed": {...}}``.
-    """
-    from unet_course.postprocess import label_instances
-    from unet_course.scoring import dsb_score_dataset
-
+def _check_pairs(images: Sequence, labels: Sequence) -> None:
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"expected as many images as label maps (>= 1), got {len(images)} "
                          f"and {len(labels)}")
+
+
+def _pixels(masks: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> dict[str, float]:
+    from unet_course.evaluate import pixel_scores
+
+    scores = pixel_scores([np.asarray(t) > 0 for t in labels], [m > 0 for m in masks])
+    return {"dice": scores["dice"], "iou": scores["iou"]}
+
+
+def baseline_scores(images: Sequence[Any], labels: Sequence[np.ndarray],
+                    polarity: str = "auto") -> dict[str, dict[str, float]]:
+    """``{"otsu_components": {"dice", "iou", "dsb_map"}, "otsu_watershed": {...}}``: pixel Dice
+    and IoU of the Otsu masks (counts summed over images) and the mean instance score
+    (``scoring.dsb_score_dataset``) of both pipelines against true instance ``labels``."""
+    from unet_course.postprocess import label_instances
+    from unet_course.scoring import dsb_score_dataset
+
+    _check_pairs(images, labels)
     masks = [otsu_mask(image, polarity) for image in images]
-    tp = sum(int(np.sum(m & (t > 0))) for m, t in zip(masks, labels, strict=True))
-    union = sum(int(np.sum(m | (t > 0))) for m, t in zip(masks, labels, strict=True))
-    dice = 2 * tp / (tp + union) if union else 1.0
-    iou = tp / union if union else 1.0
     scores = {}
     for pipeline in PIPELINES:
-        method = pipeline.split("_")[1]
-        found = [label_instances(m.astype(np.float32), 0.5, method) for m in masks]
-        scores[pipeline] = {"dice": dice, "iou": iou,
-                            "dsb_map": dsb_score_dataset(list(labels), found)}
+        found = [label_instances(m.astype(np.float32), 0.5, pipeline.split("_")[1]) for m in masks]
+        scores[pipeline] = {**_pixels(masks, labels), "dsb_map": dsb_score_dataset(list(labels), found)}
     return scores
 
 
-CLASSICAL_GRID = {
-    "background": (0.0, 30.0),
-    "method": ("components", "watershed"),
-    "smooth": (1.0, 2.0, 4.0),
-    "min_distance": (3, 7),
-    "min_size": (10, 30, 60),
-}
+CLASSICAL_GRID = {"background": (0.0, 30.0), "method": ("components", "watershed"),
+                  "smooth": (1.0, 2.0, 4.0), "min_distance": (3, 7), "min_size": (10, 30, 60)}
 CLASSICAL_DEFAULT = {"background": 30.0, "method": "watershed", "smooth": 2.0,
                      "min_distance": 3, "min_size": 30}  # where no validation slides chose
-MAX_TUNE_IMAGES = 24  # validation slides the classical settings are chosen on
+MAX_TUNE_IMAGES = 24
 
 
 def classical_mask(image: Any, background: float = 0.0, polarity: str = "auto") -> np.ndarray:
-    """Otsu's foreground of the grey plane (``to_grey``) after the uneven light is taken
-    away, with holes filled.
-
-    Args:
-        background: width in pixels of the Gaussian that estimates the background light,
-            subtracted before thresholding (0 = none).
-
-    Returns ``(H, W)`` bool.
-    """
+    """``(H, W)`` bool: Otsu's foreground of ``to_grey`` minus its Gaussian blur of width
+    ``background`` (the uneven light; 0 = none), holes filled."""
     from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
 
@@ -152,13 +112,8 @@ def classical_mask(image: Any, background: float = 0.0, polarity: str = "auto") 
 def classical_instances(image: Any, background: float = 0.0, method: str = "watershed",
                         smooth: float = 2.0, min_distance: int = 3, min_size: int = 10,
                         polarity: str = "auto") -> np.ndarray:
-    """Nuclei by the classical pipeline: ``classical_mask``, then connected components or a
-    watershed on the distance transform smoothed by a Gaussian of width ``smooth``, seeds at
-    least ``min_distance`` apart, objects under ``min_size`` pixels dropped
-    (``postprocess.label_instances``).
-
-    Returns ``(H, W)`` int32 labels, 0 = background.
-    """
+    """``(H, W)`` int32 labels: ``classical_mask`` split by ``postprocess.label_instances``
+    (components, or a watershed with these ``smooth``, ``min_distance`` and ``min_size``)."""
     from unet_course.postprocess import label_instances
 
     mask = classical_mask(image, background, polarity).astype(np.float32)
@@ -168,21 +123,13 @@ def classical_instances(image: Any, background: float = 0.0, method: str = "wate
 
 def tune_classical(images: Sequence[Any], labels: Sequence[np.ndarray],
                    grid: dict | None = None) -> dict:
-    """The classical pipeline's settings with the best instance score on these slides.
-
-    Call it with *validation* slides. The settings are chosen on at most
-    ``MAX_TUNE_IMAGES`` of them (the first ones) from ``grid`` (default ``CLASSICAL_GRID``;
-    its plain-Otsu corner is ``otsu_instances``), then scored on all of them.
-
-    Returns ``{"settings": {...}, "dsb_map", "dice", "iou"}``: the keyword arguments of
-    ``classical_instances`` and the scores over all ``images`` (pixel counts summed).
-    """
+    """``{"settings", "dsb_map", "dice", "iou"}``: the ``classical_instances`` keyword arguments
+    from ``grid`` (updating ``CLASSICAL_GRID``) with the best instance score on the first
+    ``MAX_TUNE_IMAGES`` (validation) slides, and ``classical_scores`` on all of them."""
     from unet_course.postprocess import label_instances, remove_small
     from unet_course.scoring import dsb_score_dataset
 
-    if len(images) != len(labels) or len(images) == 0:
-        raise ValueError(f"expected as many images as label maps (>= 1), got {len(images)} "
-                         f"and {len(labels)}")
+    _check_pairs(images, labels)
     grid = {**CLASSICAL_GRID, **(grid or {})}
     truth = [np.asarray(t) for t in labels[:MAX_TUNE_IMAGES]]
     best, best_score = None, -1.0
@@ -206,14 +153,10 @@ def tune_classical(images: Sequence[Any], labels: Sequence[np.ndarray],
 
 def classical_scores(images: Sequence[Any], labels: Sequence[np.ndarray],
                      settings: dict) -> dict[str, float]:
-    """Pixel Dice / IoU (counts summed over images) and the mean instance score of
-    ``classical_instances(image, **settings)`` on these slides."""
+    """``{"dsb_map", "dice", "iou"}`` of ``classical_instances(image, **settings)`` (pixel counts
+    summed over images)."""
     from unet_course.scoring import dsb_score_dataset
 
     found = [classical_instances(im, **settings) for im in images]
     truth = [np.asarray(t) for t in labels]
-    tp = sum(int(np.sum((f > 0) & (t > 0))) for f, t in zip(found, truth, strict=True))
-    union = sum(int(np.sum((f > 0) | (t > 0))) for f, t in zip(found, truth, strict=True))
-    return {"dsb_map": dsb_score_dataset(truth, found),
-            "dice": 2 * tp / (tp + union) if union else 1.0,
-            "iou": tp / union if union else 1.0}
+    return {"dsb_map": dsb_score_dataset(truth, found), **_pixels(found, truth)}

@@ -1,13 +1,9 @@
 """Ctrl-C (SIGINT) in the command line: recorded when it arrives, honoured where the code checks.
 
-Python's default handler raises ``KeyboardInterrupt`` wherever the main thread happens to be.
-Raised inside a garbage-collection callback (TensorFlow runs some while it traces a model),
-Python prints "Exception ignored ..." and carries on, so a command could swallow Ctrl-C and
-exit 0. ``recording`` installs, for a whole command, a handler that only records the signal;
-``check`` raises ``KeyboardInterrupt`` between stages and between images, where nothing
-swallows it. A second Ctrl-C raises at once (for a stage that takes long); if that one is
-swallowed too, the record stays and the next ``check`` raises.
-``callbacks.HonourInterrupt`` (training) consults the same record (``pending``).
+Python's default handler raises ``KeyboardInterrupt`` wherever the main thread is, and inside
+a garbage-collection callback that exception is printed and dropped. ``recording`` installs a
+handler that only records the signal (a second Ctrl-C raises at once); ``check`` raises
+between stages, where nothing swallows it; ``pending`` tells whether one is recorded.
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ _caught: list[int] = []
 
 
 def _record(signum, frame) -> None:
-    """The SIGINT handler of ``recording``: note the signal; raise on the second one."""
     _caught.append(signum)
     if len(_caught) > 1:  # pressed twice: the user means it now
         raise KeyboardInterrupt
@@ -29,16 +24,12 @@ def _record(signum, frame) -> None:
 
 @contextlib.contextmanager
 def recording() -> Iterator[None]:
-    """Record SIGINT instead of raising it inside the block; restore the previous handler after.
-
-    Nested blocks share the outer one's record. Outside the main thread, or where SIGINT is
-    ignored (a background job started with ``nohup``), the block runs unchanged.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """Record SIGINT instead of raising it inside the block, then restore the previous handler.
+    Nested blocks share the outer record; outside the main thread, or where SIGINT is ignored
+    (``nohup``), the block runs unchanged."""
     previous = signal.getsignal(signal.SIGINT)
-    if previous is _record or previous in (signal.SIG_IGN, None):
+    if threading.current_thread() is not threading.main_thread() or previous is _record \
+            or previous in (signal.SIG_IGN, None):
         yield
         return
     _caught.clear()
@@ -51,7 +42,7 @@ def recording() -> Iterator[None]:
 
 
 def active() -> bool:
-    """True inside ``recording`` (in the main thread): Ctrl-C is being recorded."""
+    """True inside ``recording`` (in the main thread)."""
     return signal.getsignal(signal.SIGINT) is _record
 
 

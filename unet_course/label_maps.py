@@ -15,10 +15,9 @@ def check_labels(labels: Any, name: str) -> np.ndarray:
     if not isinstance(labels, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(labels).__name__}")
     if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(
-            f"{name} must be an integer label map (0 = background, 1, 2, ... = objects), "
-            f"got dtype {labels.dtype}; label a mask first, e.g. scipy.ndimage.label(mask)[0]"
-        )
+        raise TypeError(f"{name} must be an integer label map (0 = background, 1, 2, ... = "
+                        f"objects), got dtype {labels.dtype}; label a mask first, e.g. "
+                        f"scipy.ndimage.label(mask)[0]")
     if labels.ndim != 2:
         raise ValueError(f"{name} must be 2-D (H, W), got shape {labels.shape}")
     if labels.size and labels.min() < 0:
@@ -27,41 +26,25 @@ def check_labels(labels: Any, name: str) -> np.ndarray:
 
 
 def relabel(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Renumber the objects 1..n in the order of their old values; 0 stays background.
-
-    ``labels``: integer label map, values >= 0. Returns ``(relabelled, ids)``: the map as
-    ``skimage.segmentation.relabel_sequential`` renumbers it (same shape and dtype; ``labels``
-    itself, not a copy, when it is 1..n already) and the (n,) old value of each new label,
-    ascending. Values up to about 4 per pixel are counted with ``np.bincount`` and renumbered
-    with one lookup table; larger ones go to ``relabel_sequential``.
-    """
+    """``(relabelled, ids)``: a non-negative integer label map renumbered 1..n in the order of
+    the old values by ``skimage.segmentation.relabel_sequential`` (``labels`` itself when
+    already 1..n), and the ``(n,)`` old value of each new label."""
     from skimage.segmentation import relabel_sequential
 
     top = int(labels.max()) if labels.size else 0
-    if top <= 4 * labels.size + 1024:  # counting by value is cheap
-        used = np.bincount(labels.ravel(), minlength=top + 1)[1:] > 0
-        ids = np.flatnonzero(used) + 1
-        if used.all():
-            return labels, ids
-        lut = np.zeros(top + 1, labels.dtype)
-        lut[ids] = np.arange(1, len(ids) + 1)
-        return lut[labels], ids
+    if top <= 4 * labels.size + 1024 and np.bincount(labels.ravel(), minlength=top + 1)[1:].all():
+        return labels, np.arange(1, top + 1)
     relabelled, _, inverse = relabel_sequential(labels)
     return relabelled, np.asarray(inverse.out_values[inverse.in_values > 0])
 
 
-#: ``looks_like_label_map``: at most this share of side-by-side object pixels may differ.
-FLAT_OBJECTS = 0.01
+FLAT_OBJECTS = 0.01  # looks_like_label_map: most side-by-side object pixels that may differ
 
 
 def looks_like_label_map(image: Any) -> bool:
-    """True for an image that looks like a label map or a mask rather than a picture.
-
-    ``image``: ``(H, W)`` or ``(H, W, C)`` (equal channels count as grey). True when it is grey
-    integers with some 0, and fewer than ``FLAT_OBJECTS`` of the horizontally adjacent pairs of
-    non-zero pixels (at least 20 of them) differ: inside a label map's objects neighbours
-    agree, where a microscope image's noise makes them differ.
-    """
+    """True for an ``(H, W)`` or ``(H, W, C)`` image that looks like a label map or mask: grey
+    integers with some 0, where fewer than ``FLAT_OBJECTS`` of the (at least 20) horizontally
+    adjacent pairs of non-zero pixels differ."""
     image = np.asarray(image)
     if image.ndim == 3:
         if image.shape[-1] > 1 and not (image == image[..., :1]).all():

@@ -1,24 +1,10 @@
-"""The U-Net builders, and the tracing that explains a built one: shapes and parameters.
+"""The U-Net builders (``build_unet``, ``seed_unet``, ``paper_unet``) and the tracing of a built
+one: ``trace_shapes`` / ``format_trace``, ``params_per_level`` and ``unet_blocks``.
 
-What belongs here:
-
-- ``build_unet``: one builder for every U-Net in the course (``same`` or ``valid`` padding,
-  transposed or bilinear up-sampling, sigmoid or softmax head). Layers only, so the models
-  run on the TensorFlow, JAX and PyTorch backends and save to ``.keras`` in safe mode.
-- ``seed_unet``: the widely copied 256x256 Keras U-Net (1,941,105 parameters), layer names
-  ``c1``...``c9``, ``p1``...``p4``, ``u6``...``u9`` as in the popular write-ups.
-- ``paper_unet``: Ronneberger et al. (2015) as published, 572x572x1 -> 388x388x2
-  (31,030,658 parameters).
-- Tracing: ``trace_shapes`` / ``format_trace`` (level, layer, output shape, parameters),
-  ``params_per_level`` and ``unet_blocks`` (what ``plotting.draw_unet`` draws).
-
-The size arithmetic (which input sizes fit) is ``geometry``; the receptive field is
-``receptive_field``.
-
-Layer names follow one scheme: block ``l`` (1 to ``2 * depth + 1``) has the convolutions
-``c{l}_conv1`` and ``c{l}``, the dropout ``c{l}_dropout``, the pooling ``p{l}`` on the way
-down and, on the way up, the up-sampling ``u{l}``, the cropped skip ``u{l}_crop`` (valid
-padding only) and the concatenation ``u{l}_concat``. The head is ``outputs``.
+Layer names: block ``l`` (1 to ``2 * depth + 1``) has the convolutions ``c{l}_conv1`` and
+``c{l}``, the dropout ``c{l}_dropout``, the pooling ``p{l}`` on the way down and, on the way up,
+the up-sampling ``u{l}``, the cropped skip ``u{l}_crop`` (valid padding) and the concatenation
+``u{l}_concat``. The head is ``outputs``.
 """
 
 from __future__ import annotations
@@ -29,8 +15,6 @@ from typing import Any
 
 from unet_course.geometry import check_arch, check_input_size, skip_crops
 
-#: Dropout rates of the popular Keras U-Net, contracting path and bottleneck; mirrored on the
-#: way up (0.2, 0.2, 0.1, 0.1).
 SEED_DROPOUT = (0.1, 0.1, 0.2, 0.2, 0.3)
 SEED_PARAMS = 1_941_105
 PAPER_PARAMS = 31_030_658
@@ -38,12 +22,8 @@ UPSAMPLINGS = ("transpose", "bilinear")
 _NAME = re.compile(r"^([cpu])(\d+)(?:_|$)")
 
 
-# --------------------------------------------------------------------------------------------
-# Builders
-# --------------------------------------------------------------------------------------------
 def _dropout_rates(dropout: float | Sequence[float], depth: int) -> list[float]:
-    """Per-block rates for blocks 1 .. 2*depth+1 from a float, the contracting path and
-    bottleneck (``depth + 1`` rates, mirrored on the way up) or all ``2*depth+1`` rates."""
+    """Rates for blocks 1 .. 2*depth+1 from one rate, ``depth + 1`` (mirrored) or all of them."""
     if isinstance(dropout, int | float):
         rates = [float(dropout)] * (2 * depth + 1)
     else:
@@ -51,10 +31,8 @@ def _dropout_rates(dropout: float | Sequence[float], depth: int) -> list[float]:
         if len(rates) == depth + 1:
             rates = rates + rates[-2::-1]
         elif len(rates) != 2 * depth + 1:
-            raise ValueError(
-                f"dropout needs 1, depth+1={depth + 1} or 2*depth+1={2 * depth + 1} rates, "
-                f"got {len(rates)}: {dropout!r}"
-            )
+            raise ValueError(f"dropout needs 1, depth+1={depth + 1} or 2*depth+1="
+                             f"{2 * depth + 1} rates, got {len(rates)}: {dropout!r}")
     if any(not 0.0 <= r < 1.0 for r in rates):
         raise ValueError(f"dropout rates must be in [0, 1), got {dropout!r}")
     return rates
@@ -80,16 +58,14 @@ def _conv_block(x: Any, filters: int, level: int, rate: float, cfg: dict) -> Any
 
 
 def _up_block(x: Any, skip: Any, filters: int, level: int, crop: int, cfg: dict) -> Any:
-    """Up-sample by 2 to ``filters`` channels, crop the skip if needed, concatenate
-    (``skip=None``: the up-sampled features alone)."""
+    """Up-sample by 2 to ``filters`` channels, then concatenate the (cropped) ``skip`` if any."""
     from keras import layers
 
     init = cfg["kernel_initializer"]
     if cfg["upsampling"] == "transpose":
-        x = layers.Conv2DTranspose(
-            filters, 2, strides=2, padding="same", kernel_initializer=init, name=f"u{level}"
-        )(x)
-    else:  # the paper's wording: up-sample, then a 2x2 convolution that halves the channels
+        x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same",
+                                   kernel_initializer=init, name=f"u{level}")(x)
+    else:  # up-sample, then a 2x2 convolution that halves the channels
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"u{level}_upsample")(x)
         x = layers.Conv2D(filters, 2, padding="same", kernel_initializer=init, name=f"u{level}")(x)
     if skip is None:
@@ -99,12 +75,9 @@ def _up_block(x: Any, skip: Any, filters: int, level: int, crop: int, cfg: dict)
     return layers.Concatenate(name=f"u{level}_concat")([x, skip])
 
 
-
 def _check_build_args(input_shape: Sequence, num_classes: int, base_filters: int, kw: dict) -> None:
     if len(tuple(input_shape)) != 3:
-        raise ValueError(
-            f"input_shape must be (H, W, C) with H, W int or None, got {input_shape!r}"
-        )
+        raise ValueError(f"input_shape must be (H, W, C) with H, W int or None, got {input_shape!r}")
     if not isinstance(input_shape[2], int) or input_shape[2] < 1:
         raise ValueError(f"input_shape needs a fixed channel count C >= 1, got {input_shape!r}")
     for name, value in (("num_classes", num_classes), ("base_filters", base_filters)):
@@ -116,49 +89,29 @@ def _check_build_args(input_shape: Sequence, num_classes: int, base_filters: int
     check_input_size(tuple(input_shape[:2]), kw["depth"], kw["padding"])
 
 
-def build_unet(
-    input_shape: Sequence[int | None] = (256, 256, 3),
-    num_classes: int = 1,
-    base_filters: int = 16,
-    depth: int = 4,
-    dropout: float | Sequence[float] = 0.0,
-    activation: str = "elu",
-    batch_norm: bool = False,
-    padding: str = "same",
-    upsampling: str = "transpose",
-    kernel_initializer: str = "he_normal",
-    rescale: float | None = None,
-    normalize: bool = False,
-    skips: bool = True,
-    name: str = "unet",
-) -> Any:
-    """Build a U-Net as a ``keras.Model``.
+def build_unet(input_shape: Sequence[int | None] = (256, 256, 3), num_classes: int = 1,
+               base_filters: int = 16, depth: int = 4, dropout: float | Sequence[float] = 0.0,
+               activation: str = "elu", batch_norm: bool = False, padding: str = "same",
+               upsampling: str = "transpose", kernel_initializer: str = "he_normal",
+               rescale: float | None = None, normalize: bool = False, skips: bool = True,
+               name: str = "unet") -> Any:
+    """A U-Net as a ``keras.Model`` of ``(batch, H, W, C)`` images (``H, W`` may be None).
 
-    input_shape: ``(H, W, C)``; ``H, W`` may be None for a fully convolutional model.
-    Filters are ``base_filters * 2**k`` at level ``k`` (doubling down, halving up); skips are
-    concatenated; ``padding="valid"`` crops each skip to the up-sampled tensor (the paper's
-    crop-and-copy); ``upsampling="bilinear"`` is up-sampling then a 2x2 convolution instead
-    of ``Conv2DTranspose``. ``dropout``: one rate, ``depth + 1`` rates (mirrored on the way
-    up) or ``2 * depth + 1``. ``rescale`` (e.g. ``1/255``) adds a ``Rescaling`` layer;
-    ``normalize=True`` instead adds ``normalization.PercentileNormalization`` (each image's
-    1st and 99.8th percentiles to 0 and 1), so the model takes images of any bit depth.
-    ``skips=False`` drops the skip connections: each decoder block gets only the up-sampled
-    features (an encoder-decoder without the U-Net's concatenations).
-    Output: ``(batch, H', W', num_classes)`` float32, sigmoid if ``num_classes == 1`` else
-    softmax; ``H' = H`` for ``same`` and ``unet_output_size(H, depth, "valid")`` otherwise.
-    Raises ValueError (naming the nearest sizes that work) if a fixed H or W does not fit.
+    Filters ``base_filters * 2**k`` at level ``k``; ``padding="valid"`` crops each skip to the
+    up-sampled tensor; ``upsampling="bilinear"`` is up-sampling then a 2x2 convolution instead
+    of ``Conv2DTranspose``; ``dropout``: one rate, ``depth + 1`` rates (mirrored on the way up)
+    or ``2 * depth + 1``. ``rescale`` adds a ``Rescaling`` layer; ``normalize=True`` instead
+    adds ``normalization.PercentileNormalization``. ``skips=False`` drops the skip connections.
+    Output ``(batch, H', W', num_classes)`` float32, sigmoid for one class else softmax;
+    ``H' = H`` for ``same``, ``unet_output_size(H, depth, "valid")`` otherwise.
+    Raises ValueError for bad arguments or a fixed H or W that does not fit (naming the
+    nearest sizes that do), TypeError for a non-bool ``skips``.
     """
     import keras
     from keras import layers
 
-    cfg = dict(
-        depth=depth,
-        padding=padding,
-        upsampling=upsampling,
-        activation=activation,
-        batch_norm=bool(batch_norm),
-        kernel_initializer=kernel_initializer,
-    )
+    cfg = dict(depth=depth, padding=padding, upsampling=upsampling, activation=activation,
+               batch_norm=bool(batch_norm), kernel_initializer=kernel_initializer)
     _check_build_args(input_shape, num_classes, base_filters, cfg)
     if not isinstance(skips, bool):
         raise TypeError(f"skips must be True or False, got {skips!r}")
@@ -183,67 +136,29 @@ def build_unet(
         skip = skip_outputs[k] if skips else None
         x = _up_block(x, skip, base_filters * 2**k, level, crops[k], cfg)
         x = _conv_block(x, base_filters * 2**k, level, rates[level - 1], cfg)
-    head = "sigmoid" if num_classes == 1 else "softmax"
-    # float32 head: under mixed precision the probabilities stay float32 (see notebook 05).
+    head = "sigmoid" if num_classes == 1 else "softmax"  # float32 under mixed precision too
     outputs = layers.Conv2D(num_classes, 1, activation=head, name="outputs", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
 def seed_unet(input_shape: Sequence[int | None] = (256, 256, 3), name: str = "seed_unet") -> Any:
-    """The widely copied Keras U-Net: 1,941,105 parameters.
-
-    Input ``(256, 256, 3)`` pixel values in [0, 255] (uint8 images may be fed directly),
-    scaled by a ``Rescaling(1/255)`` layer; filters 16-32-64-128-256; elu; he_normal; dropout
-    0.1/0.1/0.2/0.2/0.3 down and 0.2/0.2/0.1/0.1 up; ``Conv2DTranspose`` 2x2 stride 2; a
-    sigmoid 1x1 head. Output ``(batch, 256, 256, 1)`` float32 foreground probabilities.
-    ``Rescaling`` (not a ``Lambda``) keeps the ``.keras`` file loadable in safe mode.
-    """
-    return build_unet(
-        input_shape,
-        num_classes=1,
-        base_filters=16,
-        depth=4,
-        dropout=SEED_DROPOUT,
-        activation="elu",
-        padding="same",
-        upsampling="transpose",
-        kernel_initializer="he_normal",
-        rescale=1 / 255,
-        name=name,
-    )
+    """The widely copied Keras U-Net (``SEED_PARAMS`` parameters): pixel values in [0, 255]
+    scaled by ``Rescaling(1/255)``, filters 16 to 256, elu, dropout ``SEED_DROPOUT`` mirrored,
+    a sigmoid head; output ``(batch, H, W, 1)`` float32."""
+    return build_unet(input_shape, base_filters=16, dropout=SEED_DROPOUT, activation="elu",
+                      rescale=1 / 255, name=name)
 
 
-def paper_unet(
-    input_shape: Sequence[int | None] = (572, 572, 1),
-    num_classes: int = 2,
-    name: str = "paper_unet",
-) -> Any:
-    """Ronneberger, Fischer & Brox (2015) as published: 31,030,658 parameters.
-
-    Input ``(572, 572, 1)``, unpadded 3x3 convolutions with ReLU, 64 to 1024 filters, 2x2
-    max pooling, 2x2 up-convolutions, crop-and-copy, a 1x1 head with 2 classes (softmax):
-    output ``(batch, 388, 388, 2)``. Weights drawn from a Gaussian with std sqrt(2/N)
-    (``he_normal``). The paper puts dropout "at the end of the contracting path" without a
-    rate; here it is 0.5 in the bottleneck (no parameters, so the count is unaffected).
-    """
-    dropout = [0.0] * 4 + [0.5] + [0.0] * 4
-    return build_unet(
-        input_shape,
-        num_classes=num_classes,
-        base_filters=64,
-        depth=4,
-        dropout=dropout,
-        activation="relu",
-        padding="valid",
-        upsampling="transpose",
-        kernel_initializer="he_normal",
-        name=name,
-    )
+def paper_unet(input_shape: Sequence[int | None] = (572, 572, 1), num_classes: int = 2,
+               name: str = "paper_unet") -> Any:
+    """Ronneberger, Fischer & Brox (2015) (``PAPER_PARAMS`` parameters): unpadded 3x3 ReLU
+    convolutions, 64 to 1024 filters, crop-and-copy, softmax head, dropout 0.5 in the
+    bottleneck; ``(batch, 572, 572, 1)`` -> ``(batch, 388, 388, num_classes)``."""
+    return build_unet(input_shape, num_classes=num_classes, base_filters=64,
+                      dropout=[0.0] * 4 + [0.5] + [0.0] * 4, activation="relu",
+                      padding="valid", name=name)
 
 
-# --------------------------------------------------------------------------------------------
-# Tracing: shapes, parameters, blocks, receptive fields
-# --------------------------------------------------------------------------------------------
 def _level(name: str) -> int | None:
     """Block number from a layer name (``c3_conv1`` -> 3, ``p2`` -> 2, ``u7_concat`` -> 7)."""
     match = _NAME.match(name)
@@ -251,28 +166,19 @@ def _level(name: str) -> int | None:
 
 
 def trace_shapes(model: Any) -> list[dict]:
-    """One row per layer: ``level`` (block number, None outside the blocks), ``layer``
-    (name), ``kind`` (class name), ``output_shape`` (without the batch axis, e.g.
-    ``(16, 16, 256)``; None where the input size is free) and ``params`` (int)."""
+    """One dict per layer: ``level`` (block number or None), ``layer`` (name), ``kind`` (class
+    name), ``output_shape`` (no batch axis; None where free) and ``params``. TypeError for a
+    non-model."""
     if not hasattr(model, "layers"):
         raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
-    return [
-        {
-            "level": _level(layer.name),
-            "layer": layer.name,
-            "kind": type(layer).__name__,
-            "output_shape": tuple(layer.output.shape[1:]),
-            "params": layer.count_params(),
-        }
-        for layer in model.layers
-    ]
+    return [{"level": _level(layer.name), "layer": layer.name, "kind": type(layer).__name__,
+             "output_shape": tuple(layer.output.shape[1:]), "params": layer.count_params()}
+            for layer in model.layers]
 
 
 def format_trace(rows: list[dict] | Any, kinds: Sequence[str] | None = None) -> str:
-    """The rows of ``trace_shapes`` (or a model) as a fixed-width text table with a total.
-
-    ``kinds``: keep only these layer classes (e.g. ``("Conv2D", "MaxPooling2D")``).
-    """
+    """The rows of ``trace_shapes`` (or a model) as a text table with a total; ``kinds`` keeps
+    only these layer classes (e.g. ``("Conv2D", "MaxPooling2D")``)."""
     rows = trace_shapes(rows) if hasattr(rows, "layers") else rows
     total = sum(r["params"] for r in rows)
     rows = [r for r in rows if kinds is None or r["kind"] in kinds]
@@ -283,10 +189,8 @@ def format_trace(rows: list[dict] | Any, kinds: Sequence[str] | None = None) -> 
     lines = [f"{'level':>5}  {'layer':<12} {'kind':<18} {'output shape':<18} {'params':>11}"]
     for r in rows:
         level = "-" if r["level"] is None else r["level"]
-        lines.append(
-            f"{level:>5}  {r['layer']:<12} {r['kind']:<18} {shape(r['output_shape']):<18} "
-            f"{r['params']:>11,}"
-        )
+        lines.append(f"{level:>5}  {r['layer']:<12} {r['kind']:<18} "
+                     f"{shape(r['output_shape']):<18} {r['params']:>11,}")
     lines.append(f"{'':>5}  {'total':<12} {'':<18} {'':<18} {total:>11,}")
     return "\n".join(lines)
 
@@ -303,10 +207,9 @@ def params_per_level(model: Any) -> dict[str, int]:
 
 
 def unet_blocks(model: Any) -> list[dict]:
-    """The boxes of the U, for drawing: the input, each block ``c1``...``c{2d+1}`` and the
-    output. Each: ``name``, ``level`` (0 input, block number, ``2d+2`` output), ``rung``
-    (0 = full resolution .. ``depth`` = bottleneck), ``side`` ("in", "down", "bottom",
-    "up", "out") and ``shape`` ``(H, W, C)`` (H, W None where free)."""
+    """The boxes of the U for drawing (input, blocks ``c1``...``c{2d+1}``, output), each a dict of
+    ``name``, ``level`` (0 .. ``2d+2``), ``rung`` (0 = full resolution .. ``d``), ``side`` ("in",
+    "down", "bottom", "up", "out") and ``shape`` ``(H, W, C)``. ValueError without such blocks."""
     levels = sorted({r["level"] for r in trace_shapes(model) if r["layer"] == f"c{r['level']}"})
     if not levels or levels != list(range(1, len(levels) + 1)) or len(levels) % 2 == 0:
         raise ValueError(f"{model.name!r} has no U-Net blocks named c1, c2, ... (build_unet)")

@@ -1,9 +1,5 @@
-"""Pictures of instance label maps as RGB arrays, for files rather than figures.
-
-What belongs here: ``overlay_instances`` (each object tinted in the course's label colours,
-its outline in white by ``skimage.segmentation.mark_boundaries``), what ``unet-course predict`` writes beside each label PNG. Figures
-drawn with matplotlib are ``lessons.plotting``; both use ``label_colormap``.
-"""
+"""Instance label maps drawn as RGB arrays (what ``predict`` writes beside each label PNG), in
+the course's label colours (``label_colormap``, also used by ``lessons.plotting``)."""
 
 from __future__ import annotations
 
@@ -15,8 +11,7 @@ from unet_course.label_maps import check_labels
 
 
 def label_colormap(num_labels: int, seed: int = 0) -> ListedColormap:
-    """A colour map for instance labels: black for 0, then distinct bright colours (shuffled
-    so neighbouring labels differ)."""
+    """Colour map for instance labels: black for 0, then shuffled bright ``tab20``/``Set3`` colours."""
     base = plt.get_cmap("tab20").colors + plt.get_cmap("Set3").colors
     order = np.random.default_rng(seed).permutation(max(num_labels, 1))
     colours = [(0.0, 0.0, 0.0)] + [base[i % len(base)] for i in order]
@@ -24,16 +19,9 @@ def label_colormap(num_labels: int, seed: int = 0) -> ListedColormap:
 
 
 def overlay_instances(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35) -> np.ndarray:
-    """An RGB picture of ``labels`` over ``image``: each object tinted, its outline in white.
-
-    Args:
-        image: (H, W, 3) or (H, W) uint8 (or float in [0, 1]).
-        labels: (H, W) integer label map of the same height and width.
-        alpha: opacity of the tint.
-
-    Returns:
-        (H, W, 3) uint8.
-    """
+    """``(H, W, 3)`` uint8 picture of an ``(H, W)`` label map over an ``(H, W, 3)`` or ``(H, W)``
+    uint8 (or [0, 1] float) image: each object tinted with opacity ``alpha``, its outline
+    white (``skimage.segmentation.mark_boundaries``). Raises ValueError for other sizes."""
     from skimage.segmentation import mark_boundaries
 
     labels = check_labels(labels, "labels")
@@ -43,9 +31,8 @@ def overlay_instances(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35
     rgb = image / 255.0 if image.dtype == np.uint8 else image.astype(np.float64)
     rgb = np.repeat(rgb[..., None], 3, -1) if rgb.ndim == 2 else rgb[..., :3]
     top = int(labels.max(initial=0))
-    colours = np.asarray(label_colormap(top)(np.arange(top + 1)))[:, :3]  # the course's colours
-    # The tint by hand: skimage.color.label2rgb would also turn the image grey, and lose the
-    # colours of a bright-field (H&E) slide around the nuclei.
+    colours = np.asarray(label_colormap(top)(np.arange(top + 1)))[:, :3]
+    # tinted here: skimage.color.label2rgb would turn the rest of a colour slide grey
     fg = labels > 0
     tinted = rgb.copy()
     tinted[fg] = (1 - alpha) * rgb[fg] + alpha * colours[labels[fg]]

@@ -1,8 +1,5 @@
-"""Runtime facts: quick mode, the Keras backend, the devices in use (and whether the GPU computes
-bfloat16 fast, for the precision policy of ``train.choose_accelerator``), and seeding.
-
-Plumbing that every notebook needs in its Setup cell. Nothing here runs on import.
-"""
+"""Runtime facts for a notebook's Setup cell and the command line: quick mode, quiet start-up,
+the GPUs of the Keras backend and whether they compute bfloat16 fast."""
 
 from __future__ import annotations
 
@@ -15,36 +12,22 @@ _FALSE = {"", "0", "false", "no", "off"}
 
 
 def quick_mode() -> bool:
-    """True when ``UNET_COURSE_QUICK`` asks for the small, fast version of every notebook.
-
-    Quick mode shrinks data and epochs only; every check still runs. Accepted values are
-    ``1/true/yes/on`` and ``0/false/no/off`` (any case); anything else is an error, so a typo
-    never silently starts a long full-mode run.
-    """
+    """True when ``UNET_COURSE_QUICK`` is ``1/true/yes/on`` (any case), False when it is unset or
+    ``0/false/no/off``; ValueError for anything else."""
     value = os.environ.get(QUICK_ENV, "").strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(
-        f"{QUICK_ENV}={os.environ[QUICK_ENV]!r} is not understood; expected one of "
-        f"{sorted(_TRUE | (_FALSE - {''}))}"
-    )
+    raise ValueError(f"{QUICK_ENV}={os.environ[QUICK_ENV]!r} is not understood; expected one "
+                     f"of {sorted(_TRUE | (_FALSE - {''}))}")
 
 
 def quiet_startup() -> None:
-    """Keep TensorFlow's C++ start-up lines (``E0000 ... cuInit``, ``cudart_stub``, ``absl``
-    warnings) out of a notebook or a command's output. Call it before Keras is first imported.
-
-    On a machine without a GPU those lines are printed by TensorFlow's C++ loggers, and learners
-    read them as a failure; they are not. It sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless the variable
-    is already set and, because recent TensorFlow versions print some lines before they read
-    that variable (on import, and again when the devices are first listed), imports Keras and
-    lists the backend's devices once with the process's stderr file descriptor sent to
-    ``/dev/null``. Errors raised in Python still propagate, and stderr is restored before they
-    do. It also keeps TensorFlow's Python warnings (``tf.function retracing``: a speed hint for
-    developers) out, leaving its errors. Does nothing more once Keras is imported.
-    """
+    """Keep TensorFlow's C++ start-up lines (``cuInit``, ``cudart_stub``, ``absl``) and Python
+    warnings out of the output: sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless set, and imports Keras and
+    lists the devices once with file descriptor 2 sent to ``/dev/null`` (restored before any
+    error propagates). Does only the first part once Keras is imported."""
     import logging
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -71,11 +54,8 @@ def quiet_startup() -> None:
 
 
 def gpu_devices() -> list[str]:
-    """The GPUs the active Keras backend can use, as ``"gpu:0"``, ... (an empty list on CPU).
-
-    ``keras.distribution.list_devices("gpu")`` on TensorFlow and JAX; Keras has no
-    distribution API for PyTorch, so there it asks ``torch.cuda``.
-    """
+    """The GPUs of the Keras backend, ``["gpu:0", ...]`` (``[]`` without one), from
+    ``keras.distribution.list_devices`` (``torch.cuda`` on PyTorch)."""
     import keras
 
     if keras.backend.backend() == "torch":
@@ -89,11 +69,8 @@ def gpu_devices() -> list[str]:
 
 
 def runtime_summary(trains: bool = True) -> str:
-    """One line for a notebook's Setup cell: Keras version, backend, device, quick mode.
-
-    When no GPU is visible and the notebook ``trains`` a network, it adds what to do about it
-    (on Colab: Runtime > Change runtime type > GPU).
-    """
+    """Keras version, backend, device and mode in one line, plus a hint to choose a GPU
+    runtime when there is none and the notebook ``trains``."""
     import keras
 
     gpus = gpu_devices()
@@ -101,15 +78,13 @@ def runtime_summary(trains: bool = True) -> str:
     device = f"GPU: {', '.join(gpus)}" if gpus else "no GPU (CPU only)"
     line = f"Keras {keras.__version__} · backend {keras.backend.backend()} · {device} · {mode} mode"
     if not gpus and trains:
-        line += (
-            "\nHint: training is much faster on a GPU. On Colab choose "
-            "Runtime > Change runtime type > GPU, then run the notebook again."
-        )
+        line += ("\nHint: training is much faster on a GPU. On Colab choose "
+                 "Runtime > Change runtime type > GPU, then run the notebook again.")
     return line
 
 
 def gpu_has_fast_bfloat16() -> bool:
-    """True when the first GPU has compute capability 8.0 or newer (Ampere, Hopper, ...)."""
+    """True when the first GPU has compute capability 8.0 or newer; False without a GPU."""
     import keras
 
     backend = keras.backend.backend()

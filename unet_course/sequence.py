@@ -1,25 +1,18 @@
-"""``SegmentationSequence``: the Keras ``PyDataset`` that serves augmented batches to ``fit``
-(and ``ThreeClassSequence``, the recipe's three-class batches built on it).
+"""``SegmentationSequence``: the Keras ``PyDataset`` that serves augmented batches to ``fit``,
+and ``ThreeClassSequence``, the recipe's three-class batches built on it.
 
-What belongs here: building batches of (augmented) image/mask pairs on the fly, and the
-bookkeeping that makes them reproducible (a seed gives batch ``i`` of pass ``p`` exactly,
-whatever the workers) and fair (each pass over the data shows each image exactly once).
-The transforms themselves are in ``unet_course.augment``.
-
-Speed. The default augmentation of uint8 RGB images (flips, 90-degree rotations, a random
-crop, brightness and contrast) is done without per-pixel Python work and with one pass over
-each output pixel: the crop's window is found in the source image, the brightness/contrast
-change is a 256-entry lookup table per channel applied to that window, and the flip/rotation
-is a single ``numpy.take`` with a cached index that also interleaves the channels. It draws
-the same random numbers as ``augment.augment_pair`` and returns the same pixels (a test
-checks this); anything else (elastic deformation, float images, padding) goes through
-``augment_pair`` image by image.
+Default augmentation of uint8 images (flips, 90-degree rotations, random crop, brightness and
+contrast) takes a fast path: the crop's window is found in the source image, the intensity
+change is a 256-entry lookup table per channel, and the flip/rotation a single ``numpy.take``.
+It draws the same random numbers as ``augment.augment_pair`` and returns the same pixels;
+anything else goes through ``augment_pair`` image by image.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
@@ -40,9 +33,7 @@ _AUGMENT_OPTIONS = {"flip", "rotate90", "brightness", "contrast", "elastic", "el
 
 
 def _as_list(arrays, what: str) -> list[np.ndarray]:
-    if isinstance(arrays, np.ndarray):
-        return list(arrays)
-    if isinstance(arrays, (list, tuple)):
+    if isinstance(arrays, np.ndarray | list | tuple):
         return [np.asarray(a) for a in arrays]
     raise TypeError(f"{what} must be an array (N, H, W, ...) or a list of arrays, "
                     f"got {type(arrays).__name__}")
@@ -91,51 +82,56 @@ def _dihedral_view(a: np.ndarray, k: int, flip_v: bool, flip_h: bool) -> np.ndar
 
 @functools.lru_cache(maxsize=64)
 def _gather_index(k: int, flip_v: bool, flip_h: bool, h: int, w: int, channels: int):
-    """Flat indices into a planar ``(C, h, w)`` window that give its transform interleaved,
-    ``(h', w', C)`` raveled."""
+    """Flat indices into a ``(C, h, w)`` window that give its transform as raveled ``(h', w', C)``."""
     pixels = _dihedral_view(np.arange(h * w).reshape(h, w), k, flip_v, flip_h)
     index = (pixels[..., None] + np.arange(channels) * (h * w)).ravel()
     index.setflags(write=False)
     return index
 
 
+@functools.lru_cache(maxsize=256)
+def _source_coordinates(h: int, w: int, k: int, flip_v: bool, flip_h: bool):
+    """Source row and column of each pixel of an ``(h, w)`` image's transform (read-only views)."""
+    ys = np.broadcast_to(np.arange(h)[:, None], (h, w))
+    xs = np.broadcast_to(np.arange(w)[None, :], (h, w))
+    return _dihedral_view(ys, k, flip_v, flip_h), _dihedral_view(xs, k, flip_v, flip_h)
+
+
 class SegmentationSequence(keras.utils.PyDataset):
     """Batches of (augmented) image/mask pairs built on the fly, for ``model.fit``.
 
     Args:
-        images: ``(N, H, W, C)`` array or a list of ``(H, W, C)`` / ``(H, W)`` arrays, which
-            may differ in size (e.g. ``load_dsb2018(root)[0]``); uint8 or float.
+        images: ``(N, H, W, C)`` array or a list of ``(H, W, C)`` / ``(H, W)`` uint8 or float
+            arrays, which may differ in size.
         masks: matching ``(H, W)`` arrays (binary or instance labels) or ``(H, W, C)``.
         batch_size: images per batch (the last batch may be smaller).
-        size: training size ``int`` or ``(h, w)``: random crop, or mirrored pad, per image
-            (centre crop when ``augment=False``). ``None``: keep sizes (all must be equal).
-        augment: apply ``augment.augment_pair`` (flips, 90-degree rotations, brightness,
-            contrast; ``augment_options`` may change these and switch on ``elastic``).
-        shuffle: a new image order for every pass over the data.
-        seed: with it, batch ``i`` of pass ``p`` is the same every run, whatever the workers.
-        binarize: masks become ``labels > 0`` (float32 0/1). ``False`` keeps them as given.
-        weights: optional per-pixel ``(H, W)`` arrays (e.g. the U-Net border weight map),
-            moved with the mask and returned as Keras sample weights.
-        image_dtype: ``"float32"`` (uint8 scaled to [0, 1]) or ``"uint8"`` (as stored, for a
-            model that rescales inside).
-        workers, use_multiprocessing, max_queue_size: passed to ``keras.utils.PyDataset``
-            (``workers > 1`` builds batches ahead in threads, or processes).
-        batches: ``None`` (default): a pass shows each image once, in a new order. An int:
-            a pass is that many batches whatever the number of images, each crop cut from
-            an image drawn at random (with replacement), so training takes a fixed number of
-            steps on a folder of 10 slides or of 600.
-        draw: with ``batches``, the probability of drawing each image, ``(N,)`` (default:
-            all equal); e.g. to give two sources of slides fixed shares of the crops.
+        size: ``int`` or ``(h, w)``: a random crop, or mirrored pad, of each image (centre crop
+            when ``augment=False``); ``None`` keeps the sizes (all must be equal).
+        augment: apply ``augment.augment_pair`` with ``augment_options`` (``flip``,
+            ``rotate90``, ``brightness``, ``contrast``, ``elastic``, ``elastic_alpha``,
+            ``elastic_grid``).
+        shuffle: a new image order for every pass.
+        seed: batch ``i`` of pass ``p`` is drawn from ``numpy.random.default_rng([seed, p, i])``.
+        binarize: masks become ``labels > 0``; ``False`` keeps them as given.
+        weights: optional per-pixel ``(H, W)`` arrays, moved with the mask (sample weights).
+        image_dtype: ``"float32"`` (uint8 scaled to [0, 1]) or ``"uint8"`` (as stored).
+        workers: threads (or processes) that build batches ahead, at most ``max_queue_size``.
+        batches: ``None``: a pass shows each image once. An int: a pass is that many batches
+            of images drawn with replacement, with probabilities ``draw`` ``(N,)`` (default equal).
 
-    Each item is ``(images (B, h, w, C), masks (B, h, w, 1) float32)``, plus
-    ``weights (B, h, w) float32`` when weights are given. Masks that have a channel axis keep it.
+    Items: ``(images (B, h, w, C), masks (B, h, w, 1) float32)``, plus ``weights (B, h, w)
+    float32`` when given. Raises ValueError (TypeError for a wrong container) for inconsistent
+    inputs, IndexError for an index outside ``range(len(self))``.
 
-    Passes: ``epoch`` counts finished passes over the data, and ``on_epoch_end`` (which Keras
-    calls after each of its epochs, and once before training) starts a new pass only when
-    every batch of the current one has been served. So ``fit(..., steps_per_epoch=s)``, which
-    carries one iterator across Keras epochs, still sees each image exactly once per pass.
-    With ``use_multiprocessing=True`` the batches are served in other processes, so every
-    ``on_epoch_end`` starts a new pass (use whole passes, no ``steps_per_epoch``, there).
+    ``epoch`` counts finished passes; ``on_epoch_end`` starts a new one only once every batch of
+    the current pass was asked for, so ``fit(..., steps_per_epoch=s)`` shows each image once per
+    pass. A batch depends on ``(seed, epoch, index)`` alone. On JAX and PyTorch Keras's loader
+    sees one worker (``self.workers == 1``) and the sequence's own threads build ahead, so
+    ``fit`` is fed the same batches whatever ``workers`` is. On TensorFlow ``workers > 1`` is
+    Keras's thread pool (its ``tf.data`` reader can stall for seconds otherwise): the same
+    batches as with one worker when each Keras epoch is a whole pass, not when
+    ``steps_per_epoch`` cuts passes (the pool builds across epochs). With
+    ``use_multiprocessing`` (Keras's processes) every ``on_epoch_end`` starts a new pass.
     """
 
     def __init__(self, images, masks, batch_size: int = 8, *, size=None, augment: bool = True,
@@ -167,9 +163,21 @@ class SegmentationSequence(keras.utils.PyDataset):
         self.batches, self.draw = _check_draw(batches, draw, len(images))
         self.epoch = 0
         self._served: set[int] = set()
+        self._ahead: dict = {}  # (epoch, index) -> Future of the batch
+        self._pool = None
         self._planes = self._planar_copies()
         self._binary = [None if p is None or not self.binarize else (m > 0).view(np.uint8)
                         for p, m in zip(self._planes, self.masks, strict=True)]
+
+    @property
+    def workers(self) -> int:
+        """What Keras's loader sees: ``workers`` on TensorFlow or with processes, else 1."""
+        keras_pool = self.use_multiprocessing or keras.backend.backend() == "tensorflow"
+        return self._workers if keras_pool else 1
+
+    @workers.setter
+    def workers(self, value: int) -> None:
+        self._workers = value
 
     def _planar_copies(self) -> list:
         """``(C, H, W)`` copies of the uint8 images the fast path can serve (else ``None``)."""
@@ -180,38 +188,58 @@ class SegmentationSequence(keras.utils.PyDataset):
                 for im, mask in zip(self.images, self.masks, strict=True)]
 
     def _samples_are_plain(self) -> bool:
-        """True when an item is ``augment_pair``'s output as it stands (what the fast path
-        reproduces); a subclass that changes the samples says whether it still is."""
+        """True when an item is ``augment_pair``'s output as it stands (the fast path's)."""
         return type(self)._sample is SegmentationSequence._sample
 
     def __len__(self) -> int:
-        if self.batches is not None:
-            return self.batches
-        return math.ceil(len(self.images) / self.batch_size)
+        return self.batches or math.ceil(len(self.images) / self.batch_size)
 
     def on_epoch_end(self) -> None:
-        """Start a new pass (new order, new draws) once every batch of this one was served."""
+        """Start a new pass (new order, new draws) once every batch of this one was asked for."""
         if self.use_multiprocessing or len(self._served) >= len(self):
             self.epoch += 1
-            self._served = set()
+            self._served, ahead, self._ahead = set(), self._ahead, {}
+            for future in ahead.values():
+                future.cancel()
+            self._build_ahead()
 
-    def order(self) -> np.ndarray:
-        """The image indices in this pass's order, ``(N,)`` int."""
-        n = len(self.images)
+    def order(self, epoch: int | None = None) -> np.ndarray:
+        """The image indices in the order of pass ``epoch`` (default: this one), ``(N,)`` int."""
         if not self.shuffle:
-            return np.arange(n)
-        return np.random.default_rng([self.seed, self.epoch]).permutation(n)
+            return np.arange(len(self.images))
+        rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch])
+        return rng.permutation(len(self.images))
 
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        key = (self.epoch, int(index))
+        self._served.add(key[1])
+        future = self._ahead.pop(key, None)
+        batch = self._batch(*key) if future is None else future.result()
+        self._build_ahead()
+        return batch
+
+    def _build_ahead(self) -> None:
+        """Up to ``max_queue_size`` batches of this pass not yet asked for, built in threads."""
+        if self._workers <= 1 or self.workers > 1:  # no threads, or Keras's own
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="batches")
         epoch = self.epoch
+        for index in range(len(self)):
+            if len(self._ahead) >= self.max_queue_size:
+                break
+            if index not in self._served and (epoch, index) not in self._ahead:
+                self._ahead[epoch, index] = self._pool.submit(self._batch, epoch, index)
+
+    def _batch(self, epoch: int, index: int) -> tuple:
+        """Batch ``index`` of pass ``epoch``."""
         rng = np.random.default_rng([self.seed, epoch, index])
         if self.batches is None:
-            ids = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
+            ids = self.order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
         else:  # drawn with replacement, from this batch's own generator
             ids = rng.choice(len(self.images), self.batch_size, p=self.draw)
-        self._served.add(int(index))
         if any(p is not None for p in self._planes):
             return self._fast_batch(ids, rng)
         samples = [self._sample(int(i), rng) for i in ids]
@@ -235,14 +263,12 @@ class SegmentationSequence(keras.utils.PyDataset):
             return image, mask
         return image, mask, np.asarray(weights, np.float32)
 
-    # ------------------------------------------------------------------ the fast path
-
     def _fast_batch(self, ids: np.ndarray, rng: np.random.Generator) -> tuple:
         """The batch written straight into its output arrays, image by image in ``ids``."""
         (th, tw), n = self.size, len(ids)
-        channels = self.images[0].shape[-1]
         dtype = np.uint8 if self.image_dtype == "uint8" else np.float32
-        out = [np.empty((n, th, tw, channels), dtype), np.empty((n, th, tw, 1), np.float32)]
+        out = [np.empty((n, th, tw, self.images[0].shape[-1]), dtype),
+               np.empty((n, th, tw, 1), np.float32)]
         if self.weights is not None:
             out.append(np.empty((n, th, tw), np.float32))
         for b, i in enumerate(int(i) for i in ids):
@@ -254,9 +280,7 @@ class SegmentationSequence(keras.utils.PyDataset):
 
     def _fast_sample(self, i: int, rng: np.random.Generator, out: list) -> bool:
         """``augment_pair`` of image ``i`` without padding or elastic, written into ``out``.
-
-        Returns False, having drawn nothing, when the image needs the general path.
-        """
+        Returns False, having drawn nothing, when the image needs the general path."""
         planes, (th, tw) = self._planes[i], self.size
         options = self.augment_options
         rotate90, flip = options.get("rotate90", True), options.get("flip", True)
@@ -269,25 +293,25 @@ class SegmentationSequence(keras.utils.PyDataset):
         big_h, big_w = (w, h) if k % 2 else (h, w)
         rng.integers(1), rng.integers(1)  # random_crop_or_pad's (empty) padding draws
         y0, x0 = int(rng.integers(big_h - th + 1)), int(rng.integers(big_w - tw + 1))
-        rows, cols = self._source_window(h, w, (k, flip_v, flip_h), y0, x0)
+        ys, xs = _source_coordinates(h, w, k, flip_v, flip_h)
+        corners = [(y0, x0), (y0 + th - 1, x0 + tw - 1)]
+        r, c = sorted(int(ys[p]) for p in corners), sorted(int(xs[p]) for p in corners)
+        rows, cols = slice(r[0], r[1] + 1), slice(c[0], c[1] + 1)
         window = planes[:, rows, cols]
         brightness, contrast = options.get("brightness", 0.1), options.get("contrast", 0.2)
         wh, ww = window.shape[1:]
         if brightness or contrast:
             c, b = _draw_intensity(rng, brightness, contrast)
-            # uint32 sums are exact up to 16.8 M pixels a channel, and twice as fast as uint64
-            total = np.uint32 if wh * ww * 255 < 2**32 else np.uint64
+            total = np.uint32 if wh * ww * 255 < 2**32 else np.uint64  # exact sums
             sums = window.sum(axis=(1, 2), dtype=total)
             lut = intensity_lut((sums / (wh * ww)).astype(np.float32), c, b)
-            if self.image_dtype == "float32":
-                lut = lut.astype(np.float32) * np.float32(1 / 255)
-            mapped = np.empty(window.shape, lut.dtype)
-            for ch in range(len(planes)):
-                np.take(lut[ch], window[ch], out=mapped[ch])
-        elif self.image_dtype == "float32":
-            mapped = window.astype(np.float32) * np.float32(1 / 255)
-        else:  # no intensity change: gather straight from the window
-            mapped = np.ascontiguousarray(window)
+        else:
+            lut = np.broadcast_to(np.arange(256, dtype=np.uint8), (len(planes), 256))
+        if self.image_dtype == "float32":
+            lut = lut.astype(np.float32) * np.float32(1 / 255)
+        mapped = np.empty(window.shape, lut.dtype)
+        for ch in range(len(planes)):
+            np.take(lut[ch], window[ch], out=mapped[ch])
         np.take(mapped.reshape(-1), _gather_index(k, flip_v, flip_h, wh, ww, len(planes)),
                 out=out[0].reshape(-1))  # moved and interleaved in one pass
         mask = self._binary[i] if self.binarize else self.masks[i]
@@ -296,42 +320,14 @@ class SegmentationSequence(keras.utils.PyDataset):
             out[2][...] = _dihedral_view(self.weights[i][rows, cols], k, flip_v, flip_h)
         return True
 
-    def _source_window(self, h: int, w: int, transform: tuple, y0: int, x0: int):
-        """Row and column slices of the source whose transform is the crop at ``(y0, x0)``."""
-        th, tw = self.size
-        ys, xs = _source_coordinates(h, w, *transform)
-        corners = [(y0, x0), (y0 + th - 1, x0 + tw - 1)]
-        r = sorted(int(ys[c]) for c in corners)
-        c = sorted(int(xs[c]) for c in corners)
-        return slice(r[0], r[1] + 1), slice(c[0], c[1] + 1)
-
-
-@functools.lru_cache(maxsize=256)
-def _source_coordinates(h: int, w: int, k: int, flip_v: bool, flip_h: bool):
-    """Source row and column of each pixel of an ``(h, w)`` image's transform (read-only
-    broadcast views: no memory per image size)."""
-    ys = np.broadcast_to(np.arange(h)[:, None], (h, w))
-    xs = np.broadcast_to(np.arange(w)[None, :], (h, w))
-    return (_dihedral_view(ys, k, flip_v, flip_h), _dihedral_view(xs, k, flip_v, flip_h))
-
 
 class ThreeClassSequence(SegmentationSequence):
-    """``SegmentationSequence`` for the recipe: one-hot background / interior / boundary
-    targets (or binary masks with ``three_class=False``), and an optional random gamma.
-
-    Give it instance label maps as masks. Each item is ``(images (B, h, w, 3), targets
-    (B, h, w, 3) float32)`` (``(B, h, w, 1)`` when binary). The classes
-    (``targets.three_class_targets``) are computed once per slide, before cropping, and then
-    cropped, flipped and rotated with the image: the boundary rule looks at square
-    neighbourhoods, so it gives the same classes whichever way up the slide is, and a crop
-    keeps the true boundary of a nucleus whose neighbour lies outside it. That lets the batches
-    take ``SegmentationSequence``'s fast path. With the elastic deformation or ``gamma``, each
-    sample is built on its own instead, and its classes are computed after the deformation,
-    from the deformed label map, so boundaries keep their width. ``gamma=g > 0`` raises each
-    uint8 image (scaled to [0, 1]) to a power drawn log-uniformly from ``[exp(-g), exp(g)]``:
-    the one intensity change that the model's percentile normalisation does not undo, since it
-    changes how dim nuclei compare with bright ones.
-    """
+    """``SegmentationSequence`` of instance label maps with one-hot background / interior /
+    boundary targets ``(B, h, w, 3)`` float32 (``(B, h, w, 1)`` 0/1 with ``three_class=False``).
+    The classes (``targets.three_class_targets``) are computed once per slide, or per sample
+    after an elastic deformation or gamma. ``gamma=g > 0`` raises each image (uint8 through
+    ``skimage.exposure.adjust_gamma``, floats as ``max(x, 0) ** power``) to a power drawn
+    log-uniformly from ``[exp(-g), exp(g)]``."""
 
     def __init__(self, images, labels, batch_size: int = 8, *, boundary_width: int = 1,
                  gamma: float = 0.0, three_class: bool = True, **kwargs):
@@ -340,32 +336,28 @@ class ThreeClassSequence(SegmentationSequence):
         self.boundary_width, self.gamma, self.three_class = boundary_width, gamma, three_class
         elastic = (kwargs.get("augment_options") or {}).get("elastic", False)
         self._per_slide = not elastic and not (gamma and kwargs.get("augment", True))
-        super().__init__(images, labels, batch_size, binarize=False, **kwargs)  # checks them
+        super().__init__(images, labels, batch_size, binarize=False, **kwargs)
         if self._per_slide:
-            if three_class:
-                self.masks = [three_class_targets(np.asarray(m, np.int32), boundary_width)
-                              .astype(np.uint8) for m in self.masks]
-            else:
-                self.masks = [(np.asarray(m) > 0).view(np.uint8) for m in self.masks]
+            self.masks = [three_class_targets(np.asarray(m, np.int32), boundary_width)
+                          .astype(np.uint8) if three_class else (np.asarray(m) > 0).view(np.uint8)
+                          for m in self.masks]
 
     def _samples_are_plain(self) -> bool:
         return self._per_slide
 
-    def __getitem__(self, index: int):
-        images, targets = super().__getitem__(index)
+    def _batch(self, epoch: int, index: int) -> tuple:
+        images, targets = super()._batch(epoch, index)
         if self._per_slide and self.three_class:  # class numbers -> one-hot
-            from unet_course.targets import CLASSES
-
-            targets = np.eye(len(CLASSES), dtype=np.float32)[targets[..., 0].astype(np.intp)]
+            targets = np.eye(3, dtype=np.float32)[targets[..., 0].astype(np.intp)]
         return images, targets
 
     def _sample(self, i: int, rng: np.random.Generator) -> tuple:
-        from unet_course.targets import CLASSES, three_class_targets
+        from unet_course.targets import three_class_targets
 
         image, labels = super()._sample(i, rng)
         if self._per_slide:  # class numbers (or 0/1), moved with the image
             return image, labels
-        if self.gamma and self.augment:  # uint8 stays uint8; floats: max(x, 0) ** power
+        if self.gamma and self.augment:
             from skimage.exposure import adjust_gamma
 
             power = float(np.exp(rng.uniform(-self.gamma, self.gamma)))
@@ -373,4 +365,4 @@ class ThreeClassSequence(SegmentationSequence):
         if not self.three_class:
             return image, (labels > 0).astype(np.float32)
         classes = three_class_targets(labels[..., 0].astype(np.int32), self.boundary_width)
-        return image, np.eye(len(CLASSES), dtype=np.float32)[classes]
+        return image, np.eye(3, dtype=np.float32)[classes]
