@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from unet_course.postprocess import label_instances, remove_small
+from unet_course.scoring import dsb_score_dataset, pixel_scores
+
 POLARITIES = ("auto", "bright", "dark")
 PIPELINES = ("otsu_components", "otsu_watershed")
 
@@ -51,8 +54,6 @@ def otsu_mask(image: Any, polarity: str = "auto") -> np.ndarray:
 def otsu_instances(image: Any, method: str = "watershed", polarity: str = "auto") -> np.ndarray:
     """``(H, W)`` int32 labels of the Otsu mask by ``postprocess.label_instances``
     (``"components"`` or ``"watershed"``)."""
-    from unet_course.postprocess import label_instances
-
     return label_instances(otsu_mask(image, polarity).astype(np.float32), 0.5, method)
 
 
@@ -63,8 +64,6 @@ def _check_pairs(images: Sequence, labels: Sequence) -> None:
 
 
 def _pixels(masks: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> dict[str, float]:
-    from unet_course.evaluate import pixel_scores
-
     scores = pixel_scores([np.asarray(t) > 0 for t in labels], [m > 0 for m in masks])
     return {"dice": scores["dice"], "iou": scores["iou"]}
 
@@ -74,7 +73,6 @@ def baseline_scores(images: Sequence[Any], labels: Sequence[np.ndarray],
     """``{"otsu_components": {"dice", "iou", "dsb_map"}, "otsu_watershed": {...}}``: pixel Dice
     and IoU of the Otsu masks (counts summed over images) and the mean instance score
     (``scoring.dsb_score_dataset``) of both pipelines against true instance ``labels``."""
-    from unet_course.postprocess import label_instances
     from unet_course.scoring import dsb_score_dataset
 
     _check_pairs(images, labels)
@@ -114,8 +112,6 @@ def classical_instances(image: Any, background: float = 0.0, method: str = "wate
                         polarity: str = "auto") -> np.ndarray:
     """``(H, W)`` int32 labels: ``classical_mask`` split by ``postprocess.label_instances``
     (components, or a watershed with these ``smooth``, ``min_distance`` and ``min_size``)."""
-    from unet_course.postprocess import label_instances
-
     mask = classical_mask(image, background, polarity).astype(np.float32)
     return label_instances(mask, 0.5, method, smooth=smooth, min_distance=min_distance,
                            min_size=min_size)
@@ -126,7 +122,6 @@ def tune_classical(images: Sequence[Any], labels: Sequence[np.ndarray],
     """``{"settings", "dsb_map", "dice", "iou"}``: the ``classical_instances`` keyword arguments
     from ``grid`` (updating ``CLASSICAL_GRID``) with the best instance score on the first
     ``MAX_TUNE_IMAGES`` (validation) slides, and ``classical_scores`` on all of them."""
-    from unet_course.postprocess import label_instances, remove_small
     from unet_course.scoring import dsb_score_dataset
 
     _check_pairs(images, labels)
@@ -155,8 +150,6 @@ def classical_scores(images: Sequence[Any], labels: Sequence[np.ndarray],
                      settings: dict) -> dict[str, float]:
     """``{"dsb_map", "dice", "iou"}`` of ``classical_instances(image, **settings)`` (pixel counts
     summed over images)."""
-    from unet_course.scoring import dsb_score_dataset
-
     found = [classical_instances(im, **settings) for im in images]
     truth = [np.asarray(t) for t in labels]
     return {"dsb_map": dsb_score_dataset(truth, found), **_pixels(found, truth)}
