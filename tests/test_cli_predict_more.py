@@ -238,3 +238,127 @@ def test_an_older_model_is_predicted_at_the_threshold_its_record_chose(models, s
     capsys.readouterr()
     code = _predict("--model", run / "model.keras", "--input", slides, "--output", tmp_path / "x")
     _one_line_error(capsys, code, "best_threshold", "'high'")
+
+
+def test_ctrl_c_in_an_overwrite_run_advises_overwrite_and_resume_says_what_it_keeps(
+        models, slides, tmp_path, capsys, monkeypatch):
+    """--resume after an interrupted --overwrite would keep outputs of other settings."""
+    from unet_course import interrupts
+
+    out = tmp_path / "out"
+    assert _predict("--model", models["unet"], "--input", slides, "--output", out) == 0
+    real = predict_command._segment_one
+
+    def interrupted(*args, **kwargs):
+        said = real(*args, **kwargs)
+        monkeypatch.setattr(interrupts, "check", lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+        return said
+
+    monkeypatch.setattr(predict_command, "_segment_one", interrupted)
+    capsys.readouterr()
+    assert _predict("--model", models["unet"], "--input", slides, "--output", out,
+                    "--overwrite") == 130
+    err = capsys.readouterr().err
+    assert "with --overwrite" in err and "--resume to predict" not in err, err
+    monkeypatch.undo()
+    with pytest.raises(SystemExit):
+        _predict("--help")
+    assert "whatever settings made them" in " ".join(capsys.readouterr().out.split())
+
+
+def test_resume_predicts_again_an_image_whose_label_png_does_not_open(models, slides, tmp_path,
+                                                                      capsys):
+    out = tmp_path / "out"
+    argv = ["--model", models["unet"], "--input", slides, "--output", out]
+    assert _predict(*argv) == 0
+    first = (out / "a_labels.png").read_bytes()
+    (out / "a_labels.png").write_text("junk\n")
+    capsys.readouterr()
+    assert _predict(*argv, "--resume") == 0
+    said = capsys.readouterr().out
+    assert "1 segmented" in said and "1 kept from before" in said and "a.png: " in said
+    assert (out / "a_labels.png").read_bytes() == first
+
+
+def test_every_unreadable_image_of_a_folder_is_named_in_one_error(models, slides, tmp_path,
+                                                                  capsys):
+    import tifffile
+
+    nan = np.zeros((16, 16), np.float32)
+    nan[3, 4] = np.nan
+    tifffile.imwrite(slides / "nan.tif", nan)
+    (slides / "text.png").write_text("not an image\n")
+    (slides / "cut.png").write_bytes((slides / "a.png").read_bytes()[:200])
+    out = tmp_path / "out"
+    code = _predict("--model", models["unet"], "--input", slides, "--output", out)
+    _one_line_error(capsys, code, "3 images", "nan.tif", "text.png", "cut.png", "NaN")
+    assert not out.exists()
+
+
+def test_paths_that_are_not_what_they_should_be_are_named(models, slides, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = _predict("--model", models["unet"], "--input", tmp_path / "nonexistent.png",
+                    "--output", out)
+    _one_line_error(capsys, code, "nonexistent.png", "does not exist")
+    run = models["unet"].parent
+    code = _predict("--model", run, "--input", slides, "--output", out)
+    _one_line_error(capsys, code, "is a folder", f"--model {str(run / 'model.keras')!r}")
+    code = cli.main(["evaluate", "--model", str(run)])
+    _one_line_error(capsys, code, "is a folder", f"--model {str(run / 'model.keras')!r}")
+    Image.open(slides / "a.png").save(slides / "a.tif")
+    code = _predict("--model", models["unet"], "--input", slides, "--output", out)
+    _one_line_error(capsys, code, "a.png", "a.tif", "collide")
+    assert not out.exists()
+
+
+def test_tile_errors_name_tile_and_the_model_file(tmp_path, slides, capsys):
+    import keras
+
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.UpSampling2D()(keras.layers.MaxPooling2D()(inputs))
+    keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(x)).save(
+        tmp_path / "fixed.keras")
+    inputs = keras.Input((None, None, 3))
+    keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)).save(
+        tmp_path / "flat.keras")
+    out = tmp_path / "out"
+    code = _predict("--model", tmp_path / "fixed.keras", "--input", slides, "--output", out,
+                    "--tile", 7)
+    line = _one_line_error(capsys, code, "--tile 7", "fixed.keras", "(64, 64)")
+    assert "functional" not in line and "tile=" not in line
+    code = _predict("--model", tmp_path / "flat.keras", "--input", slides, "--output", out)
+    line = _one_line_error(capsys, code, "flat.keras", "no pooling layer")
+    assert "functional" not in line
+
+
+def test_evaluate_names_a_model_for_grey_images(tmp_path, capsys):
+    import keras
+
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.UpSampling2D()(keras.layers.MaxPooling2D()(inputs))
+    keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(x)).save(
+        tmp_path / "grey.keras")
+    code = cli.main(["evaluate", "--model", str(tmp_path / "grey.keras"), "--seed", "0",
+                     "--quick", "--img-size", "32"])
+    line = _one_line_error(capsys, code, "--model", "grey.keras", "1-channel", "RGB")
+    assert "(H, W, 1)" not in line
+
+
+def test_a_label_map_covering_nearly_the_whole_image_gets_a_warning(models, slides, tmp_path,
+                                                                    capsys, monkeypatch):
+    argv = ["--model", models["plain"], "--input", slides]
+    assert _predict("--model", models["unet"], "--input", slides, "--output", tmp_path / "o") == 0
+    out = capsys.readouterr()
+    assert "labelled as nuclei" not in out.err and "a.png: " in out.out
+
+    def everything(model, image, *args, **kwargs):
+        labels = np.ones(image.shape[:2], np.int32)
+        labels[:4] = 0  # 44 of 48 rows
+        return labels, None
+
+    monkeypatch.setattr(predict, "predict_instances", everything)
+    assert _predict(*argv, "--output", tmp_path / "p") == 0
+    err = capsys.readouterr().err
+    for name in ("a.png", "b.png"):
+        assert (f"{name}: 92% of the image was labelled as nuclei: check that nuclei are "
+                "brighter than the background, or try --threshold") in err

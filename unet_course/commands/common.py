@@ -75,6 +75,56 @@ def check_data(data: str) -> None:
         raise UsageError(f"--data {data!r} is a file; expected 'synthetic' or a DSB2018 folder")
 
 
+def check_model_path(model: Path) -> None:
+    """``--model`` of predict and evaluate: a complete ``.keras`` file
+    (``files.check_keras_file``); a folder is refused suggesting its ``model.keras``."""
+    from unet_course import files
+
+    if model.is_dir():
+        inner = model / "model.keras"
+        raise UsageError(f"--model {str(model)!r} is a folder; expected a .keras file"
+                         + (f": did you mean --model {str(inner)!r}?" if inner.is_file() else ""))
+    files.check_keras_file(model, "--model")
+
+
+def check_model(model, flag: str) -> None:
+    """Refuse a model that does not map images to per-pixel probabilities of 1 to 3 classes."""
+    shape_in, shape_out = model.input_shape, model.output_shape
+    if not (isinstance(shape_in, tuple) and len(shape_in) == 4 and shape_in[-1] in (1, 3)):
+        raise ValueError(f"{flag} takes inputs of shape {shape_in}; expected images of shape "
+                         "(batch, H, W, 1 or 3)")
+    if not (isinstance(shape_out, tuple) and len(shape_out) == 4 and shape_out[-1] in (1, 2, 3)):
+        raise ValueError(f"{flag} gives outputs of shape {shape_out}; expected per-pixel class "
+                         "maps (batch, H, W, 1 to 3 classes): it is not a segmentation network")
+    head = getattr(getattr(model.layers[-1], "activation", None), "__name__", None)
+    if head not in (None, "sigmoid", "softmax"):
+        raise ValueError(f"{flag}: its last layer's activation is {head!r}, so its outputs are "
+                         "not probabilities; expected sigmoid or softmax")
+
+
+def lost_to_classical(record: dict) -> str | None:
+    """A warning when the record's ``val_dsb_map`` does not beat ``val_classical``, else None."""
+    classical = (record.get("val_classical") or {}).get("dsb_map")
+    unet = record.get("val_dsb_map")
+    if not (isinstance(classical, int | float) and isinstance(unet, int | float)) or unet > classical:
+        return None
+    return (f"warning: this model did not beat the classical pipeline on its validation slides "
+            f"(instance score {unet:.3f} against {classical:.3f}, metrics.json): check its "
+            "labels before you trust them, or train it longer (train --steps)")
+
+
+def opens(path: Path) -> bool:
+    """Whether ``path`` is an image file PIL opens and whose data pass ``verify``."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception:  # noqa: BLE001 (missing, truncated, not an image: each its own error)
+        return False
+    return True
+
+
 def check_out_dir(out: Path, overwrite: bool, data: str = "synthetic") -> None:
     """Refuse (``UsageError``, ``PermissionError``) an ``out`` inside the ``data`` folder,
     not writable, a file, or a folder that is not empty (without ``overwrite``) or holds

@@ -12,6 +12,7 @@ from pathlib import Path
 from unet_course.commands.common import (
     UsageError,
     check_data,
+    check_model_path,
     positive_int,
     probability,
     scale_factor,
@@ -69,7 +70,7 @@ def settings(args: argparse.Namespace) -> dict:
         _check_report_file(args, args.data or "synthetic")
     if args.data is not None:
         check_data(args.data)
-    files.check_keras_file(args.model, "--model")
+    check_model_path(args.model)
     try:
         trained = files.read_run_record(args.model)
         why = None if trained is not None else (
@@ -190,6 +191,13 @@ def run(args: argparse.Namespace) -> int:
         _, _, result = evaluate_model(args.model, chosen, args.split, args.instances,
                                       args.threshold)
         interrupts.check()
+    except ValueError as error:  # a model for grey images: the slides are RGB
+        if not str(error).startswith("expected images (H, W, 1)"):
+            raise
+        raise UsageError(f"--model {str(args.model)!r} takes 1-channel (grey) images, while "
+                         f"the slides of --data {chosen['data']!r} are RGB: evaluate scores "
+                         "models that take RGB images (predict converts images to grey for "
+                         "it)") from None
     except KeyboardInterrupt:
         raise KeyboardInterrupt("stopped while scoring; no report printed"
                                 + (f", {str(args.out)!r} not written" if args.out else "")

@@ -1,9 +1,6 @@
-"""``unet-course predict``: segment image files into 16-bit label PNGs and overlays.
-
-``plan`` checks the paths and reads every input before Keras starts; ``segment_files`` predicts
-each image on its own (``unet_course.predict``, ``unet_course.rescale``) and writes its two PNGs
-atomically. Results go to stdout, notes and warnings to stderr.
-"""
+"""``unet-course predict``: ``plan`` checks the paths and reads every input before Keras
+starts; ``segment_files`` predicts each image (``unet_course.predict``, ``rescale``) into a
+16-bit label PNG and an overlay, written atomically. Results on stdout, notes on stderr."""
 
 from __future__ import annotations
 
@@ -18,7 +15,11 @@ import numpy as np
 
 from unet_course import files, interrupts
 from unet_course.commands.common import (
+    check_model,
+    check_model_path,
+    lost_to_classical,
     nonnegative_int,
+    opens,
     positive_int,
     probability,
     scale_factor,
@@ -30,6 +31,7 @@ OWN_OUTPUTS = ("_labels", "_overlay")  # the stems' endings of what predict writ
 MIN_SIDE = 8  # an image with a shorter side holds no whole nucleus worth segmenting
 LARGE = 2**20  # pixels from which an image gets a line as its prediction starts
 BYTES_PER_PIXEL = 700  # rough peak memory of predicting one pixel (recipe model, --scale auto)
+MOSTLY = 0.8  # a label map covering more of its image is almost surely wrong (a warning)
 
 
 def add(subparsers) -> None:
@@ -38,11 +40,11 @@ def add(subparsers) -> None:
         help="segment images into nuclei; write 16-bit label PNGs and overlays",
         description="Segment an image, or each image of a folder, into OUTPUT/<name>_labels.png "
         "(16-bit: 0 = background, 1..n = nuclei) and OUTPUT/<name>_overlay.png. Every input "
-        "is read before anything is written. An image that fails is named and the others go "
-        "on (exit code 1 at the end).",
+        "is read before anything is written: unreadable ones are all named in one error (exit "
+        "code 2). An image whose prediction fails is named and the others go on (exit code 1).",
     )
     arg = parser.add_argument
-    arg("--model", required=True, type=Path, help="a .keras file (from train)")
+    arg("--model", required=True, type=Path, help="a .keras file (RUN/model.keras from train)")
     arg("--input", required=True, type=Path, help="an image file or a folder")
     arg("--output", required=True, type=Path,
         help="output folder (made if missing; not the folder of an input)")
@@ -69,7 +71,8 @@ def add(subparsers) -> None:
     again = parser.add_mutually_exclusive_group()
     again.add_argument("--overwrite", action="store_true", help="replace existing output files")
     again.add_argument("--resume", action="store_true", help="keep the images whose label PNG "
-                       "and overlay both exist; predict the others")
+                       "and overlay both exist and open, whatever settings made them; predict "
+                       "the others")
     parser.set_defaults(func=run)
 
 
@@ -104,7 +107,7 @@ def plan(args: argparse.Namespace, warn=_warn) -> tuple[list[Job], int]:
     ``ValueError`` / ``FileNotFoundError`` naming the flag or file for a bad model, input,
     output (existing ones need ``--overwrite`` or ``--resume``) or image."""
     source, output = args.input, args.output
-    files.check_keras_file(args.model, "--model")
+    check_model_path(args.model)
     inputs = _inputs(source, warn)
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {str(output)!r} is a file; expected a folder")
@@ -115,19 +118,23 @@ def plan(args: argparse.Namespace, warn=_warn) -> tuple[list[Job], int]:
                          + f" --input {str(source)!r}: its label PNGs would be read as images "
                          "next time; choose another folder")
     files.check_writable(output, "--output")
-    if len({p.stem for p in inputs}) < len(inputs):
-        raise ValueError("--input holds images with the same name and different suffixes; "
-                         "their outputs would collide")
+    stems = Counter(p.stem for p in inputs)
+    if same := [p.name for p in inputs if stems[p.stem] > 1]:
+        raise ValueError(f"--input holds images with the same name and different suffixes "
+                         f"({', '.join(same)}): their outputs would collide; rename or move one")
     jobs = [Job(p, output / f"{p.stem}_labels.png", output / f"{p.stem}_overlay.png")
             for p in inputs]
-    done = {job for job in jobs if args.resume and job.labels.exists() and job.overlay.exists()}
+    done = {job for job in jobs if args.resume and opens(job.labels) and opens(job.overlay)}
     existing = [str(out) for job in jobs for out in (job.labels, job.overlay)
                 if job not in done and out.exists()]
     if existing and not (args.overwrite or args.resume):
         raise ValueError(f"{existing[0]!r} exists ({len(existing)} output files do); pass "
                          "--resume to keep finished images, or --overwrite to replace them")
-    jobs = [job for job in jobs if job not in done and _readable(job.image, args.channel,
-                                                                 folder, warn)]
+    jobs, bad = [job for job in jobs if job not in done], []  # every image read, bad or not
+    jobs = [job for job in jobs if _readable(job.image, args.channel, folder, warn, bad.append)]
+    if bad:
+        raise ValueError(bad[0] if len(bad) == 1 else f"{len(bad)} images of --input cannot "
+                         "be predicted (move them away or fix them): " + "; ".join(bad))
     if not jobs and not done:
         raise ValueError(f"--input {str(source)!r} holds no microscope images (only label "
                          "maps or masks, skipped)")
@@ -140,8 +147,9 @@ def _inputs(source: Path, warn) -> list[Path]:
     if source.is_file() and source.suffix.lower() in files.IMAGE_SUFFIXES:
         return [source]
     if not source.is_dir():
-        raise ValueError(f"--input {str(source)!r}: expected an image file ({suffixes}) or a "
-                         "folder of them")
+        gone = "" if source.exists() else " does not exist"
+        raise ValueError(f"--input {str(source)!r}{gone}: expected an image file ({suffixes}) "
+                         "or a folder of them")
     found = sorted(p for p in source.iterdir()
                    if p.suffix.lower() in files.IMAGE_SUFFIXES and p.is_file())
     inputs = [p for p in found if not p.stem.endswith(OWN_OUTPUTS)]
@@ -154,17 +162,22 @@ def _inputs(source: Path, warn) -> list[Path]:
     return inputs
 
 
-def _readable(path: Path, channel: int | None, in_folder: bool, warn) -> bool:
-    """Check ``path``'s size, decode it; False for a label map in a folder (a note)."""
+def _readable(path: Path, channel: int | None, in_folder: bool, warn, refuse) -> bool:
+    """Check ``path``'s size, decode it; False for a label map in a folder (a note), or for an
+    image that cannot be predicted (``refuse(why)``)."""
     from unet_course.label_maps import looks_like_label_map
 
     interrupts.check()
-    _check_size(path)
-    pixels = files.read_image(path, channel)
-    if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
-        bad = int((~np.isfinite(pixels)).any(axis=-1).sum())
-        raise ValueError(f"{str(path)!r}: {bad} pixels are NaN or infinite; expected finite "
-                         "values (a network cannot predict from them)")
+    try:
+        _check_size(path)
+        pixels = files.read_image(path, channel)
+        if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
+            bad = int((~np.isfinite(pixels)).any(axis=-1).sum())
+            raise ValueError(f"{str(path)!r}: {bad} pixels are NaN or infinite; expected "
+                             "finite values (a network cannot predict from them)")
+    except ValueError as error:
+        refuse(" ".join(str(error).split()))
+        return False
     if looks_like_label_map(pixels):
         warn(f"note: {str(path)!r} looks like a label map or a mask (flat objects of whole "
              f"numbers on 0), not a microscope image: {'skipped' if in_folder else 'predicted anyway'}")
@@ -220,7 +233,9 @@ def segment_files(args: argparse.Namespace, jobs: list[Job], kept: int = 0) -> C
         raise KeyboardInterrupt(
             f"kept the label maps and overlays of {whole} of {total} images in "
             f"{str(output)!r}, each pair complete; the other {total - whole} were not "
-            "predicted (run again with --resume to predict them)") from None
+            "predicted (run again with "
+            + ("--overwrite: --resume would keep outputs made with other settings" if
+               args.overwrite else "--resume to predict them") + ")") from None
     finally:
         if made and not any(output.iterdir()):
             output.rmdir()
@@ -251,6 +266,9 @@ def _segment_one(job: Job, channel, segment, appearance, number: str) -> str:
     if empty:
         _warn(f"note: {name}: {empty}: no nuclei to find; an empty label map written")
         return "blank"
+    if (share := np.count_nonzero(labels) / labels.size) > MOSTLY:
+        _warn(f"warning: {name}: {share:.0%} of the image was labelled as nuclei: check that "
+              "nuclei are brighter than the background, or try --threshold")
     at = "" if factor in (None, 1) else f" (predicted at scale {factor:.2f})"
     note = appearance(image)
     print(f"{name}: {labels.max()} nucle{'us' if labels.max() == 1 else 'i'}, {w}x{h}{at} -> "
@@ -288,7 +306,7 @@ def _segmenter(args: argparse.Namespace):
     except ValueError as error:
         raise ValueError(f"{flag}: {error}" + (f" ({why})" if why else "")) from None
     model = keras.saving.load_model(args.model)
-    _check_model(model, flag)
+    check_model(model, flag)
     if any(isinstance(layer, normalization.PercentileNormalization) for layer in model.layers):
         if args.tile is not None or args.overlap is not None:
             raise ValueError(f"{'--tile' if args.tile is not None else '--overlap'}: the "
@@ -303,42 +321,16 @@ def _segmenter(args: argparse.Namespace):
     if args.scale not in (None, 1):
         raise ValueError(f"--scale {args.scale}: only the recipe's models are predicted at "
                          "another scale; this one is predicted tile by tile at its own size")
-    if not any(isinstance(layer, keras.layers.Rescaling) for layer in model.layers):
-        _warn(f"note: {flag} is not a course model (no PercentileNormalization or Rescaling "
-              "layer): it is given 0-255 pixels tile by tile and its output read as nucleus "
-              "probabilities; check its labels")
     threshold = args.threshold or record.get("best_threshold", 0.5)  # as evaluate scores it
     if not (isinstance(threshold, float | int) and 0 < threshold < 1):
         raise ValueError(f"{flag}: metrics.json: best_threshold must be a number in (0, 1), "
                          f"got {threshold!r}")
-    return (_tiled_segmenter(model, args, threshold),
-            lambda image: normalization.appearance_note(image, polarity=False))
-
-
-def _check_model(model, flag: str) -> None:
-    """Refuse a model that does not map images to per-pixel probabilities of 1 to 3 classes."""
-    shape_in, shape_out = model.input_shape, model.output_shape
-    if not (isinstance(shape_in, tuple) and len(shape_in) == 4 and shape_in[-1] in (1, 3)):
-        raise ValueError(f"{flag} takes inputs of shape {shape_in}; expected images of shape "
-                         "(batch, H, W, 1 or 3)")
-    if not (isinstance(shape_out, tuple) and len(shape_out) == 4 and shape_out[-1] in (1, 2, 3)):
-        raise ValueError(f"{flag} gives outputs of shape {shape_out}; expected per-pixel class "
-                         "maps (batch, H, W, 1 to 3 classes): it is not a segmentation network")
-    head = getattr(getattr(model.layers[-1], "activation", None), "__name__", None)
-    if head not in (None, "sigmoid", "softmax"):
-        raise ValueError(f"{flag}: its last layer's activation is {head!r}, so its outputs are "
-                         "not probabilities; expected sigmoid or softmax")
-
-
-def lost_to_classical(record: dict) -> str | None:
-    """A warning when the record's ``val_dsb_map`` does not beat ``val_classical``, else None."""
-    classical = (record.get("val_classical") or {}).get("dsb_map")
-    unet = record.get("val_dsb_map")
-    if not (isinstance(classical, int | float) and isinstance(unet, int | float)) or unet > classical:
-        return None
-    return (f"warning: this model did not beat the classical pipeline on its validation slides "
-            f"(instance score {unet:.3f} against {classical:.3f}, metrics.json): check its "
-            "labels before you trust them, or train it longer (train --steps)")
+    segment = _tiled_segmenter(model, args, threshold)
+    if not any(isinstance(layer, keras.layers.Rescaling) for layer in model.layers):
+        _warn(f"note: {flag} is not a course model (no PercentileNormalization or Rescaling "
+              "layer): it is given 0-255 pixels tile by tile and its output read as nucleus "
+              "probabilities; check its labels")
+    return segment, lambda image: normalization.appearance_note(image, polarity=False)
 
 
 def _recipe_segmenter(model, way, args: argparse.Namespace):
@@ -366,7 +358,12 @@ def _tiled_segmenter(model, args: argparse.Namespace, threshold: float):
     from unet_course.predict import predict_instances, tile_plan
 
     tile = args.tile or model.input_shape[1]
-    tile_plan(model, tile, args.overlap)  # a bad tile fails here, before any file
+    try:
+        tile_plan(model, tile, args.overlap)  # a bad tile fails here, before any file
+    except ValueError as error:
+        why = str(error).replace(f"model {model.name!r}", "it").replace(f", got tile={tile}", "")
+        raise ValueError(f"--tile {tile or '(default)'}, --model {str(args.model)!r}: "
+                         f"{why.replace('this model', 'it')}") from None
     grey = model.input_shape[-1] == 1
 
     def segment(image):
