@@ -40,7 +40,10 @@ def available(backend: str | None = None) -> list[str]:
     which Keras does not distribute: the CUDA devices, else ``["cpu:0"]``."""
     import keras
 
-    if (backend or keras.backend.backend()) == "torch":
+    backend = backend or keras.backend.backend()
+    if backend not in ("jax", "tensorflow", "torch"):  # numpy, openvino: no training, one CPU
+        return ["cpu:0"]
+    if backend == "torch":
         from unet_course.runtime import gpu_devices
 
         return gpu_devices() or ["cpu:0"]

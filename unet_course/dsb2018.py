@@ -77,13 +77,19 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def _read_mask(path: Path) -> np.ndarray:
-    """``(H, W)`` bool: nonzero pixels of a mask PNG (colour ones converted to grey by PIL)."""
+    """``(H, W)`` bool: nonzero pixels of a mask PNG (colour ones converted to grey by PIL).
+    Raises ValueError for an unreadable file or a label map (objects numbered 1..K)."""
     try:
         with Image.open(path) as image:
-            grey = image if image.mode in _GREY_MODES else image.convert("L")
-            return np.asarray(grey) > 0
+            grey = np.asarray(image if image.mode in _GREY_MODES else image.convert("L"))
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
+    values = np.unique(grey[grey > 0])
+    if len(values) >= 2 and values.max() <= 2 * len(values):  # 1, 2, ..., K: a label map
+        raise ValueError(f"mask {str(path)!r} holds {len(values)} objects numbered "
+                         f"{values.min()} to {values.max()} (a label map); the DSB layout has "
+                         "one PNG per nucleus: save each value as a mask PNG of its own")
+    return grey > 0
 
 
 def _paint_mask(labels: np.ndarray, mask: np.ndarray, label: int, owners: dict, path: Path,

@@ -24,7 +24,8 @@ def _record(signum, frame) -> None:
 
 @contextlib.contextmanager
 def recording() -> Iterator[None]:
-    """Record SIGINT instead of raising it inside the block, then restore the previous handler.
+    """Record SIGINT (and SIGTERM, where it has its default handler) instead of raising it
+    inside the block, then restore the previous handlers.
     Nested blocks share the outer record; outside the main thread, or where SIGINT is ignored
     (``nohup``), the block runs unchanged."""
     previous = signal.getsignal(signal.SIGINT)
@@ -33,11 +34,16 @@ def recording() -> Iterator[None]:
         yield
         return
     _caught.clear()
+    terminate = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGINT, _record)
+    if terminate is signal.SIG_DFL:  # `kill` or a job scheduler's stop: the same as Ctrl-C
+        signal.signal(signal.SIGTERM, _record)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        if terminate is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, terminate)
         _caught.clear()
 
 

@@ -10,7 +10,6 @@ by the instance score, and nuclei are split by a watershed seeded from the inter
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import numbers
 from pathlib import Path
@@ -297,19 +296,10 @@ def settings(quick: bool = False, **changes) -> Recipe:
     return dataclasses.replace(base, **changes)
 
 
-class DeviceError(ValueError):
-    """The devices asked for cannot train here (too many, or a backend without it)."""
-
-
 def run(data, recipe: Recipe, out_dir: str | Path, *, devices: str | int = 1, **options) -> dict:
     """``train_and_record`` inside ``devices.distributed(devices)``: on one device, or data
-    parallel on several. Raises ``DeviceError`` (before any work) for devices that cannot
-    train here."""
-    with contextlib.ExitStack() as stack:
-        try:
-            plan = stack.enter_context(distributed(devices))
-        except ValueError as err:
-            raise DeviceError(str(err)) from None
+    parallel on several. Raises ValueError before any work for devices that cannot train."""
+    with distributed(devices) as plan:
         return train_and_record(data, recipe, out_dir, plan, **options)
 
 
@@ -345,6 +335,9 @@ def train_and_record(data, recipe: Recipe, out_dir: str | Path, plan, *, quick: 
     splits = datasets.load_splits(data, recipe.slide_size, quick=quick, seed=recipe.seed,
                                   counts=counts)
     log(splits.describe())
+    if not any(np.any(labels) for labels in splits.train.labels):
+        raise ValueError(f"--data {str(data)!r}: no training slide has a nucleus in its masks "
+                         "(every mask is blank); check that each mask PNG marks one nucleus")
     extra = None
     if data != datasets.SYNTHETIC and recipe.synthetic_share > 0:
         extra = datasets.load_split(datasets.SYNTHETIC, "train", recipe.slide_size,

@@ -73,6 +73,13 @@ def check_data(data: str) -> None:
         )
     if not path.is_dir():
         raise UsageError(f"--data {data!r} is a file; expected 'synthetic' or a DSB2018 folder")
+    if (path / "images").is_dir() and (path / "masks").is_dir():
+        raise UsageError(f"--data {data!r} is one slide's folder (it holds images/ and "
+                         f"masks/); give the folder of the slide folders: {str(path.parent)!r}")
+    inner = [p for p in path.iterdir() if p.is_dir()]
+    if len(inner) == 1 and any((p / "images").is_dir() for p in inner[0].iterdir() if p.is_dir()):
+        raise UsageError(f"--data {data!r} holds one folder, whose folders are the slides: "
+                         f"give --data {str(inner[0])!r}")
 
 
 def check_model_path(model: Path) -> None:
@@ -131,6 +138,14 @@ def check_out_dir(out: Path, overwrite: bool, data: str = "synthetic") -> None:
     anything but a training run's files."""
     from unet_course import files
 
+    if files.inside(Path.cwd(), out):
+        raise UsageError(f"--out {str(out)!r} is the folder you are working in: a run is "
+                         "swapped into place as a whole folder; name a new one, e.g. "
+                         "--out runs/mine")
+    parent = out.absolute().parent
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {str(out)!r}: a run is written beside it first, and its "
+                         f"folder {str(parent)!r} is not writable")
     if data != "synthetic" and files.inside(out, data):
         raise UsageError(f"--out {str(out)!r} lies inside --data {data!r}: the dataset would "
                          "no longer load; choose a folder outside it")
@@ -175,3 +190,11 @@ def start_keras() -> None:
             raise UsageError(f"KERAS_BACKEND={backend!r} but {backend} is not installed: "
                              "install it, or unset KERAS_BACKEND")
     quiet_startup()
+
+
+def physical_memory() -> int | None:
+    """The machine's memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None

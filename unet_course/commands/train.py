@@ -19,6 +19,7 @@ from unet_course.commands.common import (
     check_out_dir,
     learning_rate,
     on_off_auto,
+    physical_memory,
     positive_int,
     seed_type,
     share,
@@ -125,6 +126,9 @@ def _train_settings(args: argparse.Namespace) -> dict:
                              "is fixed)")
     if not 0 <= args.dropout < 1:
         raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.data == "synthetic" and args.synthetic_share is not None:
+        raise UsageError("--synthetic-share mixes synthetic slides into a folder of your own "
+                         "(--data FOLDER); with --data synthetic every crop is synthetic")
     img_size = args.img_size or (64 if quick else 128)
     if img_size < MIN_IMG_SIZE:
         raise UsageError(f"--img-size {img_size}: expected at least {MIN_IMG_SIZE} (the "
@@ -199,9 +203,35 @@ def _recipe(args: argparse.Namespace, settings: dict):
     if args.lr:
         options["learning_rate"] = args.lr
     try:
-        return recipe.settings(quick=settings["quick"], **options)
+        chosen = recipe.settings(quick=settings["quick"], **options)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    import keras
+
+    if keras.backend.backend() not in ("tensorflow", "jax", "torch"):
+        raise UsageError(f"KERAS_BACKEND={keras.backend.backend()} cannot train (no gradients); "
+                         "use tensorflow, jax or torch")
+    try:
+        keras.activations.get(chosen.activation)
+    except ValueError:
+        raise UsageError(f"--activation {chosen.activation!r}: not a Keras activation (e.g. "
+                         "relu, elu, gelu)") from None
+    _check_memory(chosen)
+    return chosen
+
+
+BYTES_PER_PIXEL = 4096  # a training step's tensors per crop pixel, at 16 filters (rough)
+
+
+def _check_memory(chosen) -> None:
+    """Refuse a batch of crops whose training step would not fit this machine's memory."""
+    need = chosen.batch_size * chosen.img_size**2 * BYTES_PER_PIXEL * chosen.base_filters / 16
+    total = physical_memory()
+    if total and need > 0.8 * total:
+        raise UsageError(f"--batch-size {chosen.batch_size} of {chosen.img_size}x"
+                         f"{chosen.img_size} crops needs about {need / 2**30:,.0f} GiB for one "
+                         f"training step; this machine has {total / 2**30:.0f} GiB: use a "
+                         "smaller --batch-size or --img-size")
 
 
 def _run_train_recipe(args: argparse.Namespace, settings: dict, chosen, out: Path) -> None:
@@ -209,12 +239,8 @@ def _run_train_recipe(args: argparse.Namespace, settings: dict, chosen, out: Pat
     the scores beside the classical pipeline's."""
     from unet_course import recipe
 
-    try:
-        report = recipe.run(args.data, chosen, out, quick=settings["quick"],
-                            precision=args.precision, xla=args.xla, log=_log_and_check,
-                            devices=args.devices)
-    except recipe.DeviceError as err:
-        raise UsageError(str(err)) from None
+    report = recipe.run(args.data, chosen, out, quick=settings["quick"], precision=args.precision,
+                        xla=args.xla, log=_log_and_check, devices=args.devices)
     print(json.dumps({k: report[k] for k in ("val_dice", "val_iou", "val_dsb_map", "best_step",
                                              "scale", "val_dsb_map_native")}))
     line, warning = baseline_line(report)
