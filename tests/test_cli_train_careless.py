@@ -87,6 +87,8 @@ def test_a_data_folder_one_level_off_gets_the_right_one_named(tmp_path, capsys):
     (["--batch-size", "100000"], ["--batch-size 100000", "GiB"]),
     (["--img-size", "100000"], ["100000x100000", "GiB"]),
     (["--model", "unet", "--activation", "nosuch"], ["--activation 'nosuch'"]),
+    (["--model", "unet", "--depth", "20"], ["--depth 20", "--depth 6 at most"]),
+    (["--model", "unet", "--depth", "9", "--img-size", "512"], ["--depth 9", "GiB"]),
     (["--synthetic-share", "0.3"], ["--synthetic-share", "--data FOLDER"]),
 ])
 def test_impossible_settings_are_refused_before_training(argv, words, tmp_path, capsys):

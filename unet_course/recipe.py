@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import sys
 from pathlib import Path
 
 import keras
@@ -358,7 +359,8 @@ def train_and_record(data, recipe: Recipe, out_dir: str | Path, plan, *, quick: 
     compile_model(model, recipe, accelerator.jit_compile)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    history = train_recipe(model, splits, recipe, out, verbose=2, extra_train=extra)
+    live = 1 if sys.stdout.isatty() else 2  # a bar that moves within a check, in a terminal
+    history = train_recipe(model, splits, recipe, out, verbose=live, extra_train=extra)
     choice = choose_pipeline(model, splits, size_normalise=recipe.model == "recipe")
     val = choice["val"]
     checks = history.history["val_score"]

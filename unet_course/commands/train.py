@@ -133,10 +133,15 @@ def _train_settings(args: argparse.Namespace) -> dict:
     if img_size < MIN_IMG_SIZE:
         raise UsageError(f"--img-size {img_size}: expected at least {MIN_IMG_SIZE} (the "
                          "smallest image the data sets and the U-Net's pooling take)")
+    depth = args.depth if args.model == "unet" else 4
+    if 2**depth > img_size:
+        raise UsageError(f"--depth {depth}: each pooling halves the crop, and a {img_size}-pixel "
+                         f"crop allows --depth {img_size.bit_length() - 1} at most (or raise "
+                         "--img-size)")
     try:
         from unet_course.geometry import check_input_size
 
-        check_input_size(img_size, args.depth if args.model == "unet" else 4, "same")
+        check_input_size(img_size, depth, "same")
     except ValueError as err:
         raise UsageError(f"--img-size: {err}") from None
     return dict(quick=quick, img_size=img_size)
@@ -224,14 +229,18 @@ BYTES_PER_PIXEL = 4096  # a training step's tensors per crop pixel, at 16 filter
 
 
 def _check_memory(chosen) -> None:
-    """Refuse a batch of crops whose training step would not fit this machine's memory."""
-    need = chosen.batch_size * chosen.img_size**2 * BYTES_PER_PIXEL * chosen.base_filters / 16
+    """Refuse a U-Net or a batch of crops whose training step would not fit this machine's
+    memory: the tensors of the crops, and the weights with their gradients and Adam's two
+    moments (two 3x3 convolutions a level, down and up)."""
+    crops = chosen.batch_size * chosen.img_size**2 * BYTES_PER_PIXEL * chosen.base_filters / 16
+    weights = 16 * 36 * sum((chosen.base_filters * 2**level)**2 for level in range(chosen.depth + 1))
     total = physical_memory()
-    if total and need > 0.8 * total:
+    if total and crops + weights > 0.8 * total:
         raise UsageError(f"--batch-size {chosen.batch_size} of {chosen.img_size}x"
-                         f"{chosen.img_size} crops needs about {need / 2**30:,.0f} GiB for one "
-                         f"training step; this machine has {total / 2**30:.0f} GiB: use a "
-                         "smaller --batch-size or --img-size")
+                         f"{chosen.img_size} crops with --depth {chosen.depth} and "
+                         f"--base-filters {chosen.base_filters} needs about "
+                         f"{(crops + weights) / 2**30:,.0f} GiB for one training step; this "
+                         f"machine has {total / 2**30:.0f} GiB: use smaller values")
 
 
 def _run_train_recipe(args: argparse.Namespace, settings: dict, chosen, out: Path) -> None:
