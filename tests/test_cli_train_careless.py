@@ -125,3 +125,14 @@ def test_sigterm_stops_training_as_ctrl_c_does_and_leaves_nothing(tmp_path):
     assert run.returncode == 130, err[-2000:]
     assert "nothing of it was kept" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_refuses_a_synthetic_slide_too_large_for_memory(tmp_path, capsys):
+    import zipfile
+
+    model = tmp_path / "m.keras"
+    with zipfile.ZipFile(model, "w") as archive:  # refused before Keras reads it
+        archive.writestr("config.json", "{}")
+        archive.writestr("metadata.json", "{}")
+    _refused(capsys, ["evaluate", "--model", model, "--seed", "1", "--img-size", "100000"],
+             "--img-size 100000", "GiB")

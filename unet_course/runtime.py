@@ -3,6 +3,7 @@ the GPUs of the Keras backend and whether they compute bfloat16 fast."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -25,7 +26,8 @@ def quick_mode() -> bool:
 
 def quiet_startup() -> None:
     """Keep TensorFlow's C++ start-up lines (``cuInit``, ``cudart_stub``, ``absl``) and Python
-    warnings out of the output: sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless set, and imports Keras and
+    warnings out of the output: sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless set, and imports Keras (and
+    TensorFlow where installed: Keras's ``set_random_seed`` imports it on every backend) and
     lists the devices once with file descriptor 2 sent to ``/dev/null`` (restored before any
     error propagates). Does only the first part once Keras is imported."""
     import logging
@@ -44,9 +46,11 @@ def quiet_startup() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import keras  # noqa: F401
+        import keras
 
         gpu_devices()  # the first device listing prints its own start-up lines
+        if keras.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow"):
+            import tensorflow  # noqa: F401 (keras.utils.set_random_seed imports it on any backend)
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -13,6 +13,7 @@ from unet_course.commands.common import (
     UsageError,
     check_data,
     check_model_path,
+    physical_memory,
     positive_int,
     probability,
     scale_factor,
@@ -89,6 +90,11 @@ def settings(args: argparse.Namespace) -> dict:
             pipeline(trained, args.scale)
         except ValueError as error:
             raise UsageError(f"--model {str(args.model)!r}: {error}") from None
+    total = physical_memory()
+    if args.img_size and total and 64 * args.img_size**2 > 0.8 * total:  # a slide and its maps
+        raise UsageError(f"--img-size {args.img_size}: one synthetic slide and its maps need "
+                         f"about {64 * args.img_size**2 / 2**30:,.0f} GiB; this machine has "
+                         f"{total / 2**30:.0f} GiB")
     settings = dict(
         data=args.data or trained.get("data", "synthetic"),
         img_size=args.img_size or trained.get("img_size"),
