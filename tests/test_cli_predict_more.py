@@ -362,3 +362,20 @@ def test_a_label_map_covering_nearly_the_whole_image_gets_a_warning(models, slid
     for name in ("a.png", "b.png"):
         assert (f"{name}: 92% of the image was labelled as nuclei: check that nuclei are "
                 "brighter than the background, or try --threshold") in err
+
+
+def test_predict_on_a_dsb_folder_points_at_the_images_folders(tmp_path, capsys):
+    import zipfile
+
+    from dsb_fixture import make_dsb_fixture
+
+    from unet_course import cli
+
+    make_dsb_fixture(tmp_path / "dsb", specs=[(48, 48, "grey")] * 2)
+    model = tmp_path / "m.keras"
+    with zipfile.ZipFile(model, "w") as archive:  # the inputs are checked before Keras reads it
+        archive.writestr("config.json", "{}")
+    code = cli.main(["predict", "--model", str(model), "--input", str(tmp_path / "dsb"),
+                     "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "a DSB folder? its images lie in" in err and "/images'" in err, err

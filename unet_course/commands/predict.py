@@ -157,8 +157,11 @@ def _inputs(source: Path, warn) -> list[Path]:
         warn(f"note: skipped {skipped} file{'s' if skipped > 1 else ''} of {str(source)!r} "
              "named like predict's own outputs (*_labels.png, *_overlay.png)")
     if not inputs:
+        slide = next((p for p in sorted(source.iterdir()) if (p / "images").is_dir()), None)
         raise ValueError(f"--input {str(source)!r} holds no {suffixes} files"
-                         + (" besides predict's own outputs" if found else ""))
+                         + (" besides predict's own outputs" if found else "")
+                         + (f" (a DSB folder? its images lie in {str(slide / 'images')!r})"
+                            if slide else ""))
     return inputs
 
 
