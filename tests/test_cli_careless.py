@@ -14,18 +14,10 @@ import sys
 
 import numpy as np
 import pytest
+from cli_checks import refused as _refused
 from PIL import Image
 
 from unet_course import cli, files
-
-
-def _refused(capsys, argv, *words) -> str:
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
-    for word in words:
-        assert word in err[0], (word, err[0])
-    return err[0]
 
 
 @pytest.fixture(scope="module")
@@ -131,18 +123,6 @@ def test_a_truncated_or_corrupted_model_is_the_users_error(run, tmp_path, capsys
 
 
 # --------------------------------------------------------------------------- predict
-
-
-@pytest.fixture()
-def slides(tmp_path):
-    from unet_course.data import make_nuclei
-
-    folder = tmp_path / "slides"
-    folder.mkdir()
-    images, _ = make_nuclei(2, size=48, seed=0)
-    for name, image in zip("ab", images, strict=True):
-        Image.fromarray(image).save(folder / f"{name}.png")
-    return folder
 
 
 def test_predict_output_inside_the_input_folder_is_refused(run, slides, capsys):

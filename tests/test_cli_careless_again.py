@@ -18,20 +18,12 @@ import time
 import numpy as np
 import pytest
 import tifffile
+from cli_checks import refused as _refused
 from PIL import Image
 
 from unet_course import cli, files
 
 TINY = ["--model", "seed", "--quick", "--img-size", "32", "--batch-size", "4", "--steps", "2"]
-
-
-def _refused(capsys, argv, *words) -> str:
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "Traceback" not in err[0], (code, err)
-    for word in words:
-        assert word in err[0], (word, err[0])
-    return err[0]
 
 
 def _interrupted(capsys, argv, *words) -> str:
@@ -85,19 +77,6 @@ def recipe_model(tmp_path_factory):
     files.write_run_record(folder, {"postprocessing": post, "postprocessing_native": post,
                                     "scale": 1.0, "model": "recipe"})
     return folder / "model.keras"
-
-
-@pytest.fixture()
-def slides(tmp_path):
-    """Two synthetic slides, a.png and b.png, 48x48 RGB."""
-    from unet_course.data import make_nuclei
-
-    folder = tmp_path / "slides"
-    folder.mkdir()
-    images, _ = make_nuclei(2, size=48, seed=0)
-    for name, image in zip("ab", images, strict=True):
-        Image.fromarray(image).save(folder / f"{name}.png")
-    return folder
 
 
 def _snapshot(folder) -> dict:

@@ -12,19 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_checks import refused as _refused
 from dsb_fixture import make_dsb_fixture
 from PIL import Image
-
-from unet_course import cli
-
-
-def _refused(capsys, argv, *words) -> str:
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "Traceback" not in err[0], (code, err)
-    for word in words:
-        assert word in err[0], (word, err[0])
-    return err[0]
 
 
 @pytest.mark.parametrize("out", [".", ""])
