@@ -435,7 +435,7 @@ def test_a_folder_of_several_experiments_keeps_validation_and_test_experiments_a
     experiment = dict(zip(truth, specs, strict=True))
     which = _by_labels(truth)
     for seed in (0, 1, 7):
-        splits = datasets.load_splits(tmp_path / "d", seed=seed)
+        splits = datasets.load_splits(tmp_path / "d", seed=seed, grouped=True)
         named = {name: [which[lab.tobytes()] for lab in getattr(splits, name).labels]
                  for name in datasets.SPLIT_NAMES}
         assert sorted(sum(named.values(), [])) == sorted(truth)  # every slide exactly once
@@ -443,7 +443,7 @@ def test_a_folder_of_several_experiments_keeps_validation_and_test_experiments_a
         seen = {name: {experiment[i] for i in ids} for name, ids in named.items()}
         assert not seen["train"] & seen["val"] and not seen["train"] & seen["test"]
         assert not seen["val"] & seen["test"]
-        again = datasets.load_splits(tmp_path / "d", seed=seed)
+        again = datasets.load_splits(tmp_path / "d", seed=seed, grouped=True)
         for name in datasets.SPLIT_NAMES:
             assert [which[lab.tobytes()] for lab in getattr(again, name).labels] == named[name]
 
@@ -453,23 +453,25 @@ def test_split_indices_takes_whole_groups_near_the_fractions_and_is_seeded():
 
     groups = np.repeat([f"g{k}" for k in range(12)], [30, 10, 8, 8, 6, 6, 5, 5, 4, 4, 2, 2])
     for seed in range(5):
-        pieces = datasets.split_indices(groups, seed)
+        pieces = datasets.split_indices(groups, seed, grouped=True)
         assert sorted(np.concatenate(list(pieces.values()))) == list(range(len(groups)))
         sets = {name: set(groups[index]) for name, index in pieces.items()}
         assert not sets["train"] & (sets["val"] | sets["test"]) and not sets["val"] & sets["test"]
         for name, fraction in zip(("val", "test"), datasets.DSB_FRACTIONS[1:], strict=True):
             assert 0 < len(pieces[name]) <= 2 * fraction * len(groups), (seed, name)
-        again = datasets.split_indices(groups, seed)
+        again = datasets.split_indices(groups, seed, grouped=True)
         assert all(np.array_equal(pieces[k], again[k]) for k in pieces)
-    assert any(not np.array_equal(datasets.split_indices(groups, 0)["test"],
-                                  datasets.split_indices(groups, s)["test"]) for s in (1, 2, 3))
+    assert any(not np.array_equal(datasets.split_indices(groups, 0, grouped=True)["test"],
+                                  datasets.split_indices(groups, s, grouped=True)["test"])
+               for s in (1, 2, 3))
 
 
-@pytest.mark.parametrize("groups", [["a"] * 9, ["a"] * 5 + ["b"] * 4])
-def test_too_few_groups_fall_back_to_a_seeded_shuffle(groups):
+@pytest.mark.parametrize("groups, grouped", [(["a"] * 9, True), (["a"] * 5 + ["b"] * 4, True),
+                                             ([f"g{k}" for k in range(9)], False)])
+def test_the_default_and_too_few_groups_are_a_seeded_shuffle(groups, grouped):
     from unet_course import datasets
 
-    pieces = datasets.split_indices(groups, 3)
+    pieces = datasets.split_indices(groups, 3, grouped)
     order = np.random.default_rng(3).permutation(9)  # by hand: 70 / 15 / 15 of 9 is 7 / 1 / 1
     assert pieces["train"].tolist() == order[:7].tolist()
     assert pieces["val"].tolist() == order[7:8].tolist()

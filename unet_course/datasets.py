@@ -2,7 +2,8 @@
 
 ``load_splits`` (and ``load_split``, one split only) gives the same three splits for the same
 settings. Synthetic splits are ``data.make_nuclei`` images from three seeds derived from
-``seed``; a DSB2018 folder is split by ``split_indices``. Quick mode keeps a few dozen images
+``seed``; a DSB2018 folder is split by ``split_indices`` (a seeded shuffle, or whole experiments
+held out with ``grouped=True``). Quick mode keeps a few dozen images
 (and 64x64 synthetic ones unless a size is given).
 """
 
@@ -21,7 +22,7 @@ QUICK_IMG_SIZE = 64
 FULL_IMG_SIZE = 256
 DSB_FRACTIONS = (0.70, 0.15, 0.15)
 SPLIT_NAMES = ("train", "val", "test")
-#: A folder with fewer groups (``dsb2018.experiment_groups``) is split by a plain shuffle.
+#: A grouped split of fewer groups (``dsb2018.experiment_groups``) falls back to a plain shuffle.
 MIN_GROUPS = 3
 #: ``GroupShuffleSplit`` draws this many candidate splits; the one nearest the fraction is kept.
 CANDIDATES = 20
@@ -82,7 +83,7 @@ def check_data(data: str | Path) -> str | Path:
 
 def load_splits(data: str | Path = SYNTHETIC, img_size: int | None = None, *,
                 quick: bool = False, seed: int = 0,
-                counts: dict[str, int] | None = None) -> Splits:
+                counts: dict[str, int] | None = None, grouped: bool = False) -> Splits:
     """Seeded train/validation/test splits of the synthetic nuclei or of a DSB2018 folder.
 
     Args:
@@ -92,6 +93,9 @@ def load_splits(data: str | Path = SYNTHETIC, img_size: int | None = None, *,
         quick: keep a few dozen images only (``QUICK_COUNTS``).
         seed: integer >= 0; the same seed gives the same splits.
         counts: synthetic only: ``{"train": n, "val": n, "test": n}`` (any of the keys).
+        grouped: DSB2018 only: validation and test slides are whole experiments the training
+            slides do not come from (``split_indices``); by default a seeded shuffle, so they
+            come from the folder's experiments as the slides a practitioner predicts on do.
 
     Returns ``Splits``; raises ``ValueError`` for bad arguments or a folder of under 3 images.
     """
@@ -99,20 +103,20 @@ def load_splits(data: str | Path = SYNTHETIC, img_size: int | None = None, *,
     if data == SYNTHETIC:
         parts = [_synthetic(name, img_size, quick, seed, counts) for name in SPLIT_NAMES]
         return Splits(*parts, source=source(SYNTHETIC, img_size, quick=quick, seed=seed))
-    return _dsb_splits(Path(data), seed, quick)
+    return _dsb_splits(Path(data), seed, quick, grouped=grouped)
 
 
 def load_split(data: str | Path = SYNTHETIC, name: str = "test", img_size: int | None = None,
                *, quick: bool = False, seed: int = 0,
-               counts: dict[str, int] | None = None) -> Split:
+               counts: dict[str, int] | None = None, grouped: bool = False) -> Split:
     """``getattr(load_splits(data, img_size, ...), name)``, reading or making only that split's
-    images (a DSB2018 folder's other images are read for their groups, their masks never)."""
+    images (with ``grouped``, a DSB2018 folder's other images are read for their groups)."""
     if name not in SPLIT_NAMES:
         raise ValueError(f"name must be one of {SPLIT_NAMES}, got {name!r}")
     data, counts = _check_args(data, img_size, seed, counts, quick)
     if data == SYNTHETIC:
         return _synthetic(name, img_size, quick, seed, counts)
-    return _dsb_splits(Path(data), seed, quick, only=name)
+    return _dsb_splits(Path(data), seed, quick, only=name, grouped=grouped)
 
 
 def source(data: str | Path, img_size: int | None = None, *, quick: bool = False,
@@ -124,19 +128,20 @@ def source(data: str | Path, img_size: int | None = None, *, quick: bool = False
     return f"DSB2018 folder {str(data)!r} (seed {seed})"
 
 
-def split_indices(groups, seed: int) -> dict[str, np.ndarray]:
+def split_indices(groups, seed: int, grouped: bool = False) -> dict[str, np.ndarray]:
     """Indices into ``groups`` (one experiment name per slide) of the train, val and test slides.
 
-    With at least ``MIN_GROUPS`` distinct groups, the test and then the validation slides are
+    By default a ``seed``-ed shuffle cut 70/15/15. With ``grouped`` and at least ``MIN_GROUPS``
+    distinct groups, the test and then the validation slides are
     whole groups drawn by ``sklearn.model_selection.GroupShuffleSplit`` (of ``CANDIDATES``
     seeded draws, the one nearest ``DSB_FRACTIONS`` of the slides), so they come from other
-    experiments than the training slides; with fewer, a ``seed``-ed shuffle is cut 70/15/15.
+    experiments than the training slides.
     """
     groups = np.asarray(groups)
     n = len(groups)
     if n < 3:
         raise ValueError(f"{n} image(s); at least 3 are needed to split")
-    if len(np.unique(groups)) < MIN_GROUPS:
+    if not grouped or len(np.unique(groups)) < MIN_GROUPS:
         order = np.random.default_rng(seed).permutation(n)
         n_val = max(1, round(n * DSB_FRACTIONS[1]))
         n_test = max(1, round(n * DSB_FRACTIONS[2]))
@@ -184,7 +189,8 @@ def _synthetic(name: str, img_size: int | None, quick: bool, seed: int,
     return Split(*make_nuclei(counts[name], size=size, seed=int(child.generate_state(1)[0])))
 
 
-def _dsb_splits(root: Path, seed: int, quick: bool, only: str | None = None):
+def _dsb_splits(root: Path, seed: int, quick: bool, only: str | None = None,
+                grouped: bool = False):
     from unet_course.dsb2018 import dsb2018_ids, experiment_groups, load_dsb2018
 
     ids = dsb2018_ids(root)
@@ -193,7 +199,8 @@ def _dsb_splits(root: Path, seed: int, quick: bool, only: str | None = None):
     if quick:  # read only the images kept
         ids = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
         ids = ids[: sum(QUICK_COUNTS.values())]
-    pieces = split_indices(experiment_groups(root, ids), seed)
+    groups = experiment_groups(root, ids) if grouped else ids  # grouping reads every image
+    pieces = split_indices(groups, seed, grouped)
     if only is not None:
         return Split(*load_dsb2018(root, ids=[ids[i] for i in pieces[only]]))
     order = np.concatenate(list(pieces.values()))
