@@ -1,4 +1,4 @@
-"""Dice and IoU: Keras metrics, per-image and NumPy versions against scikit-learn and Keras."""
+"""Dice and IoU: the Keras metrics and the NumPy Dice against scikit-learn and Keras."""
 
 from __future__ import annotations
 
@@ -48,13 +48,6 @@ def test_random_masks_match_sklearn(seed):
     assert keras_result(metrics.Dice(threshold), t, prob) == pytest.approx(want_dice, abs=1e-6)
     assert keras_result(metrics.IoU(threshold), t, prob) == pytest.approx(want_iou, abs=1e-6)
     assert metrics.dice_np(t, pred) == pytest.approx(want_dice, abs=1e-12)
-    assert metrics.iou_np(t, pred) == pytest.approx(want_iou, abs=1e-12)
-    per_dice = keras.ops.convert_to_numpy(metrics.dice_per_image(t, prob, threshold))
-    per_iou = keras.ops.convert_to_numpy(metrics.iou_per_image(t, prob, threshold))
-    assert per_dice.shape == per_iou.shape == (len(t),)
-    for i in range(len(t)):
-        assert per_dice[i] == pytest.approx(sk_dice(t[i], pred[i]), abs=1e-6)
-        assert per_iou[i] == pytest.approx(sk_iou(t[i], pred[i]), abs=1e-6)
 
 
 EDGE_CASES = {
@@ -75,9 +68,6 @@ def test_edge_cases_match_sklearn(case):
     assert keras_result(metrics.Dice(), t, p) == pytest.approx(want_dice, abs=1e-6)
     assert keras_result(metrics.IoU(), t, p) == pytest.approx(want_iou, abs=1e-6)
     assert metrics.dice_np(t, p) == pytest.approx(want_dice)
-    assert metrics.iou_np(t, p) == pytest.approx(want_iou)
-    assert float(metrics.dice_per_image(t, p)[0]) == pytest.approx(want_dice, abs=1e-6)
-    assert float(metrics.iou_per_image(t, p)[0]) == pytest.approx(want_iou, abs=1e-6)
 
 
 def test_empty_value_is_configurable_and_only_used_when_both_empty():
@@ -88,10 +78,6 @@ def test_empty_value_is_configurable_and_only_used_when_both_empty():
     one = z.copy()
     one[0, 0, 0, 0] = 1
     assert keras_result(metrics.Dice(empty_value=0.7), one, z) == 0.0
-    per = keras.ops.convert_to_numpy(metrics.iou_per_image(np.concatenate([z, one]),
-                                                           np.concatenate([z, one]),
-                                                           empty_value=0.5))
-    np.testing.assert_allclose(per, [0.5, 1.0])
 
 
 @pytest.mark.parametrize("threshold", [0.2, 0.5, 0.8])
@@ -187,12 +173,10 @@ def test_shapes_with_and_without_channel_axis_agree():
     assert a == pytest.approx(b)
 
 
-def test_confusion_counts_np_hand_worked():
+def test_dice_np_hand_worked():
     t = np.array([[1, 1, 0, 0], [1, 0, 0, 0]])
     p = np.array([[1, 0, 1, 0], [1, 0, 0, 0]], bool)
-    assert metrics.confusion_counts_np(t, p) == (2, 1, 1, 4)
     assert metrics.dice_np(t, p) == pytest.approx(4 / 6)
-    assert metrics.iou_np(t, p) == pytest.approx(2 / 4)
 
 
 def test_config_round_trip_and_registration():
@@ -212,7 +196,7 @@ def test_bad_arguments_are_refused():
     with pytest.raises(TypeError, match="threshold"):
         metrics.IoU(threshold="0.5")
     with pytest.raises(ValueError, match="shape"):
-        metrics.confusion_counts_np(np.zeros((2, 2)), np.zeros((2, 3)))
+        metrics.dice_np(np.zeros((2, 2)), np.zeros((2, 3)))
 
 
 # ---- a model compiled with the metrics and losses, saved and reloaded; other backends ----
@@ -234,7 +218,6 @@ BACKEND_SCRIPT = textwrap.dedent(
         iou.update_state(t[i:i + 2], p[i:i + 2])
     out["dice"] = float(dice.result())
     out["iou"] = float(iou.result())
-    out["dice_per_image"] = np.asarray(metrics.dice_per_image(t, p)).tolist()
     out["bce_dice"] = float(losses.BCEDiceLoss()(t, p))
     out["soft_dice"] = float(losses.SoftDiceLoss()(t, p))
     w = rng.uniform(0, 3, (4, 16, 16)).astype("float32")
@@ -286,7 +269,6 @@ def expected_backend_values():
     sd = 1 - (2 * inter + 1) / (p.sum(axis=(1, 2, 3)) + t.sum(axis=(1, 2, 3)) + 1)
     return {
         "dice": sk_dice(t, p >= 0.5), "iou": sk_iou(t, p >= 0.4),
-        "dice_per_image": [sk_dice(t[i], p[i] >= 0.5) for i in range(4)],
         "soft_dice": sd.mean(), "bce_dice": bce_px.mean() + sd.mean(),
         "weighted_bce": (bce_px[..., 0] * w).mean(),
     }

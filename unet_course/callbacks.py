@@ -1,10 +1,5 @@
-"""The training run's callbacks: the model kept by its score, the history written atomically,
-Ctrl-C honoured.
-
-``ScoreCheckpoint`` scores whole validation slides as ``predict`` sees them and keeps the best
-check; ``AtomicCSVLogger`` rewrites ``history.csv`` atomically (``files.atomic_path``);
-``HonourInterrupt`` stops training at the end of a batch on Ctrl-C.
-"""
+"""The training run's callbacks: ``ScoreCheckpoint`` (the model kept by its score),
+``AtomicCSVLogger`` (``history.csv`` written atomically) and ``HonourInterrupt`` (Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -18,16 +13,9 @@ from unet_course.predict import predict_classes
 
 
 class HonourInterrupt(keras.callbacks.Callback):
-    """Ctrl-C during ``fit`` stops training at the end of the current batch.
-
-    Without it, a ``KeyboardInterrupt`` raised inside the data pipeline is taken by Keras for
-    the end of the data ("Your input ran out of data; interrupting training") and training
-    goes on with the next epoch. Here SIGINT is only recorded while ``fit`` runs and raised as
-    ``KeyboardInterrupt`` from the next batch or epoch end, in the main thread, where nothing
-    swallows it; files being written are finished first (``files.atomic_path``). A second
-    Ctrl-C interrupts at once. A Ctrl-C that the command line recorded before training began
-    (``interrupts.recording``) stops it at the first batch.
-    """
+    """Ctrl-C during ``fit`` (or recorded before it, ``interrupts.pending``) raises
+    ``KeyboardInterrupt`` at the next batch or epoch end, in the main thread, where the data
+    pipeline cannot swallow it; a second Ctrl-C interrupts at once."""
 
     def __init__(self):
         super().__init__()
@@ -101,21 +89,11 @@ def _csv_value(value):
     return float(array) if array.ndim == 0 and array.dtype.kind in "fiub" else value
 
 
-
 class ScoreCheckpoint(keras.callbacks.Callback):
-    """At each epoch's end, score the model on whole validation slides and keep the best.
-
-    The slides are predicted as ``predict`` predicts them (``predict.predict_classes``:
-    inference mode, the model's own normalisation), and ``score(labels, probs)`` returns a
-    dict whose ``"val_score"`` (higher is better) picks the model; every entry is added to the
-    epoch's logs. The best weights are kept in memory (``restore_best`` puts them back) and,
-    when ``path`` is given, saved there atomically (``files.atomic_path``).
-
-    Args:
-        images, labels: validation slides and their instance label maps (any sizes).
-        score: ``(labels, probs) -> {"val_score": float, ...}``.
-        path: a ``.keras`` file, or None.
-    """
+    """At each epoch's end, predict whole validation slides (``predict_classes``) and log
+    ``score(labels, probs)``, a dict whose ``"val_score"`` (higher is better) picks the model.
+    The best weights are kept in memory (``restore_best``) and saved atomically to ``path``
+    (a ``.keras`` file) when given. ValueError unless images and labels pair up."""
 
     def __init__(self, images, labels, score, path: str | Path | None = None):
         super().__init__()

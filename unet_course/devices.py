@@ -1,13 +1,7 @@
-"""Data parallel training on the devices of one machine, through Keras' own engines.
-
-Build, compile and fit the model inside ``distributed(devices)``: JAX then uses a
-``keras.distribution.DataParallel``, TensorFlow a ``tf.distribute.MirroredStrategy``. Each step
-splits one global batch (``global_batch``) across the devices and averages their gradients, so
-it is the one-device step on that batch. With one device nothing changes.
-
-Learning rate: kept by default (``LR_RULE = "none"``), since the recipe trains with Adam, whose
-step does not grow with the batch, and Goyal et al.'s (2017) linear rule with warm-up was
-derived for SGD; ``learning_rate(..., rule="linear")`` applies it.
+"""Data parallel training on the devices of one machine, through Keras' own engines: build,
+compile and fit inside ``distributed(devices)`` (JAX: ``keras.distribution.DataParallel``;
+TensorFlow: ``tf.distribute.MirroredStrategy``); each step splits one ``global_batch``. The
+learning rate is kept by default (``LR_RULE``: Adam's step does not grow with the batch).
 """
 
 from __future__ import annotations
@@ -78,13 +72,9 @@ def plan(devices: str | int | Sequence[str] = 1) -> Plan:
 
 @contextlib.contextmanager
 def distributed(devices: str | int | Sequence[str] = 1) -> Iterator[Plan]:
-    """Yield the ``Plan``; a model built, compiled and fit inside trains data parallel.
-
-    One device: nothing is set. Several: JAX sets ``DataParallel(devices=...)`` and restores
-    the previous distribution on exit (each batch must then divide by the device count);
-    TensorFlow enters a ``MirroredStrategy`` scope. Raises ValueError as ``plan`` does, and
-    for several devices on PyTorch.
-    """
+    """Yield the ``Plan``; a model built, compiled and fit inside trains data parallel (on
+    JAX each batch must divide by the device count). Raises ValueError as ``plan`` does, and
+    for several devices on PyTorch."""
     import keras
 
     chosen = plan(devices)
@@ -111,13 +101,9 @@ def distributed(devices: str | int | Sequence[str] = 1) -> Iterator[Plan]:
 
 
 def predict_on_batch(model: keras.Model, batch: np.ndarray):
-    """``model.predict_on_batch(batch)``, with the one-device result for a batch of any size
-    inside ``distributed()`` too (a single whole slide included).
-
-    JAX splits the batch across the devices, so it is padded with copies of its last item to
-    a multiple of their number; TensorFlow's ``predict_on_batch`` runs the whole batch on every
-    replica and concatenates the copies. The outputs are cut back to ``len(batch)`` rows.
-    """
+    """``model.predict_on_batch(batch)``, the one-device result inside ``distributed()`` too:
+    on JAX the batch is padded with copies of its last item to a multiple of the devices, and
+    the outputs (also TensorFlow's, one copy per replica) are cut back to ``len(batch)``."""
     import keras
 
     n = len(batch)

@@ -16,23 +16,7 @@ from keras import ops
 
 from unet_course.losses import float32_pair
 
-__all__ = ["Dice", "IoU", "dice_per_image", "iou_per_image", "confusion_counts_np", "dice_np",
-           "iou_np"]
-
-
-def _check_threshold(threshold: float, empty_value: float) -> None:
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
-        raise TypeError(f"threshold must be a number, got {threshold!r}")
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1] (probabilities), got {threshold}")
-    if not isinstance(empty_value, (int, float)) or isinstance(empty_value, bool):
-        raise TypeError(f"empty_value must be a number, got {empty_value!r}")
-
-
-def _score(k: float, tp, fp, fn, empty_value: float):
-    """``k TP / (k TP + FP + FN)`` (k = 2: Dice, k = 1: IoU), ``empty_value`` where 0/0."""
-    denom = k * tp + fp + fn
-    return ops.where(denom > 0, k * tp / ops.maximum(denom, 1e-12), empty_value)
+__all__ = ["Dice", "IoU", "dice_np"]
 
 
 class _OverlapMetric(keras.metrics.BinaryIoU):
@@ -42,7 +26,11 @@ class _OverlapMetric(keras.metrics.BinaryIoU):
     _k = 1.0
 
     def __init__(self, threshold=0.5, name=None, empty_value=1.0, dtype=None):
-        _check_threshold(threshold, empty_value)
+        for key, value in (("threshold", threshold), ("empty_value", empty_value)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"{key} must be a number, got {value!r}")
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1] (probabilities), got {threshold}")
         super().__init__(target_class_ids=[1], threshold=float(threshold), name=name,
                          dtype=dtype or "float32")
         self.empty_value = float(empty_value)
@@ -64,7 +52,9 @@ class _OverlapMetric(keras.metrics.BinaryIoU):
 
     def result(self):
         cm = ops.cast(self.total_cm, "float32")  # rows: truth, columns: prediction
-        return _score(self._k, cm[1, 1], cm[0, 1], cm[1, 0], self.empty_value)
+        denom = self._k * cm[1, 1] + cm[0, 1] + cm[1, 0]  # 0/0 gives empty_value
+        return ops.where(denom > 0, self._k * cm[1, 1] / ops.maximum(denom, 1e-12),
+                         self.empty_value)
 
     def get_config(self):
         return {**keras.metrics.Metric.get_config(self), "threshold": self.threshold,
@@ -74,13 +64,7 @@ class _OverlapMetric(keras.metrics.BinaryIoU):
 @keras.saving.register_keras_serializable(package="unet_course")
 class Dice(_OverlapMetric):
     """Dice over all pixels seen since the last reset; ``result()`` is a float32 scalar.
-
-    Args:
-        threshold: a predicted probability ``>= threshold`` counts as foreground; a number in
-            [0, 1] (else TypeError / ValueError).
-        name: the metric's name in the history (``"dice"``, ``"val_dice"``).
-        empty_value: the score when truth and prediction are both empty.
-    """
+    ``threshold``: a number in [0, 1] (else TypeError / ValueError)."""
 
     _k = 2.0
 
@@ -90,58 +74,17 @@ class Dice(_OverlapMetric):
 
 @keras.saving.register_keras_serializable(package="unet_course")
 class IoU(_OverlapMetric):
-    """IoU ``TP / (TP + FP + FN)`` over all pixels seen since the last reset: a
-    ``keras.metrics.BinaryIoU(target_class_ids=[1])`` that returns ``empty_value`` (not 0)
-    when nothing was seen, thresholds soft truths at 0.5 (``BinaryIoU`` truncates them to
-    integers) and takes per-image weights. Same arguments as :class:`Dice`."""
+    """IoU over all pixels seen since the last reset; same arguments as :class:`Dice`."""
 
     def __init__(self, threshold=0.5, name="iou", empty_value=1.0, dtype=None):
         super().__init__(threshold=threshold, name=name, empty_value=empty_value, dtype=dtype)
 
 
-def _per_image_counts(y_true, y_pred, threshold):
-    y_true, y_pred = float32_pair(y_true, y_pred)
-    t = ops.cast(y_true >= 0.5, "float32")
-    p = ops.cast(y_pred >= threshold, "float32")
-    axes = tuple(range(1, len(t.shape)))
-    return ops.sum(t * p, axes), ops.sum((1.0 - t) * p, axes), ops.sum(t * (1.0 - p), axes)
-
-
-def dice_per_image(y_true, y_pred, threshold: float = 0.5, empty_value: float = 1.0):
-    """Dice of each image of a batch, a ``(B,)`` float32 tensor, from ``(B, H, W, 1)`` or
-    ``(B, H, W)`` truths and probabilities."""
-    _check_threshold(threshold, empty_value)
-    return _score(2.0, *_per_image_counts(y_true, y_pred, threshold), float(empty_value))
-
-
-def iou_per_image(y_true, y_pred, threshold: float = 0.5, empty_value: float = 1.0):
-    """IoU of each image of a batch; same arguments as :func:`dice_per_image`. ``(B,)``."""
-    _check_threshold(threshold, empty_value)
-    return _score(1.0, *_per_image_counts(y_true, y_pred, threshold), float(empty_value))
-
-
-def confusion_counts_np(true, pred) -> tuple[int, int, int, int]:
-    """Pixel counts ``(tp, fp, fn, tn)`` of two masks of one shape (else ValueError), NumPy;
-    any nonzero value is foreground."""
-    true, pred = np.asarray(true), np.asarray(pred)
-    if true.shape != pred.shape:
-        raise ValueError(f"true has shape {true.shape} but pred has {pred.shape}; expected equal")
-    t, p = true != 0, pred != 0
-    tp = int(np.count_nonzero(t & p))
-    fp = int(np.count_nonzero(~t & p))
-    fn = int(np.count_nonzero(t & ~p))
-    return tp, fp, fn, int(t.size - tp - fp - fn)
-
-
 def dice_np(true, pred, empty_value: float = 1.0) -> float:
-    """Dice ``2 TP / (2 TP + FP + FN)`` of two binary masks (NumPy)."""
-    tp, fp, fn, _ = confusion_counts_np(true, pred)
-    denom = 2 * tp + fp + fn
-    return float(empty_value) if denom == 0 else 2 * tp / denom
-
-
-def iou_np(true, pred, empty_value: float = 1.0) -> float:
-    """IoU ``TP / (TP + FP + FN)`` of two binary masks (NumPy)."""
-    tp, fp, fn, _ = confusion_counts_np(true, pred)
-    denom = tp + fp + fn
-    return float(empty_value) if denom == 0 else tp / denom
+    """Dice ``2 TP / (2 TP + FP + FN)`` of two masks of one shape (NumPy; any nonzero value is
+    foreground), ``empty_value`` when both are empty. ValueError for different shapes."""
+    t, p = np.asarray(true) != 0, np.asarray(pred) != 0
+    if t.shape != p.shape:
+        raise ValueError(f"true has shape {t.shape} but pred has {p.shape}; expected equal")
+    total = np.count_nonzero(t) + np.count_nonzero(p)  # 2 TP + FP + FN
+    return float(empty_value) if total == 0 else 2 * np.count_nonzero(t & p) / total

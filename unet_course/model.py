@@ -1,5 +1,5 @@
 """The U-Net builders (``build_unet``, ``seed_unet``, ``paper_unet``) and the tracing of a built
-one: ``trace_shapes`` / ``format_trace``, ``params_per_level`` and ``unet_blocks``.
+one: ``trace_shapes``, ``params_per_level`` and ``unet_blocks``.
 
 Layer names: block ``l`` (1 to ``2 * depth + 1``) has the convolutions ``c{l}_conv1`` and
 ``c{l}``, the dropout ``c{l}_dropout``, the pooling ``p{l}`` on the way down and, on the way up,
@@ -174,25 +174,6 @@ def trace_shapes(model: Any) -> list[dict]:
     return [{"level": _level(layer.name), "layer": layer.name, "kind": type(layer).__name__,
              "output_shape": tuple(layer.output.shape[1:]), "params": layer.count_params()}
             for layer in model.layers]
-
-
-def format_trace(rows: list[dict] | Any, kinds: Sequence[str] | None = None) -> str:
-    """The rows of ``trace_shapes`` (or a model) as a text table with a total; ``kinds`` keeps
-    only these layer classes (e.g. ``("Conv2D", "MaxPooling2D")``)."""
-    rows = trace_shapes(rows) if hasattr(rows, "layers") else rows
-    total = sum(r["params"] for r in rows)
-    rows = [r for r in rows if kinds is None or r["kind"] in kinds]
-
-    def shape(s: tuple) -> str:
-        return " x ".join("?" if d is None else str(d) for d in s)
-
-    lines = [f"{'level':>5}  {'layer':<12} {'kind':<18} {'output shape':<18} {'params':>11}"]
-    for r in rows:
-        level = "-" if r["level"] is None else r["level"]
-        lines.append(f"{level:>5}  {r['layer']:<12} {r['kind']:<18} "
-                     f"{shape(r['output_shape']):<18} {r['params']:>11,}")
-    lines.append(f"{'':>5}  {'total':<12} {'':<18} {'':<18} {total:>11,}")
-    return "\n".join(lines)
 
 
 def params_per_level(model: Any) -> dict[str, int]:

@@ -1,13 +1,9 @@
 """Post-processing: from a probability map to separate objects (an instance label map).
 
-What belongs here: ``label_instances`` (connected components, or a seeded watershed: seeds
-from the distance transform of a foreground map, or from the interior channel of a
-background / interior / boundary map) and ``remove_small``. The foreground rule is the one of
-the pixel metrics: ``prob >= threshold``. Image in, objects out (prediction, then this) is
-``predict.predict_instances``; the score of the result is ``scoring``.
-
-Label maps are 2-D integer arrays (``label_maps``), 0 = background. NumPy, SciPy and
-scikit-image only.
+``label_instances`` (connected components, or a seeded watershed) and ``remove_small``; the
+foreground rule is that of the pixel metrics, ``prob >= threshold``; ``tune_postprocessing``
+picks the watershed settings on validation slides. Label maps are 2-D integer arrays, 0 =
+background.
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ import numpy as np
 from unet_course.label_maps import check_labels, relabel
 
 METHODS = ("components", "watershed")
+
 
 def _check_prob(prob: Any) -> np.ndarray:
     """Return ``prob`` as float32 (H, W) or (H, W, 3), or raise."""
@@ -43,18 +40,8 @@ def _check_prob(prob: Any) -> np.ndarray:
 
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Drop objects of fewer than ``min_size`` pixels and renumber the rest 1..n.
-
-    ``skimage.morphology.remove_small_objects`` on the label values as they are (an object is
-    one label value, connected or not), then ``label_maps.relabel``.
-
-    Args:
-        labels: (H, W) integer label map.
-        min_size: smallest object kept, in pixels.
-
-    Returns:
-        (H, W) int32 label map with consecutive labels, in the order of the old ones.
-    """
+    """Drop objects (label values, connected or not) of fewer than ``min_size`` pixels and
+    renumber the rest 1..n in their old order: an (H, W) int32 label map."""
     import warnings
 
     from skimage.morphology import remove_small_objects
@@ -71,10 +58,7 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
 def _seeds_from_distance(
     mask: np.ndarray, min_distance: int, smooth: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Watershed seeds at the maxima of the (smoothed) distance transform of ``mask``.
-
-    Returns (markers (H, W) int32, elevation (H, W) float64 = minus the distance).
-    """
+    """Seeds at the maxima of the smoothed distance transform: (markers, -distance)."""
     from scipy import ndimage as ndi
     from skimage.feature import peak_local_max
 
@@ -97,36 +81,28 @@ def _smoothed(interior: np.ndarray, smooth: float) -> np.ndarray:
     return ndi.gaussian_filter(interior, smooth) if smooth > 0 else interior
 
 
-def _h_maxima(smoothed: np.ndarray, contrast: float) -> np.ndarray:
+def interior_peaks(interior: np.ndarray, contrast: float, smooth: float) -> np.ndarray:
+    """Bool ``(H, W)``: the h-maxima (h = ``contrast``) of an interior map smoothed by a
+    Gaussian of ``smooth`` pixels, the plateaus left after a reconstruction by dilation of the
+    map lowered by h (``skimage.morphology.h_maxima`` would keep equal peaks apart)."""
     from skimage.morphology import local_maxima, reconstruction
 
+    smoothed = _smoothed(interior, smooth)
     lowered = reconstruction(smoothed - contrast, smoothed, method="dilation")
     return local_maxima(lowered, connectivity=2).astype(bool)
-
-
-def interior_peaks(interior: np.ndarray, contrast: float, smooth: float) -> np.ndarray:
-    """The h-maxima (h = ``contrast``) of an ``(H, W)`` interior map smoothed by a Gaussian of
-    ``smooth`` pixels: a bool ``(H, W)`` map of the plateaus left after every peak is lowered
-    by h (a reconstruction by dilation). Peaks joined by a pass less than h below them share
-    one plateau, so they make one seed (``skimage.morphology.h_maxima`` would keep two peaks
-    of exactly equal height apart)."""
-    return _h_maxima(_smoothed(interior, smooth), contrast)
 
 
 def _seeds_from_interior(interior: np.ndarray, mask: np.ndarray, seed_threshold: float,
                          contrast: float, smooth: float, peaks: np.ndarray | None
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Watershed seeds from a predicted interior map: the connected regions of ``interior >=
-    seed_threshold`` (``contrast`` 0), or the ``interior_peaks`` that lie in those regions.
-
-    Returns (markers (H, W) int32, elevation (H, W) = 1 - the (smoothed) interior map).
-    """
+    """Watershed seeds: the regions of ``interior >= seed_threshold``, or (``contrast`` > 0)
+    the ``interior_peaks`` in them. Returns (markers int32, elevation = 1 - interior)."""
     from scipy import ndimage as ndi
 
     seeds = mask & (interior >= seed_threshold)
     if contrast > 0:
+        seeds &= interior_peaks(interior, contrast, smooth) if peaks is None else peaks
         interior = _smoothed(interior, smooth)
-        seeds &= _h_maxima(interior, contrast) if peaks is None else peaks
     markers, _ = ndi.label(seeds)
     return markers.astype(np.int32, copy=False), 1.0 - interior
 
@@ -143,45 +119,18 @@ def label_instances(
     seed_contrast: float = 0.0,
     peaks: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Turn a probability map into an instance label map.
+    """Turn a probability map into an (H, W) int32 instance label map, objects 1..n.
 
-    - ``"components"``: foreground = ``prob >= threshold`` (the rule of the pixel metrics,
-      ``scoring.pixel_scores``); each 4-connected region is an object.
-      Touching nuclei merge into one.
-    - ``"watershed"``: the same foreground is flooded from seeds. For a (H, W) map the seeds are
-      the maxima of the distance transform (distance of each foreground pixel to the
-      background, smoothed by a Gaussian of width ``smooth``) at least ``min_distance`` pixels
-      apart, and the flooding runs downhill in distance. For a (H, W, 3) map the seeds are
-      the regions where the *interior* probability is at least ``seed_threshold`` (default:
-      ``threshold``), flooded over ``1 - interior`` (a marker-controlled watershed, as the
-      Data Science Bowl 2018 winners used). An elongated nucleus has one connected interior,
-      so it keeps one seed and is not cut. With ``seed_contrast`` h > 0 the interior map is
-      first smoothed by a Gaussian of width ``smooth`` and a seed is an *h-maximum* of it
-      inside those regions: a peak that stands at least h above the lowest pass to any higher
-      peak. Two touching nuclei whose predicted interiors are joined by a bridge of lower
-      probability then get a seed each, while the shallow ripples inside one nucleus do not.
+    Foreground is ``prob >= threshold``. ``"components"``: each 4-connected region is an
+    object. ``"watershed"``: the foreground is flooded from seeds; for an (H, W) map the
+    maxima, ``min_distance`` apart, of the distance transform smoothed by ``smooth``; for an
+    (H, W, 3) background / interior / boundary map the regions of ``interior >=
+    seed_threshold`` (default ``threshold``), flooded over ``1 - interior``, or with
+    ``seed_contrast`` h > 0 the ``interior_peaks`` in them (``peaks``, if already found for
+    this ``seed_contrast`` and ``smooth``). Objects under ``min_size`` pixels are dropped.
 
-    Objects smaller than ``min_size`` pixels are dropped in both methods.
-
-    Args:
-        prob: (H, W) or (H, W, 1) float foreground probabilities, or (H, W, 3) float
-            probabilities of background, interior and boundary (channels in that order).
-        threshold: probability from which on (``>=``) a pixel is foreground (or a seed).
-        method: ``"components"`` or ``"watershed"``.
-        min_size: smallest object kept, in pixels (>= 0).
-        min_distance: smallest distance between two distance-transform seeds, in pixels (>= 1).
-        smooth: standard deviation in pixels of the Gaussian applied to the distance transform
-            (or, with ``seed_contrast`` > 0, to the interior map) before its maxima are found
-            (0 = none).
-        seed_threshold: interior probability from which on (``>=``) a pixel is a seed ((H, W, 3) maps
-            only; default ``threshold``).
-        seed_contrast: h of the h-maxima seeds ((H, W, 3) maps only), in [0, 1); 0 = each
-            connected region of seed pixels is one seed.
-        peaks: ``interior_peaks`` of the interior channel for these ``seed_contrast`` and
-            ``smooth``, when already found (a search over the other settings reuses them).
-
-    Returns:
-        (H, W) int32 label map, 0 = background, objects numbered 1..n.
+    ``prob``: (H, W) or (H, W, 1) float foreground probabilities, or (H, W, 3). Raises
+    TypeError / ValueError for a bad map or settings.
     """
     prob = _check_prob(prob)
     if method not in METHODS:
@@ -228,17 +177,9 @@ POSTPROCESSING_GRID = {
 
 
 def tune_postprocessing(labels, probs, grid: dict | None = None) -> tuple[dict, float]:
-    """The ``label_instances`` settings (method ``"watershed"``) with the best mean Data
-    Science Bowl 2018 score on these images: call it with *validation* images only.
-
-    Args:
-        labels: true ``(H, W)`` label maps; probs: the model's ``(H, W, K)`` maps of them.
-        grid: the values to try for each setting (default ``POSTPROCESSING_GRID``; a map
-            with no interior channel is seeded from the distance transform instead).
-
-    Returns:
-        ``(settings, score)``.
-    """
+    """``(settings, score)``: the ``label_instances`` watershed settings from ``grid`` (default
+    ``POSTPROCESSING_GRID``) with the best mean DSB 2018 score of ``probs`` (the model's
+    ``(H, W, K)`` maps) against the true ``labels``; give it *validation* images only."""
     from unet_course.scoring import dsb_score_dataset
 
     three = np.asarray(probs[0]).shape[-1] == 3

@@ -33,35 +33,18 @@ MODELS = ("recipe", "seed", "unet")
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """The default training settings (see ``benchmarks/quality.py`` for what each is worth).
+    """The default training settings (``benchmarks/quality.py`` measures each).
 
-    Attributes:
-        img_size: side of the random training crops.
-        batch_size: crops per gradient step.
-        base_filters, depth, batch_norm: the U-Net (``model.build_unet``).
-        steps: optimizer steps in all, whatever the number of training slides (each crop is
-            cut from a slide drawn at random).
-        check_every: steps between two checks on the validation slides; the model kept is
-            the best check's (``ScoreCheckpoint``).
-        learning_rate: Adam's peak learning rate, reached after ``warmup_steps`` and then
-            decayed to zero along a cosine.
-        warmup_steps: steps of linear warm-up from a tenth of the peak.
-        elastic: the U-Net paper's elastic deformation as augmentation.
-        train_images, val_images: synthetic slides to train on and to tune on.
-        slide_size: side of the synthetic slides (training crops are cut from them).
-        synthetic_share: on a folder of real slides, the share of the training crops cut
-            from ``train_images`` synthetic slides instead (0 = the folder alone).
-        seed: seeds the data, the weights and the batches.
-        boundary_width: width in pixels of the boundary class where nuclei touch
-            (``targets.three_class_targets``).
-        gamma: strength of the random gamma augmentation (0 = off; see ``ThreeClassSequence``).
-        targets: ``"three_class"`` (background / interior / boundary, for separate nuclei:
-            the default) or ``"binary"`` (nucleus or not: one sigmoid channel trained with
-            BCE + soft Dice, the semantic mask of notebook 05).
-        model: ``"recipe"`` (``build_unet`` with the fields above and percentile
-            normalisation), ``"seed"`` (``model.seed_unet``, the popular 2018 starter) or
-            ``"unet"`` (``build_unet`` of 0-255 pixels with ``dropout``, ``activation``,
-            ``upsampling`` too); the last two predict ``"binary"`` targets only.
+    ``steps`` optimizer steps of ``batch_size`` random ``img_size`` crops, each cut from a
+    slide drawn at random; every ``check_every`` steps the validation slides are scored and
+    the best check's model is kept. Adam warms up linearly from a tenth of ``learning_rate``
+    over ``warmup_steps``, then decays to 0 along a cosine. ``train_images`` / ``val_images``
+    synthetic slides of side ``slide_size``; on a folder of real slides ``synthetic_share``
+    of the crops come from synthetic slides. ``targets``: ``"three_class"`` (background /
+    interior / boundary, ``boundary_width`` pixels where nuclei touch) or ``"binary"``.
+    ``model``: ``"recipe"`` (``build_unet`` with percentile normalisation), ``"seed"``
+    (``model.seed_unet``) or ``"unet"`` (``build_unet`` of 0-255 pixels with ``dropout``,
+    ``activation`` and ``upsampling``); the last two predict binary targets only.
     """
 
     img_size: int = 128
@@ -113,8 +96,7 @@ class Recipe:
 
     @property
     def checks(self) -> int:
-        """How many times the validation slides are scored: after every ``check_every``
-        steps, and after the last step."""
+        """How many times the validation slides are scored."""
         return -(-self.steps // self.check_every)
 
 
@@ -126,9 +108,7 @@ def quick_recipe(recipe: Recipe | None = None) -> Recipe:
 
 
 def build_model(recipe: Recipe) -> keras.Model:
-    """The U-Net ``recipe.model`` names: percentile normalisation in, three softmax classes
-    (or, for ``targets="binary"``, one sigmoid channel) out for the recipe; 0-255 pixels in,
-    one sigmoid channel out for ``"seed"`` and ``"unet"``."""
+    """The U-Net ``recipe.model`` names, uncompiled (see ``Recipe``)."""
     from unet_course.model import build_unet, seed_unet
 
     if recipe.model == "seed":
@@ -150,19 +130,11 @@ def steps_per_check(recipe: Recipe) -> int:
 
 
 def make_sequences(splits, recipe: Recipe, extra_train=None) -> tuple[ThreeClassSequence, ThreeClassSequence]:
-    """Training batches (augmented random crops) and validation batches (centre crops).
-
-    A pass of the training batches is ``steps_per_check(recipe)`` steps, each crop cut from a
-    training slide drawn at random, so the training lasts ``recipe.steps`` whatever the
-    number of slides. ``extra_train`` (a ``datasets.Split`` of synthetic slides, or None)
-    joins the training slides with ``recipe.synthetic_share`` of the crops.
-
-    The recipe's model needs no brightness or contrast augmentation: its first layer
-    normalises each image by its own percentiles, which undoes any such change. Two threads
-    serve the batches (``workers=2``); with one, ``tf.data`` can stall at a pass's start.
-    """
+    """Training batches (augmented random crops, ``steps_per_check`` a pass) and validation
+    batches (centre crops). ``extra_train`` (synthetic slides, or None) gives
+    ``recipe.synthetic_share`` of the training crops."""
     options = {"elastic": recipe.elastic}
-    if recipe.model == "recipe":
+    if recipe.model == "recipe":  # its percentile normalisation undoes these
         options.update(brightness=0.0, contrast=0.0)
     extra = {"boundary_width": recipe.boundary_width, "gamma": recipe.gamma,
              "three_class": recipe.targets == "three_class", "image_dtype": "uint8",
@@ -186,10 +158,8 @@ def make_sequences(splits, recipe: Recipe, extra_train=None) -> tuple[ThreeClass
 
 def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | None = None,
                   metrics: list | None = None, loss: keras.losses.Loss | None = None):
-    """Adam with linear warm-up then cosine decay to 0 over the recipe's steps;
-    ``losses.ClassesDiceLoss`` for three classes, ``losses.BCEDiceLoss`` for binary targets,
-    unless ``loss`` is given; ``metrics`` (e.g. ``metrics.Dice()``) are logged and change
-    nothing in training."""
+    """Compile with Adam (warm-up, then cosine decay) and, unless ``loss`` is given,
+    ``ClassesDiceLoss`` for three classes or ``BCEDiceLoss`` for binary targets."""
     from unet_course.losses import BCEDiceLoss, ClassesDiceLoss
 
     total = recipe.checks * steps_per_check(recipe)
@@ -214,22 +184,16 @@ MAX_CHECK_IMAGES = 24  # validation slides scored at each check (all of them at 
 
 def train_recipe(model: keras.Model, splits, recipe: Recipe, out_dir: str | Path | None = None,
                  verbose: int | str = "auto", extra_train=None) -> keras.callbacks.History:
-    """Train ``model`` (compiled by ``compile_model``) on ``splits`` for ``recipe.steps``.
-
-    Every ``recipe.check_every`` steps the validation slides (at most ``MAX_CHECK_IMAGES``
-    of them, whole, as ``predict`` sees them) are scored: the instance score with
-    ``DEFAULT_POSTPROCESSING`` for three classes, pixel Dice for binary targets
-    (``ScoreCheckpoint``). The weights of the best check are kept: restored at the end, and
-    written to ``out_dir/model.keras`` when ``out_dir`` is given, with ``out_dir/history.csv``.
-    The history holds ``val_score`` and ``val_dice`` for each check.
-    """
+    """Train a ``compile_model``-compiled ``model`` for ``recipe.steps``, scoring the
+    ``check_slides`` at each check (``check_scores``) and keeping the best check's weights
+    (also in ``out_dir/model.keras``, with ``out_dir/history.csv``, when given)."""
     train_seq, _ = make_sequences(splits, recipe, extra_train)
     from unet_course.callbacks import AtomicCSVLogger, HonourInterrupt, ScoreCheckpoint
 
     pick = check_slides(len(splits.val), recipe.seed)
     checker = ScoreCheckpoint([splits.val.images[i] for i in pick],
                               [splits.val.labels[i] for i in pick],
-                              lambda labels, probs: check_scores(labels, probs),
+                              check_scores,
                               None if out_dir is None else Path(out_dir) / "model.keras")
     callbacks = [HonourInterrupt(), checker]
     if out_dir is not None:  # both written atomically: complete files or the previous ones
@@ -247,9 +211,9 @@ def check_slides(n: int, seed: int) -> list[int]:
 
 
 def check_scores(labels, probs) -> dict[str, float]:
-    """What a check logs: ``val_dice`` and ``val_iou`` (pixel scores at 0.5, counts summed
-    over the slides) and ``val_score``, the score that picks the model: the instance score
-    with ``DEFAULT_POSTPROCESSING`` for three-class maps, the pixel Dice for one-channel maps."""
+    """``val_dice`` and ``val_iou`` (pixel scores at 0.5) and ``val_score``, which picks the
+    model: the instance score with ``DEFAULT_POSTPROCESSING`` for three-class maps, else the
+    pixel Dice."""
     pixel = pixel_scores([np.asarray(t) > 0 for t in labels], [foreground(p) for p in probs],
                          0.5)
     logged = {"val_dice": pixel["dice"], "val_iou": pixel["iou"]}
@@ -259,18 +223,13 @@ def check_scores(labels, probs) -> dict[str, float]:
 
 
 def choose_pipeline(model: keras.Model, splits, size_normalise: bool = True) -> dict:
-    """The watershed settings for size-normalised prediction (``rescale``, the default of
-    ``predict`` and ``evaluate``) and for one pass at each image's own size, each tuned on
-    the validation slides predicted that way.
+    """The watershed settings tuned on the validation slides for size-normalised prediction
+    (``rescale``; the default, unless ``size_normalise=False`` or the training slides hold no
+    nucleus) and for one pass at each image's own size.
 
-    Size normalisation is the default whatever the validation slides say (they come from the
-    training sizes, where it has little to correct); both validation scores are returned.
-
-    Returns ``{"scale", "settings", "native", "val", "val_native", "target_area"}``:
-    ``"auto"`` (1.0 when the training slides hold no nucleus), the settings of that way and
-    of one native pass, the validation ``scores`` of each, and the training nuclei's median
-    area (``rescale.median_area``). ``size_normalise=False`` keeps one pass at each image's
-    own size (the seed and unet models, which are predicted tile by tile).
+    Returns ``{"scale", "settings", "native", "val", "val_native", "target_area"}``: ``"auto"``
+    or 1.0, the settings of that way and of one pass, the validation ``scores`` of each, and
+    the training nuclei's median area.
     """
     probs = predict_classes(model, splits.val.images)
     native, _ = tune_postprocessing(splits.val.labels, probs)
@@ -306,25 +265,11 @@ def run(data, recipe: Recipe, out_dir: str | Path, *, devices: str | int = 1, **
 
 def train_and_record(data, recipe: Recipe, out_dir: str | Path, plan, *, quick: bool = False,
                      precision: str = "auto", xla: bool | str = "auto", log=print) -> dict:
-    """Train the recipe on ``data``; write ``model.keras``, ``history.csv`` and
-    ``metrics.json`` (the scores, the post-processing chosen on validation slides for
-    ``evaluate`` and ``predict``, and every setting needed to repeat the run).
-
-    Args:
-        data: ``"synthetic"`` or a DSB2018 folder (``datasets.load_splits``).
-        recipe: the settings (``settings()``).
-        out_dir: the run's folder (made if missing).
-        quick: a DSB2018 folder is cut to a few dozen images (synthetic data follow
-            ``recipe``'s counts and sizes either way).
-        plan: the ``devices.Plan`` it runs under; each step takes ``recipe.batch_size`` crops
-            on every one of its devices.
-
-    On a folder, ``recipe.synthetic_share`` of the training crops come from synthetic
-    slides. The classical pipeline (``baseline.tune_classical``) is tuned and scored on the
-    same validation slides and recorded beside the U-Net.
-
-    Returns:
-        the report written to ``metrics.json``.
+    """Train the recipe on ``data`` (``"synthetic"`` or a DSB2018 folder) under the
+    ``devices.Plan`` ``plan``; write ``model.keras``, ``history.csv`` and ``metrics.json`` (the
+    scores, the post-processing chosen on validation slides, the classical pipeline tuned on
+    them, and every setting needed to repeat the run) into ``out_dir``. ``quick`` cuts a
+    folder to a few dozen images. Returns the report written to ``metrics.json``.
     """
     import time
 

@@ -1,31 +1,14 @@
-"""Size normalisation: predict an image at the scale where its nuclei look like the training ones.
+"""Size normalisation: predict an image at the scale where its nuclei look like the training ones
+(as Cellpose rescales images to its models' cell diameter).
 
-A network learns nuclei of the sizes it was shown. A microscope at another magnification, or
-another camera, gives nuclei of other sizes, and the network finds them less well. Cellpose
-(Stringer et al., *Nature Methods* 18, 2021) therefore rescales every image so that its cells
-have the diameter its models were trained on, estimated from the image itself when the user
-gives none. This module does the same for the course's models:
+1. ``most_confident_rungs``: predict each image at its own size and shrunk by each factor of
+   ``LADDER``, and keep the scale whose class maps are most confident (``predict.confidence``).
+2. ``choose_scale``: separate the nuclei found there; resize the image by
+   ``sqrt(target_area / their median area)`` (within ``LIMITS`` times the rung) and predict
+   again (``predict_at_scale``), the maps resized back to the image's own size.
 
-1. predict the image as it is (the first pass), and also shrunk by each factor of ``LADDER``
-   (0.71, 0.5, 0.35, 0.25), and keep the scale at which the network is most sure of the
-   pixels it calls nucleus (``confidence``). Nuclei much larger than the training ones are
-   not found at the image's own size: the network sees their insides without their edges and
-   cuts them into pieces or misses them, so the pieces' median area would say "keep the
-   size" or even "enlarge". Shrunk until they fit, they are found, and found with confidence.
-2. separate the nuclei found at that scale (``postprocess.label_instances``); if their median
-   area differs from ``target_area`` (the median nucleus area of the training labels,
-   ``median_area``), resize the image by ``sqrt(target_area / found)`` (between ``LIMITS``
-   times the rung: half and twice), predict again and resize the class maps back to the
-   image's own size, so the nuclei come out in its pixels. A factor within 10 % of the rung
-   keeps the rung's prediction.
-
-``most_confident_rungs`` is step 1, ``choose_scale`` step 2's rule; ``predict_at_scale`` the
-rescaled prediction; ``predict_size_normalised`` both steps for a list of images.
-``pipeline`` reads from a training record how ``predict`` and ``evaluate`` run a model
-(size-normalised by default, with the watershed settings ``train`` chose for that way) and
-checks the record's values; ``predict_pipeline`` predicts that way.
-``benchmarks/magnification.py`` measures both steps on the real slide and the synthetic test
-slides resized 0.5 to 3 times.
+``predict_size_normalised`` does both for a list of images; ``pipeline`` reads from a training
+record how ``predict`` and ``evaluate`` run a model, and ``predict_pipeline`` predicts that way.
 """
 
 from __future__ import annotations
@@ -41,8 +24,7 @@ LIMITS = (0.5, 2.0)  # the factor stays within these times the rung it is estima
 _SAME = 0.1  # a scale within 10 % of one already predicted keeps that prediction
 MIN_SIDE = 16  # the shortest side a resized image is given
 MAX_PIXELS = 4096 * 4096  # the most an image is enlarged to (16 Mi pixels; memory)
-#: The scales tried for nuclei too large to be found at the image's own size (step 1).
-LADDER = (1.0, 2**-0.5, 0.5, 2**-1.5, 0.25)
+LADDER = (1.0, 2**-0.5, 0.5, 2**-1.5, 0.25)  # the scales of step 1
 LADDER_MIN_SIDE = 64  # no rung shrinks an image's shorter side below this
 
 
@@ -57,10 +39,8 @@ def median_area(labels) -> float:
 
 def choose_scale(found, target_area: float, limits: tuple[float, float] = LIMITS,
                  around: float = 1.0) -> float:
-    """The factor that makes the median object of ``found`` (a label map at the image's own
-    size) ``target_area`` pixels large: ``sqrt(target_area / median area)``, clipped to
-    ``around * limits``; ``around`` when nothing was found. ``around`` is the scale at which
-    ``found`` was predicted (step 1 of the module's docstring)."""
+    """``sqrt(target_area / median area of found)``, clipped to ``around * limits``, where
+    ``found`` is a label map predicted at scale ``around``; ``around`` when it is empty."""
     if not (np.isfinite(target_area) and target_area > 0):
         raise ValueError(f"target_area must be a positive number of pixels, got {target_area!r}")
     low, high = limits
@@ -72,25 +52,25 @@ def choose_scale(found, target_area: float, limits: tuple[float, float] = LIMITS
     return float(np.clip(np.sqrt(target_area / area), around * low, around * high))
 
 
-def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+def _resize(array, size: tuple[int, int], anti_aliasing: bool | None = None) -> np.ndarray:
+    """Bilinear ``skimage.transform.resize`` of ``array`` as float32 to ``size``."""
     from skimage.transform import resize
 
+    return resize(np.asarray(array).astype(np.float32), size, order=1,
+                  anti_aliasing=anti_aliasing, preserve_range=True).astype(np.float32)
+
+
+def _shrunk(image: np.ndarray, scale: float) -> np.ndarray:
     h, w = image.shape[:2]
-    return resize(image.astype(np.float32), (round(h * scale), round(w * scale)), order=1,
-                  anti_aliasing=scale < 1, preserve_range=True)
+    return _resize(image, (round(h * scale), round(w * scale)), anti_aliasing=scale < 1)
 
 
 def most_confident_rungs(model, images, first=None, ladder: tuple[float, ...] = LADDER
                          ) -> tuple[list[float], list[np.ndarray]]:
-    """Step 1 of the module's docstring: for each image, the rung of ``ladder`` whose class
-    maps, resized back to the image's own size, are most confident (``predict.confidence``), and
-    those maps.
-
-    Rungs that would make an image's shorter side less than ``LADDER_MIN_SIDE`` are skipped;
-    ``first`` (the maps at the image's own size, rung 1) is predicted when not given. Each
-    rung predicts all the images it shrinks at once. Returns ``(rungs, maps)``."""
-    from skimage.transform import resize
-
+    """Step 1: for each image, the rung of ``ladder`` whose class maps, resized back to the
+    image's own size, are most confident, and those maps: ``(rungs, maps)``. Rungs that make
+    an image's shorter side less than ``LADDER_MIN_SIDE`` are skipped; ``first`` (the maps at
+    rung 1) is predicted when not given."""
     images = [np.asarray(image) for image in images]
     first = predict_classes(model, images) if first is None else first
     best = [1.0] * len(images)
@@ -101,9 +81,9 @@ def most_confident_rungs(model, images, first=None, ladder: tuple[float, ...] = 
             continue
         ids = [i for i, image in enumerate(images) if min(image.shape[:2]) * scale
                >= LADDER_MIN_SIDE]
-        probs = predict_classes(model, [_resized(images[i], scale) for i in ids])
+        probs = predict_classes(model, [_shrunk(images[i], scale) for i in ids])
         for i, p in zip(ids, probs, strict=True):  # compared on the image's own pixels
-            p = resize(p, images[i].shape[:2], order=1, preserve_range=True).astype(np.float32)
+            p = _resize(p, images[i].shape[:2])
             c = confidence(p)
             if c is not None and (scores[i] is None or c > scores[i]):
                 best[i], scores[i], maps[i] = scale, c, p
@@ -111,13 +91,9 @@ def most_confident_rungs(model, images, first=None, ladder: tuple[float, ...] = 
 
 
 def predict_at_scale(model, image, scale: float) -> np.ndarray:
-    """``predict.predict_classes`` of ``image`` resized by ``scale`` (bilinear, smoothed first
-    when shrinking), with the class maps resized back (bilinear) to the image's ``(H, W)``.
-
-    Both sides are resized by one factor, so nuclei keep their shape: for an image whose
-    shorter side would come out under 16 pixels, the factor is raised until it does not."""
-    from skimage.transform import resize
-
+    """``predict.predict_classes`` of ``image`` resized by ``scale`` (raised until the shorter
+    side is at least ``MIN_SIDE``), the class maps resized back to the image's ``(H, W)``.
+    ValueError for an enlargement beyond ``MAX_PIXELS``."""
     image = np.asarray(image)
     if scale == 1:
         return predict_classes(model, [image])[0]
@@ -128,22 +104,16 @@ def predict_at_scale(model, image, scale: float) -> np.ndarray:
         raise ValueError(f"scale {scale:g} would enlarge a {w}x{h} image to {size[1]}x{size[0]} "
                          f"pixels, more than {MAX_PIXELS // 2**20} megapixels to predict at once; "
                          "use a smaller factor")
-    probs = predict_classes(model, [_resized(image, scale)])[0]
-    return resize(probs, (h, w), order=1, preserve_range=True).astype(np.float32)
+    return _resize(predict_classes(model, [_shrunk(image, scale)])[0], (h, w))
 
 
 def predict_size_normalised(model, images, settings: dict, target_area: float,
-                            first=None, limits: tuple[float, float] = LIMITS,
-                            ladder: tuple[float, ...] = LADDER):
-    """Both steps of the module's docstring for each image: ``(class maps at each image's own
-    size, scales used)``.
+                            first=None, ladder: tuple[float, ...] = LADDER):
+    """Both steps for each image: ``(class maps at each image's own size, scales used)``.
 
-    Args:
-        images: a list of ``(H, W, 3)`` images (any dtype, as ``predict_classes`` takes).
-        settings: ``postprocess.label_instances`` keywords for finding the nuclei of step 2.
-        target_area: the training nuclei's median area (``median_area`` of the training labels).
-        first: the first pass's class maps, when they are at hand (else predicted here).
-        ladder: the scales of step 1; ``(1.0,)`` skips it (one estimate from the first pass).
+    ``settings``: ``label_instances`` keywords that find the nuclei of step 2; ``target_area``:
+    the training nuclei's median area; ``first``: the maps at the image's own size, if at hand;
+    ``ladder=(1.0,)`` skips step 1.
     """
     images = [np.asarray(image) for image in images]
     first = predict_classes(model, images) if first is None else list(first)
@@ -151,7 +121,7 @@ def predict_size_normalised(model, images, settings: dict, target_area: float,
     probs, scales = [], []
     for image, rung, p in zip(images, rungs, maps, strict=True):
         scale = choose_scale(label_instances(p, method="watershed", **settings), target_area,
-                             limits, around=rung)
+                             around=rung)
         keep = abs(scale / rung - 1) < _SAME  # close to the scale already predicted
         scales.append(rung if keep else scale)
         probs.append(p if keep else predict_at_scale(model, image, scale))
@@ -180,25 +150,14 @@ class Plan:
 
 
 def pipeline(record: dict | None, scale: float | str | None = None) -> Plan:
-    """How ``predict`` and ``evaluate`` run a recipe model, from its training record.
+    """How ``predict`` and ``evaluate`` run a recipe model, from its training record (the
+    run's ``metrics.json``, or None), every value checked before any image is predicted.
 
-    ``recipe.run`` stores ``scale`` (``"auto"``: size normalisation, the default) and the
-    watershed settings for each way: ``postprocessing`` for the stored way,
-    ``postprocessing_native`` for one pass at the image's own size (also the first pass of
-    ``"auto"``). Every value used is checked here, before any image is predicted.
-
-    Args:
-        record: the run's ``metrics.json`` (``files.read_run_record``), or None.
-        scale: the user's choice, ``"auto"`` or a factor; None keeps the training run's
-            (1.0 for a record from before the choice was made, or none).
-
-    Returns:
-        the ``Plan`` (its settings are dicts of their own, free to change).
-
-    Raises:
-        ValueError: a value of the record that is not what ``train`` writes (naming its key),
-            ``"auto"`` for a record without ``train_median_area``, or a factor other than 1
-            for a seed or unet model.
+    ``scale``: the user's ``"auto"`` or factor; None keeps the training run's (1.0 without one).
+    The final settings are ``postprocessing`` when both are ``"auto"``, else
+    ``postprocessing_native`` (also the first pass of ``"auto"``). Raises ValueError for a
+    record value that ``train`` does not write (naming its key), ``"auto"`` without
+    ``train_median_area``, or a factor other than 1 for a seed or unet model.
     """
     record = record or {}
     if record.get("model") in ("seed", "unet") and scale not in (None, 1):
@@ -244,10 +203,8 @@ def _settings(record: dict, key: str, default: dict | None) -> dict:
 
 
 def predict_pipeline(model, images, plan: Plan, first=None):
-    """The class maps of ``images`` as ``pipeline``'s ``plan`` says: size-normalised
-    (``"auto"``), or each image resized by the plan's factor (1 = as it is).
-
-    Returns ``(class maps at each image's own size, the factor used for each)``."""
+    """``(class maps at each image's own size, the factor used for each)``, predicted as
+    ``plan`` says: size-normalised (``"auto"``) or resized by its factor."""
     images = [np.asarray(image) for image in images]
     if plan.scale == "auto":
         return predict_size_normalised(model, images, plan.first, plan.target_area,

@@ -1,14 +1,7 @@
-"""The device policy of a training run: precision and XLA for this machine, and a model built
-under them.
-
-- ``choose_accelerator`` / ``Accelerator``: on a GPU, mixed precision (``mixed_bfloat16`` where
-  the GPU has fast bfloat16, ``mixed_float16`` otherwise) and XLA, switched on and reported;
-  on a CPU the same code path without them.
-- ``dtype_policy``: sets Keras's global dtype policy inside a ``with`` block, restoring it after.
-- ``build_model``: a builder called under the policy, with a float32 output.
-
-The training run itself is ``recipe.run``. Keras is imported only when used, so the command
-line can read ``PRECISIONS`` before it starts Keras.
+"""The device policy of a training run: ``choose_accelerator`` (mixed precision and XLA on a
+GPU, float32 on a CPU), ``dtype_policy`` (Keras's global dtype policy inside a ``with`` block)
+and ``build_model`` (a builder called under the policy, with a float32 output). Keras is
+imported only when used, so the command line can read ``PRECISIONS`` before it starts Keras.
 """
 
 from __future__ import annotations
@@ -25,26 +18,10 @@ if TYPE_CHECKING:
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < low:
-        raise ValueError(f"{name} must be at least {low}, got {value}")
-
-
-# --------------------------------------------------------------------------- device policy
-
-
 @dataclasses.dataclass(frozen=True)
 class Accelerator:
-    """How training runs on this machine.
-
-    Attributes:
-        backend: the Keras backend (``"tensorflow"``, ``"jax"``, ``"torch"``).
-        gpus: names of the GPUs the backend sees (empty on CPU).
-        precision: the dtype policy, ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
-        jit_compile: whether ``compile`` asks for XLA compilation.
-    """
+    """How training runs here: the Keras backend, the GPUs it sees (none on a CPU), the dtype
+    policy and whether ``compile`` asks for XLA."""
 
     backend: str
     gpus: tuple[str, ...]
@@ -61,13 +38,9 @@ class Accelerator:
 
 
 def choose_accelerator(precision: str = "auto", xla: bool | str = "auto") -> Accelerator:
-    """Decide the dtype policy and XLA compilation for this machine.
-
-    ``"auto"`` means: on a GPU, mixed precision (bfloat16 where the GPU computes it fast,
-    compute capability 8.0 or newer; float16 otherwise) and XLA; on a CPU, float32, with XLA
-    only on JAX (whose every step is XLA-compiled anyway; TensorFlow on CPU runs faster without).
-    Pass explicit values to override, e.g. ``choose_accelerator("float32", xla=False)``.
-    """
+    """The dtype policy and XLA compilation for this machine. ``"auto"``: on a GPU, mixed
+    precision (bfloat16 where the GPU computes it fast, else float16) and XLA; on a CPU,
+    float32, with XLA only on JAX. ValueError for another precision or xla."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if xla not in ("auto", True, False):
@@ -91,10 +64,7 @@ def choose_accelerator(precision: str = "auto", xla: bool | str = "auto") -> Acc
 
 @contextlib.contextmanager
 def dtype_policy(name: str) -> Iterator[None]:
-    """Set Keras's global dtype policy inside the ``with`` block; restore the old one after.
-
-    Layers take the global policy when they are created, so build the model inside the block.
-    """
+    """Set Keras's global dtype policy inside the ``with`` block; restore the old one after."""
     import keras
 
     if name not in PRECISIONS[1:]:
@@ -110,59 +80,25 @@ def dtype_policy(name: str) -> Iterator[None]:
 def build_model(
     builder: Callable[[], keras.Model], accelerator: Accelerator, seed: int | None = None
 ) -> keras.Model:
-    """Call ``builder()`` under the accelerator's dtype policy; make sure the output is float32.
-
-    ``seed``: seed Python, NumPy and the backend first
-    (``keras.utils.set_random_seed``), so the same seed builds the same initial weights and
-    dropout streams whatever ran before.
-
-    Under mixed precision the layers compute in float16/bfloat16 but the probabilities that
-    the loss and the metrics see must be float32: a sigmoid in float16 rounds 0.9996 up to 1,
-    where the loss is clipped and its gradient is lost. When the model's last layer does not
-    compute in float32, it is rebuilt with a float32 dtype policy (same weights), so the head
-    convolution and its sigmoid run in float32; the rest of the model stays in 16 bit.
-
-    Returns:
-        a ``keras.Model`` whose output dtype is ``float32``.
+    """Call ``builder()`` under the accelerator's dtype policy, after
+    ``keras.utils.set_random_seed(seed)`` when a seed is given. A model whose output is not
+    float32 gets a float32 linear activation appended: under mixed precision the loss must see
+    float32 probabilities. TypeError when ``builder`` returns no ``keras.Model``.
     """
     import keras
 
     if seed is not None:
-        _check_int("seed", seed, low=0)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
+        if seed < 0:
+            raise ValueError(f"seed must be at least 0, got {seed}")
         keras.utils.set_random_seed(seed)
     with dtype_policy(accelerator.precision):
         model = builder()
         if not isinstance(model, keras.Model):
             raise TypeError(f"builder must return a keras.Model, got {type(model).__name__}")
         if model.outputs and str(model.outputs[0].dtype) != "float32":
-            model = _float32_head(model)
+            output = keras.layers.Activation("linear", dtype="float32",
+                                             name="float32_output")(model.outputs[0])
+            model = keras.Model(model.inputs, output, name=model.name)
     return model
-
-
-def _float32_head(model: keras.Model) -> keras.Model:
-    """A copy of ``model`` whose output layer computes in float32 (same weights).
-
-    For a functional model the last layer is cloned with a float32 policy; for anything else
-    (or if that does not give a float32 output) a float32 ``Activation("linear")`` is appended.
-    """
-    import keras
-
-    head = model.layers[-1]
-
-    def clone(layer):
-        config = layer.get_config()
-        if layer is head:
-            config["dtype"] = "float32"
-        return layer.__class__.from_config(config)
-
-    try:
-        copy = keras.models.clone_model(model, clone_function=clone)
-        copy.set_weights(model.get_weights())
-    except (ValueError, TypeError, NotImplementedError):
-        copy = model
-    if str(copy.outputs[0].dtype) == "float32":
-        return copy
-    output = keras.layers.Activation("linear", dtype="float32", name="float32_output")(
-        model.outputs[0]
-    )
-    return keras.Model(model.inputs, output, name=model.name)
