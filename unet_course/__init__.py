@@ -1,25 +1,15 @@
 """unet_course: the helper package that the U-Net course notebooks import.
 
-The parts, and the directions they import in (``../shared/ARCHITECTURE.md``):
+Data (``data``, ``rendering``, ``dsb2018``, ``datasets``, ``real_slide``, ``augment``,
+``sequence``, ``targets``, ``files``, ``label_maps``); training (``model``, ``geometry``,
+``normalization``, ``losses``, ``metrics``, ``recipe``, ``train``, ``devices``,
+``callbacks``); prediction (``predict``, ``rescale``, ``postprocess``, ``scoring``,
+``evaluate``, ``baseline``, ``overlay``, ``receptive_field``); the command line (``cli``,
+``commands``, ``interrupts``, ``runtime``); ``lessons`` (what only the notebooks use).
 
-- Data: ``data`` and ``rendering`` (synthetic nuclei), ``dsb2018`` and ``datasets`` (folders
-  in the Data Science Bowl layout, splits), ``real_slide``, ``augment``, ``sequence``
-  (batches), ``targets``, ``files`` (the one image reader, atomic writes), ``label_maps``.
-- Train: ``model`` and ``geometry`` (the U-Net builders, the sizes they take), ``normalization``
-  (the per-image percentile layer), ``losses``, ``metrics``, ``recipe`` (the one training run),
-  ``train`` (device policy), ``callbacks``.
-- Predict: ``predict`` (a model on whole images), ``rescale`` (size normalisation),
-  ``postprocess`` (probabilities to nuclei), ``scoring``, ``evaluate``, ``baseline``,
-  ``overlay``, ``receptive_field``.
-- Face: ``cli`` and ``commands`` (``python -m unet_course train | evaluate | predict | doctor``),
-  ``interrupts``, ``runtime``.
-- Lessons: ``lessons`` (what only the notebooks use, with the exercises' checks).
-
-Importing the package does not import Keras, so the command line checks its arguments first.
-It registers the course's Keras layers, losses and metrics as soon as Keras is imported (now,
-or later), so ``keras.saving.load_model("model.keras")`` reads a course model in any process
-that imported ``unet_course``. It also asks TensorFlow to pool its CPU memory
-(``TF_CPU_ALLOCATOR_USE_BFC``, unless set), which ``benchmarks/fit_speed.py`` measures.
+Importing the package does not import Keras, but registers the course's Keras classes as soon
+as Keras is imported, so ``keras.saving.load_model`` reads a course model; it also sets
+``TF_CPU_ALLOCATOR_USE_BFC`` unless set.
 """
 
 import importlib.abc as _abc

@@ -19,10 +19,9 @@ PIPELINES = ("otsu_components", "otsu_watershed")
 
 
 def to_grey(image: Any, polarity: str = "auto") -> np.ndarray:
-    """``(H, W)`` float64 grey plane of an ``(H, W)`` or ``(H, W, C)`` real image, in which
-    nuclei are bright: three channels through ``skimage.color.rgb2gray`` (values unscaled),
-    others averaged; negated for ``polarity="dark"`` (bright-field) or, with ``"auto"``, when
-    the median lies in the upper half of the range. Raises ValueError / TypeError."""
+    """``(H, W)`` float64 grey plane of an ``(H, W)`` or ``(H, W, C)`` real image (RGB through
+    ``rgb2gray``, else the channels' mean), negated for ``polarity="dark"`` or, with
+    ``"auto"``, when the median lies in the upper half of the range. ValueError / TypeError."""
     image = np.asarray(image)
     if image.ndim not in (2, 3) or min(image.shape[:2], default=0) < 1:
         raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
@@ -73,8 +72,6 @@ def baseline_scores(images: Sequence[Any], labels: Sequence[np.ndarray],
     """``{"otsu_components": {"dice", "iou", "dsb_map"}, "otsu_watershed": {...}}``: pixel Dice
     and IoU of the Otsu masks (counts summed over images) and the mean instance score
     (``scoring.dsb_score_dataset``) of both pipelines against true instance ``labels``."""
-    from unet_course.scoring import dsb_score_dataset
-
     _check_pairs(images, labels)
     masks = [otsu_mask(image, polarity) for image in images]
     scores = {}
@@ -122,8 +119,6 @@ def tune_classical(images: Sequence[Any], labels: Sequence[np.ndarray],
     """``{"settings", "dsb_map", "dice", "iou"}``: the ``classical_instances`` keyword arguments
     from ``grid`` (updating ``CLASSICAL_GRID``) with the best instance score on the first
     ``MAX_TUNE_IMAGES`` (validation) slides, and ``classical_scores`` on all of them."""
-    from unet_course.scoring import dsb_score_dataset
-
     _check_pairs(images, labels)
     grid = {**CLASSICAL_GRID, **(grid or {})}
     truth = [np.asarray(t) for t in labels[:MAX_TUNE_IMAGES]]

@@ -1,8 +1,5 @@
-"""Scoring a trained model's predictions: ``choose_threshold`` (the best pixel Dice on
-validation images), ``instance_score`` and ``scores`` (probabilities -> nuclei -> the Data
-Science Bowl 2018 score, beside the pixel scores of ``scoring.pixel_scores``) and
-``evaluate_model`` (the work of ``unet-course evaluate``: a saved model on the held-out split
-of its training run, beside the classical pipelines).
+"""Scoring a trained model's predictions: ``choose_threshold``, ``scores`` (pixel scores and the
+Data Science Bowl 2018 score) and ``evaluate_model`` (the work of ``unet-course evaluate``).
 """
 
 from __future__ import annotations
@@ -18,12 +15,9 @@ from unet_course.scoring import dsb_score_dataset, pixel_scores
 
 
 def choose_threshold(masks, probs, thresholds: Sequence[float] | None = None) -> tuple[float, np.ndarray]:
-    """The threshold with the highest pixel Dice on these (validation) images.
-
-    Returns:
-        ``(best_threshold, dice)`` where ``dice[i]`` is the pixel Dice at ``thresholds[i]``
-        (default thresholds: 0.05, 0.10, ..., 0.95). Ties go to the threshold closest to 0.5.
-    """
+    """``(best_threshold, dice)``: the threshold (default 0.05, 0.10, ..., 0.95) with the
+    highest pixel Dice on these (validation) images, ties to the one closest to 0.5, and the
+    Dice at each threshold. ValueError for thresholds outside (0, 1)."""
     grid = np.round(np.arange(0.05, 0.96, 0.05), 2) if thresholds is None else np.asarray(thresholds)
     if grid.ndim != 1 or grid.size == 0 or np.any((grid <= 0) | (grid >= 1)):
         raise ValueError(f"thresholds must be a non-empty 1-D list of numbers in (0, 1), got {thresholds!r}")
@@ -32,51 +26,32 @@ def choose_threshold(masks, probs, thresholds: Sequence[float] | None = None) ->
     return float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]]), dice
 
 
-def instance_score(labels, probs, threshold: float, method: str) -> dict:
-    """``{"dsb_map", "instances", "objects"}``: probabilities -> nuclei -> DSB 2018 score.
-
-    Args:
-        labels: true (H_i, W_i) instance label maps; probs: foreground probabilities of the
-            same shapes; threshold, method: as in ``postprocess.label_instances``.
-    """
-    found = [label_instances(p, threshold, method) for p in probs]
-    return {"dsb_map": dsb_score_dataset(labels, found), "instances": method,
+def _instances(labels, probs, method: str, **settings) -> dict:
+    """The DSB 2018 score and object count of ``label_instances(p, method=method, **settings)``."""
+    found = [label_instances(p, method=method, **settings) for p in probs]
+    return {"dsb_map": dsb_score_dataset([np.asarray(t) for t in labels], found),
             "objects": int(sum(f.max() for f in found))}
 
 
 def scores(labels, probs, settings: dict, method: str = "watershed") -> dict[str, float]:
-    """Pixel Dice and IoU of the foreground (at ``settings["threshold"]``) and the instance
-    score of ``label_instances(..., **settings)``.
-
-    Args:
-        labels: true instance label maps; probs: the model's ``(H, W, K)`` maps of them.
-
-    Returns ``{"dice", "iou", "dsb_map", "objects"}``.
-    """
+    """``{"dice", "iou", "dsb_map", "objects"}`` of the model's ``(H, W, K)`` maps ``probs``
+    against the true label maps: pixel scores of the foreground at ``settings["threshold"]``
+    and the instance score of ``label_instances(..., **settings)``."""
     pixel = pixel_scores([np.asarray(t) > 0 for t in labels], [foreground(p) for p in probs],
                          settings["threshold"])
-    found = [label_instances(p, method=method, **settings) for p in probs]
     return {"dice": pixel["dice"], "iou": pixel["iou"],
-            "dsb_map": dsb_score_dataset([np.asarray(t) for t in labels], found),
-            "objects": int(sum(f.max() for f in found))}
+            **_instances(labels, probs, method, **settings)}
 
 
 def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
                    method: str = "watershed", threshold: float | None = None):
-    """A saved model on one split of its training run's data, beside the Otsu baselines.
+    """A saved ``.keras`` model on one ``split`` of its training run's data, beside the
+    classical baselines: ``(split, probs, result dict)``.
 
-    Args:
-        model_path: a ``.keras`` file (read in Keras's safe mode).
-        settings: ``data``, ``img_size``, ``seed``, ``quick``, ``threshold``,
-            ``postprocessing`` and ``record`` (the training run's ``metrics.json``), and
-            ``scale`` (the user's ``--scale``; None: ``rescale.pipeline``'s default).
-        split: ``"test"`` or ``"val"``.
-        method: ``"components"`` or ``"watershed"`` (``postprocess.METHODS``).
-        threshold: the user's threshold, replacing the recipe's chosen one (None: keep it).
-
-    Returns:
-        ``(split, probs, result dict)``; raises ValueError for a model whose output is
-        neither 1 channel nor the recipe's 3 classes, before any data are loaded.
+    ``settings``: ``data``, ``img_size``, ``seed``, ``quick``, ``threshold``,
+    ``postprocessing``, ``record`` (the run's ``metrics.json``) and ``scale`` (None:
+    ``rescale.pipeline``'s default); ``threshold`` replaces the chosen one. Raises ValueError,
+    before any data are loaded, for a model with neither 1 nor 3 output channels.
     """
     import keras
 
@@ -110,16 +85,16 @@ def evaluate_model(model_path: str | Path, settings: dict, split: str = "test",
         probs = predict_native(model, images.images)
         pixel = pixel_scores(images.masks, probs, settings["threshold"])
         result.update(dice=pixel["dice"], iou=pixel["iou"], threshold=pixel["threshold"])
-        result.update(instance_score(images.labels, probs, settings["threshold"], method))
+        result.update(_instances(images.labels, probs, method, threshold=settings["threshold"]),
+                      instances=method)
     tuned = (settings.get("record") or {}).get("val_classical", {}).get("settings")
     result["baseline"] = _baseline_beside(images, result, tuned)
     return images, probs, result
 
 
 def _baseline_beside(split, result: dict, classical_settings: dict | None = None) -> dict:
-    """The classical pipelines on the same images, and whether the model beats the best of
-    them: the two Otsu pipelines, and ``baseline.classical_instances`` with the settings
-    ``train`` tuned on the validation slides (``CLASSICAL_DEFAULT`` without a record)."""
+    """The two Otsu pipelines and ``classical_instances`` (with the settings ``train`` tuned,
+    else ``CLASSICAL_DEFAULT``) on the same images, and whether the model beats the best."""
     from unet_course.baseline import CLASSICAL_DEFAULT, baseline_scores, classical_scores
 
     classical = baseline_scores(split.images, split.labels)

@@ -1,12 +1,8 @@
-"""Segmentation losses: binary cross-entropy (BCE), soft Dice, their sum, pixel-weighted BCE,
-and categorical cross-entropy + soft Dice for the three-class output.
-
-``keras.ops`` only (TensorFlow, JAX and PyTorch); the cross-entropies are
-``keras.ops.binary_crossentropy`` / ``categorical_crossentropy``. The classes are registered
-for ``keras.saving`` (package ``unet_course``). ``y_true`` and ``y_pred`` are ``(B, H, W, 1)``
-or ``(B, H, W)``; ``y_pred`` probabilities, or logits with ``from_logits=True``. Every loss
-casts to float32 first and clips probabilities to ``[EPSILON, 1 - EPSILON]``, so a float16
-output of exactly 0 or 1 gives a finite loss. Per image (sums over its pixels)::
+"""Segmentation losses in ``keras.ops`` (every backend), registered for ``keras.saving``:
+binary cross-entropy, soft Dice, their sum, pixel-weighted BCE, and categorical cross-entropy +
+soft Dice for the three-class output. ``y_true`` and ``y_pred`` are ``(B, H, W, 1)`` or
+``(B, H, W)``; they are cast to float32 and probabilities clipped to ``[EPSILON, 1 - EPSILON]``
+first, so a float16 output of exactly 0 or 1 gives a finite loss. Per image::
 
     BCE       = mean( -t log p - (1 - t) log(1 - p) )
     soft Dice = 1 - (2 sum(p t) + s) / (sum(p) + sum(t) + s)       (s = smooth)
@@ -54,8 +50,7 @@ def binary_crossentropy(y_true, y_pred, from_logits: bool = False):
 
 
 def soft_dice(y_true, y_pred, smooth: float = 1.0, from_logits: bool = False):
-    """Soft Dice loss of each image, in float32: ``(B,)``. ``p`` are probabilities, not a
-    thresholded mask, so the loss has a gradient; ``smooth`` makes empty against empty cost 0."""
+    """Soft Dice loss of each image, in float32: ``(B,)``; empty against empty costs 0."""
     t, y = float32_pair(y_true, y_pred)
     p = ops.sigmoid(y) if from_logits else ops.clip(y, 0.0, 1.0)
     return _soft_dice(t, p, tuple(range(1, len(t.shape))), smooth)
@@ -120,13 +115,8 @@ class BCEDiceLoss(_Loss):
 
 @keras.saving.register_keras_serializable(package="unet_course")
 class WeightedBCELoss(_Loss):
-    """Binary cross-entropy with a per-pixel weight map (the U-Net paper's eq. 1).
-
-    ``call`` returns the per-pixel loss ``(B, H, W)`` (channel axis dropped), so Keras
-    multiplies it by a ``sample_weight`` of shape ``(B, H, W)`` and takes the mean over all
-    pixels: ``mean(w * BCE_pixel)``. Pass the map as the third element of the dataset's
-    batches or as ``model.fit(..., sample_weight=w)``; without one it is plain BCE.
-    """
+    """Binary cross-entropy with a per-pixel weight map (the U-Net paper's eq. 1): the
+    per-pixel loss ``(B, H, W)``, which Keras weights by a ``(B, H, W)`` ``sample_weight``."""
 
     _config = ("from_logits",)
 
@@ -144,12 +134,8 @@ class WeightedBCELoss(_Loss):
 
 @keras.saving.register_keras_serializable(package="unet_course")
 class ClassesDiceLoss(_Loss):
-    """Per image, ``mean_pixels(-sum_k t_k log p_k) + mean_{k >= 1} softDice(t_k, p_k)``.
-
-    For the three-class output (``targets.CLASSES``): ``y_true`` one-hot and ``y_pred``
-    softmax, both ``(B, H, W, K)``. The Dice terms give the thin boundary class as much say as
-    the background.
-    """
+    """Per image, ``mean_pixels(-sum_k t_k log p_k) + mean_{k >= 1} softDice(t_k, p_k)`` of
+    one-hot ``y_true`` and softmax ``y_pred``, both ``(B, H, W, K)``."""
 
     _config = ("smooth",)
 

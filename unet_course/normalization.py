@@ -1,10 +1,7 @@
-"""One normalisation for every image the course's default model sees: percentiles to [0, 1].
-
-``percentile_normalize`` (NumPy) and the Keras layer ``PercentileNormalization`` map each image
-so that its ``low``-th percentile becomes 0 and its ``high``-th 1 (nothing is clipped), as
-StarDist and CSBDeep do (``normalize(x, 1, 99.8)``), so bit depth and exposure do not matter.
-For images that look like no training slide (``predict.predict_classes``):
-``one_colour_as_grey`` (from ``files``), ``polarity_in_doubt`` and ``appearance_note``.
+"""One normalisation for every image the course's default model sees: ``percentile_normalize``
+(NumPy) and the layer ``PercentileNormalization`` map each image's ``low``-th percentile to 0
+and its ``high``-th to 1, unclipped, as StarDist does. For images that look like no training
+slide (``predict.predict_classes``): ``polarity_in_doubt`` and ``appearance_note``.
 """
 
 from __future__ import annotations
@@ -28,12 +25,8 @@ EPSILON = 1e-6
 
 
 def percentile_normalize(image: Any, low: float = LOW, high: float = HIGH) -> np.ndarray:
-    """``(image - p_low) / (p_high - p_low)`` over all pixels and channels.
-
-    ``image``: ``(H, W)`` or ``(H, W, C)`` real numbers, any dtype; ``0 <= low < high <= 100``.
-    Returns float32 of the same shape (a flat image gives zeros). Raises ``TypeError`` for a
-    non-real dtype, ``ValueError`` for bad percentiles.
-    """
+    """``(image - p_low) / (p_high - p_low)`` over all pixels and channels, float32 (zeros
+    for a flat image). TypeError for a non-real dtype, ValueError for bad percentiles."""
     image = np.asarray(image)
     if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
         raise TypeError(f"image must hold real numbers, got dtype {image.dtype}")
@@ -42,19 +35,13 @@ def percentile_normalize(image: Any, low: float = LOW, high: float = HIGH) -> np
     return ((image - lo) / (hi - lo + EPSILON)).astype(np.float32)
 
 
-#: An image whose colours stray further than this from one colour (``files.colour_spread``),
-#: on a dark field, looks like a composite of several dyes (``appearance_note``).
-COMPOSITE = 0.1
+COMPOSITE = 0.1  # colours straying further from one colour look like a composite of dyes
 
 
 def appearance_note(image: Any, polarity: bool = True) -> str:
-    """One line for ``predict``'s log on how ``predict.predict_classes`` takes ``image``.
-
-    "" for a picture like the training slides; else what is done (one colour predicted as
-    grey; grey in doubt predicted both ways), or, for colours straying more than ``COMPOSITE``
-    from one colour on a mostly dark field, the advice to give the nuclear channel alone.
-    ``polarity=False`` for models without the polarity step (the older 0-255 ones).
-    """
+    """One line for ``predict``'s log on how ``predict.predict_classes`` takes ``image``
+    ("" for a picture like the training slides); ``polarity=False`` for models without the
+    polarity step."""
     image = np.asarray(image)
     colour = colour_spread(image)
     doubt = "grey on a light field: predicted as it is and negated, the surer kept"
@@ -72,20 +59,13 @@ def appearance_note(image: Any, polarity: bool = True) -> str:
     return ""
 
 
-#: A grey image whose median lies above this fraction of its range (``LOW``-th to ``HIGH``-th
-#: percentile) is not clearly bright nuclei on a dark field (``polarity_in_doubt``).
-POLARITY_DOUBT = 0.3
+POLARITY_DOUBT = 0.3  # a grey median above this fraction of the range: polarity in doubt
 
 
 def polarity_in_doubt(image: Any) -> bool:
-    """True for a grey ``(H, W, 3)`` image (three equal channels, finite) whose median, on every
-    3rd row and column, lies above ``POLARITY_DOUBT`` of the way from its ``LOW``-th to its
-    ``HIGH``-th percentile. Colour images and other shapes are never in doubt.
-
-    ``predict.predict_classes`` predicts such an image as it is and negated and keeps the
-    maps the network is more confident of: brightness alone cannot tell crowded fluorescence
-    from grey bright-field.
-    """
+    """True for a finite grey ``(H, W, 3)`` image whose median, on every 3rd row and column,
+    lies above ``POLARITY_DOUBT`` of the way from its ``LOW``-th to its ``HIGH``-th
+    percentile: it may be bright nuclei on a dark field or the reverse."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.size == 0 or not is_grey(image):
         return False
@@ -103,17 +83,11 @@ def _check_percentiles(low: float, high: float) -> None:
 
 @keras.saving.register_keras_serializable(package="unet_course")
 class PercentileNormalization(keras.layers.Layer):
-    """Per image, map the ``low``-th percentile of all its pixels to 0 and the ``high``-th to 1.
-
-    Input ``(B, H, W, C)`` of any real dtype; output float32 of the same shape, equal to
-    ``percentile_normalize`` image by image (``keras.ops.quantile``, linear interpolation); a
-    flat image gives zeros. No weights; every Keras backend. It always computes in float32,
-    whatever the dtype policy or a saved config says: under ``mixed_float16`` a 16-bit image
-    cast to float16 would overflow to inf.
-    """
+    """``percentile_normalize`` of each image of a ``(B, H, W, C)`` batch, always in float32
+    (under ``mixed_float16`` a 16-bit image would overflow)."""
 
     def __init__(self, low: float = LOW, high: float = HIGH, **kwargs):
-        kwargs["dtype"] = "float32"  # see above; also overrides a mixed policy in old files
+        kwargs["dtype"] = "float32"  # whatever the policy or a saved config says
         super().__init__(**kwargs)
         _check_percentiles(low, high)
         self.low, self.high = float(low), float(high)

@@ -1,12 +1,8 @@
-"""Prediction: a trained model applied to whole images of any size.
-
-One module for every way a course model sees an image: ``predict_maps`` (each image padded to
-a size the model accepts, same-size inputs batched, the answer cropped back), ``predict_classes``
-(the same after the colour and polarity steps of ``normalization``), ``predict_native`` (the
-nucleus probability of each image), ``predict_tiled`` (overlap tiles, for a model with a fixed
-input size) and ``predict_instances`` (image in, nuclei out). Size-normalised prediction builds
-on these (``rescale``). A saved model is read with ``keras.saving.load_model``: importing
-``unet_course`` registers the course's layers, losses and metrics.
+"""Prediction: a trained model applied to whole images of any size: ``predict_maps`` (each image
+padded to a size the model accepts, same-size inputs batched, cropped back),
+``predict_classes`` (after the colour and polarity steps of ``normalization``),
+``predict_native`` (nucleus probabilities), ``predict_tiled`` (overlap tiles) and
+``predict_instances`` (image in, nuclei out).
 """
 
 from __future__ import annotations
@@ -29,7 +25,7 @@ MIN_NUCLEUS_PIXELS = 20  # a map with fewer pixels called nucleus has no confide
 
 def foreground(probs: np.ndarray) -> np.ndarray:
     """``(..., C)`` model output -> float32 nucleus probability: the one channel of a sigmoid
-    output, else 1 - P(background) (channel 0) of a softmax over 2 or 3 classes."""
+    output, else 1 - P(background) (channel 0)."""
     probs = np.asarray(probs, dtype=np.float32)
     return probs[..., 0] if probs.shape[-1] == 1 else 1 - probs[..., 0]
 
@@ -49,9 +45,7 @@ def confidence(probs) -> float | None:
 
 def bucket(side: int, step: int) -> int:
     """The padded length at which a ``same`` model predicts an image side: the next multiple
-    of ``step`` (the pooling grid) and of a quarter of the side's power of two. Padding adds
-    at most a quarter, and a model meets at most four lengths an octave (XLA compiles one
-    program per input shape)."""
+    of ``step`` and of a quarter of the side's power of two (few shapes for XLA to compile)."""
     grain = max(step, (1 << (int(side).bit_length() - 1)) // 4 // step * step)
     return -(-int(side) // grain) * grain
 
@@ -64,23 +58,17 @@ def _padding(side: int, depth: int, padding: str) -> tuple[int, int]:
     return margin, size - side - margin
 
 
-def predict_maps(model: Any, images, batch_size: int = 8) -> list[np.ndarray]:
-    """The model's output for each image as given, at the image's own size.
-
-    Each image is reflect-padded to a size the model accepts whose output covers it
-    (``bucket``), inputs of one padded size are predicted ``batch_size`` at a time and each
-    answer is cropped back: nothing is resized. A model with a fixed input size is slid over
-    the image in overlap tiles (``predict_tiled``).
-
-    Args:
-        images: ``(n, H, W, C)`` array or a list of ``(H_i, W_i, C)`` arrays, in the values the
-            model takes (given to it as float32).
-
-    Returns:
-        a list of ``(H_i, W_i, K)`` float32 arrays.
-    """
+def _check_batch_size(batch_size) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+
+
+def predict_maps(model: Any, images, batch_size: int = 8) -> list[np.ndarray]:
+    """The model's ``(H_i, W_i, K)`` float32 output for each ``(H_i, W_i, C)`` image, at the
+    image's own size: reflect-padded to a size the model accepts (``bucket``), predicted
+    ``batch_size`` at a time, cropped back; a fixed-size model goes through ``predict_tiled``.
+    """
+    _check_batch_size(batch_size)
     channels = model.input_shape[-1]
     images = [np.asarray(image) for image in images]
     for image in images:  # every image checked before any prediction
@@ -113,19 +101,9 @@ def predict_native(model: Any, images, batch_size: int = 4) -> list[np.ndarray]:
 
 
 def predict_classes(model: Any, images, batch_size: int = 8) -> list[np.ndarray]:
-    """``predict_maps`` after two steps for images that look like no training slide.
-
-    A fluorescence image saved in its dye's colour goes in as its grey brightness
-    (``normalization.one_colour_as_grey``). A grey image whose polarity is in doubt
-    (``normalization.polarity_in_doubt``) is predicted as it is and negated, and the maps the
-    network is more confident of are kept (``confidence``).
-
-    Args:
-        images: ``(n, H, W, 3)`` array or a list of ``(H_i, W_i, 3)`` arrays, any dtype.
-
-    Returns:
-        a list of ``(H_i, W_i, K)`` float32 arrays.
-    """
+    """``predict_maps`` of ``(H_i, W_i, 3)`` images of any dtype, a one-colour image taken as
+    its grey brightness (``normalization.one_colour_as_grey``) and a grey one whose polarity
+    is in doubt predicted as it is and negated, the more confident maps kept."""
     from unet_course import normalization  # Keras: not before the command line has started it
 
     images = [normalization.one_colour_as_grey(np.asarray(image)) for image in images]
@@ -141,16 +119,11 @@ def predict_classes(model: Any, images, batch_size: int = 8) -> list[np.ndarray]
 
 
 def tile_plan(model: Any, tile: int | None = None, overlap: int | None = None) -> dict[str, int]:
-    """How ``predict_tiled`` cuts an image for ``model``, checked before any prediction.
-
-    Returns ``{"tile", "crop", "overlap", "core"}``: the input side of a tile, the pixels the
-    network itself trims from each side (0 for ``same`` padding), the output pixels dropped at
-    each side, and the side of the part kept from each tile. Raises ValueError when the model
-    cannot take ``tile`` (naming the nearest sizes that work) or nothing would be kept.
-
-    The default ``overlap`` is 0 for a ``valid`` model; for a ``same`` model it is half the
-    receptive field rounded up to the pooling grid, so each kept pixel saw only image.
-    """
+    """How ``predict_tiled`` cuts an image, checked before any prediction:
+    ``{"tile", "crop", "overlap", "core"}``, the input side of a tile, the pixels the network
+    trims from each side, the output pixels dropped at each side (default: 0 for a ``valid``
+    model, else half the receptive field on the pooling grid) and the side kept from each
+    tile. ValueError when the model cannot take ``tile`` or nothing would be kept."""
     depth, padding = unet_geometry(model)
     fixed = model.input_shape[1:3]
     if tile is None:
@@ -216,31 +189,14 @@ def predict_tiled(
     overlap: int | None = None,
     batch_size: int = 4,
 ) -> np.ndarray:
-    """Overlap-tile prediction of an image of any size (Ronneberger et al. 2015, Fig. 2).
-
-    The mirrored image is cut into ``tile x tile`` inputs ``core`` pixels apart and only the
-    central ``core x core`` part of each output is kept (``tile_plan``), so the result equals
-    one pass over the whole mirrored image wherever ``overlap`` covers the receptive field.
-
-    Args:
-        model: a U-Net-like Keras model (``unet_course.model.build_unet``), input
-            ``(batch, H, W, C)``, output ``(batch, H', W', k)``.
-        image: (H, W, C) (or (H, W) for C = 1) array, scaled as the model expects (it is
-            cast to float32, not rescaled). Any H, W >= 2.
-        tile: input side of each tile; a size the model accepts (default: the model's fixed
-            input size, else the nearest size >= 512 that it accepts).
-        overlap: output pixels dropped at each side of each tile (default: 0 for a valid
-            model; for a same model half its receptive field, rounded up to a multiple of
-            ``2**depth``; see ``tile_plan``).
-        batch_size: tiles per forward pass (one ``predict_on_batch`` call each).
-
-    Returns:
-        (H, W, k) float32 predictions.
+    """Overlap-tile prediction (Ronneberger et al. 2015, Fig. 2) of an (H, W, C) image (or
+    (H, W) for C = 1), H, W >= 2, as the model takes it: the mirrored image cut into ``tile``
+    inputs ``core`` pixels apart (``tile_plan``; default tile: the model's fixed input, else
+    the nearest size >= 512), the central part of each output kept. (H, W, k) float32.
     """
     image = _check_image(image, model)
     plan = tile_plan(model, tile, overlap)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    _check_batch_size(batch_size)
     t, core, dropped = plan["tile"], plan["core"], plan["overlap"]
     (h, w), before = image.shape[:2], plan["crop"] + dropped
     ny, nx = -(-h // core), -(-w // core)
@@ -269,21 +225,9 @@ def predict_instances(
     overlap: int | None = None,
     min_size: int = 10,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Instance labels of an image of any size: ``predict_tiled`` then ``label_instances``.
-
-    The model's output decides the post-processing input: 1 channel (sigmoid) is the
-    foreground probability, 2 channels (softmax) give it as channel 1, and 3 channels are
-    background / interior / boundary probabilities (interior-seeded watershed).
-
-    Args:
-        model: a U-Net-like Keras model with 1, 2 or 3 output channels.
-        image: (H, W, C) array as the model expects it (see ``predict_tiled``).
-        method, threshold, min_size: as in ``label_instances``.
-        tile, overlap: as in ``predict_tiled``.
-
-    Returns:
-        ``(labels (H, W) int32, probabilities (H, W, k) float32)``.
-    """
+    """``(labels (H, W) int32, probabilities (H, W, k) float32)``: ``predict_tiled``, then
+    ``label_instances`` of the foreground (channel 1 of a 2-channel model) or of the 3-class
+    map. ValueError for a model with another number of output channels."""
     from unet_course.postprocess import METHODS, label_instances
 
     if method not in METHODS:

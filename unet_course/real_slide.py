@@ -1,11 +1,7 @@
-"""One real slide with ground truth: a Data Science Bowl 2018 fluorescence image, 125 nuclei.
-
-The slide (BBBC038, CC0; Caicedo et al., Nature Methods 2019) ships with the ``stardist`` wheel
-as ``stardist/data/images/img2d.tif`` and ``mask2d.tif``: 512x512, 16-bit. ``fetch_real_slide``
-(``python -m unet_course.real_slide``, run by ``make setup``) downloads that one wheel without
-its dependencies, for a fixed platform, and writes the two files, verified by SHA-256, under
-``data/real_slide``; ``load_real_slide`` reads them and never downloads. The course uses the
-slide as a check of models trained on synthetic slides, never as training data.
+"""One real slide with ground truth: a Data Science Bowl 2018 fluorescence image (BBBC038, CC0),
+512x512, 16-bit, 125 nuclei, as shipped in the ``stardist`` wheel. ``fetch_real_slide``
+(``python -m unet_course.real_slide``, run by ``make setup``) downloads that wheel and writes
+the two files, verified by SHA-256, under ``data/real_slide``; ``load_real_slide`` reads them.
 """
 
 from __future__ import annotations
@@ -40,11 +36,8 @@ def slide_dir() -> Path:
 
 
 def extract_from_wheel(wheel: str | Path, dest: str | Path) -> list[Path]:
-    """Take the slide's two files out of a stardist wheel into ``dest``; return their paths.
-
-    Raises ``ValueError`` naming the member when one is missing or its SHA-256 differs, before
-    anything is written. Each file is written atomically (``files.atomic_path``).
-    """
+    """Write the slide's two files from a stardist wheel into ``dest``, atomically; return
+    their paths. ValueError, before anything is written, for a missing or altered member."""
     dest = Path(dest)
     contents = {}
     with zipfile.ZipFile(wheel) as archive:
@@ -73,9 +66,9 @@ def is_fetched(dest: str | Path | None = None) -> bool:
 
 
 def fetch_real_slide(dest: str | Path | None = None) -> Path:
-    """Download the stardist wheel from PyPI (``pip download --no-deps``) and extract the slide
-    into ``dest`` (default ``slide_dir()``); nothing when the verified files are there. Returns
-    the folder; raises ``RuntimeError`` with pip's message when the download fails."""
+    """Download the stardist wheel (``pip download --no-deps``) and extract the slide into
+    ``dest`` (default ``slide_dir()``) unless it is there; return the folder. RuntimeError with
+    pip's message when the download fails."""
     dest = Path(dest) if dest is not None else slide_dir()
     if is_fetched(dest):
         return dest
@@ -92,12 +85,9 @@ def fetch_real_slide(dest: str | Path | None = None) -> Path:
 
 
 def load_real_slide(dest: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The real slide and its labels, as stored: ``(512, 512) uint16`` (values up to a few
-    hundred) and ``(512, 512) int32`` (0 = background). Never downloads.
-
-    Raises ``FileNotFoundError`` with the command that fetches the files when one is missing,
-    ``ValueError`` when a file's SHA-256 differs.
-    """
+    """The slide ``(512, 512) uint16`` and its labels ``(512, 512) int32``; never downloads.
+    FileNotFoundError naming the command that fetches a missing file, ValueError for a
+    damaged one."""
     from skimage import io
 
     dest = Path(dest) if dest is not None else slide_dir()

@@ -1,11 +1,6 @@
 """The one training run: the recipe's settings (``Recipe``), its model, batches, optimizer and
 checks (``train_recipe``), the post-processing chosen on *validation* slides
 (``choose_pipeline``), and ``run``, what ``python -m unet_course train`` calls.
-
-The default recipe: a U-Net whose first layer normalises each image by its own percentiles,
-trained on random 128x128 crops to predict background, nucleus interior and boundary with
-cross-entropy + soft Dice and Adam (warm-up, cosine decay); the model kept is the best check
-by the instance score, and nuclei are split by a watershed seeded from the interiors.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""Scores: the instance score of the Data Science Bowl 2018, ``dsb_score`` (one image),
+"""Scores: the Data Science Bowl 2018 instance score, ``dsb_score`` (one image),
 ``dsb_score_dataset`` (a set) and their pieces ``iou_matrix`` and ``match_counts``; and
-``pixel_scores``, pixel Dice and IoU over a set of images (``p >= t`` is foreground).
-
-Label maps are 2-D integer arrays (``label_maps``): 0 is background, every other value is one
-object; the values need not be consecutive.
+``pixel_scores``, pixel Dice and IoU over a set of images. Label maps are 2-D integer arrays,
+0 = background, every other value one object.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import numpy as np
 from unet_course.label_maps import check_labels, relabel
 
 DSB_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
-"""The IoU thresholds of the Data Science Bowl 2018 score: 0.50, 0.55, ..., 0.95."""
 
 
 def _check_label_pair(true_labels: Any, pred_labels: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -43,12 +40,8 @@ def _check_thresholds(thresholds: Sequence[float]) -> tuple[Fraction, ...]:
 
 
 def _overlaps(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The objects and their K overlapping (true, pred) pairs, from the contingency table
-    (``skimage.metrics.contingency_table``) of the two maps renumbered 1..n.
-
-    Returns ``(true_ids (n_t,), pred_ids (n_p,), i (K,), j (K,), inter (K,), union (K,))``:
-    the original values, 0-based object indices and int64 pixel counts of each pair.
-    """
+    """``(true_ids, pred_ids, i, j, inter, union)``: the objects' values and, for each
+    overlapping pair, their 0-based indices and int64 pixel counts (a contingency table)."""
     from skimage.metrics import contingency_table
 
     (lt, true_ids), (lp, pred_ids) = relabel(t), relabel(p)
@@ -64,16 +57,9 @@ def _overlaps(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def iou_matrix(true_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[np.ndarray, ...]:
-    """IoU of every true object with every predicted object.
-
-    Args:
-        true_labels, pred_labels: (H, W) integer label maps of the same shape.
-
-    Returns:
-        ``(iou, true_ids, pred_ids)``: ``iou`` (n_true, n_pred) float64 with ``iou[a, b]`` the
-        IoU of the objects ``true_ids[a]`` and ``pred_ids[b]`` (ascending, background excluded).
-        Raises TypeError / ValueError for bad label maps (``check_labels``) or shapes.
-    """
+    """``(iou, true_ids, pred_ids)``: the (n_true, n_pred) float64 IoU of the objects
+    ``true_ids[a]`` and ``pred_ids[b]`` of two (H, W) label maps. TypeError / ValueError for
+    bad label maps or shapes."""
     true_ids, pred_ids, i, j, inter, union = _overlaps(*_check_label_pair(true_labels,
                                                                         pred_labels))
     iou = np.zeros((true_ids.size, pred_ids.size))
@@ -105,21 +91,9 @@ def _true_positives(overlaps: tuple[np.ndarray, ...], fractions: tuple[Fraction,
 
 def match_counts(true_labels: np.ndarray, pred_labels: np.ndarray,
                  thresholds: Sequence[float] = DSB_THRESHOLDS) -> tuple[np.ndarray, ...]:
-    """True positives, false positives and false negatives at each IoU threshold.
-
-    A true and a predicted object match at ``t`` when their IoU is strictly above ``t``; each
-    object matches at most one other. For ``t >= 0.5`` matches are unique by themselves (two
-    disjoint predictions cannot both cover more than half of one object); below, a maximum
-    one-to-one matching (``scipy.sparse.csgraph.maximum_bipartite_matching``) is used.
-
-    Args:
-        true_labels, pred_labels: (H, W) integer label maps of the same shape.
-        thresholds: IoU thresholds in [0, 1).
-
-    Returns:
-        ``(tp, fp, fn)``, each (len(thresholds),) int64: ``fp = n_pred - tp``,
-        ``fn = n_true - tp``. Raises TypeError / ValueError for bad label maps or thresholds.
-    """
+    """``(tp, fp, fn)``, each (len(thresholds),) int64, of two (H, W) label maps: objects
+    match one-to-one at ``t`` (in [0, 1)) when their IoU is strictly above ``t`` (a maximum
+    matching below 0.5). TypeError / ValueError for bad label maps or thresholds."""
     fractions = _check_thresholds(thresholds)
     overlaps = _overlaps(*_check_label_pair(true_labels, pred_labels))
     tp = _true_positives(overlaps, fractions)
@@ -142,17 +116,8 @@ def dsb_score_dataset(true_labels: Sequence[np.ndarray] | np.ndarray,
                       pred_labels: Sequence[np.ndarray] | np.ndarray,
                       thresholds: Sequence[float] = DSB_THRESHOLDS,
                       per_image: bool = False) -> float | np.ndarray:
-    """The mean of the per-image ``dsb_score`` of a set of images.
-
-    Args:
-        true_labels, pred_labels: (n, H, W) integer arrays, or sequences of n (H_i, W_i)
-            label maps (each pair of one shape).
-        thresholds: IoU thresholds in [0, 1).
-        per_image: return the (n,) float64 per-image scores instead of their mean.
-
-    Raises ValueError for different numbers of images, no image, or a pair of different
-    shapes (every pair is checked before any is scored).
-    """
+    """The mean ``dsb_score`` of n pairs of label maps (or the (n,) scores, ``per_image``).
+    ValueError for no image, different counts or a pair of two shapes (all checked first)."""
     if len(true_labels) != len(pred_labels):
         raise ValueError(f"true_labels and pred_labels must hold as many images, got "
                          f"{len(true_labels)} and {len(pred_labels)}")
@@ -164,16 +129,9 @@ def dsb_score_dataset(true_labels: Sequence[np.ndarray] | np.ndarray,
 
 
 def pixel_scores(masks, probs, threshold: float = 0.5) -> dict[str, float]:
-    """Pixel Dice and IoU over a whole set of images (counts added up, divided once).
-
-    Args:
-        masks: true masks, ``(n, H, W)`` or a list of ``(H_i, W_i)``; nonzero = foreground.
-        probs: foreground probabilities of the same shapes (e.g. from ``predict_native``).
-        threshold: a pixel is predicted foreground when ``prob >= threshold``.
-
-    Returns:
-        ``{"dice", "iou", "tp", "fp", "fn", "images", "threshold"}``; both empty gives 1.0.
-    """
+    """Pixel Dice and IoU over a set of images, counts added up (``mask > 0`` true,
+    ``prob >= threshold`` predicted): ``{"dice", "iou", "tp", "fp", "fn", "images",
+    "threshold"}``, 1.0 when both are empty. ValueError for mismatched shapes or counts."""
     if len(masks) != len(probs):
         raise ValueError(f"got {len(masks)} masks but {len(probs)} probability maps")
     tp = fp = fn = 0
