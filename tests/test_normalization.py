@@ -140,4 +140,44 @@ def test_the_appearance_note_names_what_is_done_and_spots_a_composite_of_dyes():
     two[..., 1] = np.roll(grey[..., 0], 20, axis=1)  # another structure in green
     assert "composite" in appearance_note(two)
     bright, _ = make_nuclei(6, size=96, seed=2, style="brightfield")
-    assert all(appearance_note(image) == "" for image in bright)  # light field: no advice
+    assert all("stained" in appearance_note(image) for image in bright)
+
+
+def _stained_slide() -> tuple[np.ndarray, np.ndarray]:
+    """Dark purple discs on a light lavender field (uint8 RGB) and the discs' mask."""
+    yy, xx = np.mgrid[:64, :80]
+    mask = ((yy - 20) ** 2 + (xx - 20) ** 2 < 100) | ((yy - 44) ** 2 + (xx - 56) ** 2 < 144)
+    image = np.empty((64, 80, 3), np.uint8)
+    image[:] = (205, 190, 230)  # lavender
+    image[mask] = (90, 40, 140)  # haematoxylin purple
+    noise = np.random.default_rng(0).integers(-6, 7, image.shape)
+    return np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8), mask
+
+
+def test_a_stained_slide_becomes_its_negated_grey_brightness_by_hand():
+    from unet_course.normalization import stain_as_fluorescence
+
+    image, mask = _stained_slide()
+    out = stain_as_fluorescence(image)
+    assert out.dtype == np.uint8 and out.shape == image.shape and files.is_grey(out)
+    luma = image.astype(np.float64) @ [0.2125, 0.7154, 0.0721]  # ITU-R BT.709, by hand
+    np.testing.assert_allclose(out[..., 0], 255 - luma, atol=1)
+    assert out[..., 0][mask].min() > out[..., 0][~mask].max()  # nuclei bright, field dark
+    assert not polarity_in_doubt(out)  # now looks like fluorescence
+    as_float = stain_as_fluorescence(image.astype(np.float32) / 255)
+    assert as_float.dtype == np.float32
+    np.testing.assert_allclose(as_float[..., 0], -luma / 255, atol=1e-3)
+
+
+def test_grey_one_colour_and_dark_field_images_are_not_stains():
+    from unet_course.normalization import stain_as_fluorescence
+
+    grey = np.repeat(_grey_slide()[..., None], 3, axis=-1)
+    blue = np.zeros_like(grey)
+    blue[..., 2] = grey[..., 0]  # DAPI saved in blue
+    two = blue.copy()
+    two[..., 1] = np.roll(grey[..., 0], 20, axis=1)  # a composite of two dyes on black
+    image, _ = _stained_slide()
+    for other in (grey, 255 - grey, blue, two, image[..., :1], np.zeros((0, 0, 3)),
+                  np.full((4, 4, 3), np.nan), np.full((8, 8, 3), (200, 100, 50), np.uint8)):
+        assert stain_as_fluorescence(other) is other

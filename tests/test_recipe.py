@@ -97,8 +97,9 @@ def test_predict_classes_equals_padding_by_hand_and_batches_same_sizes():
     keras.utils.set_random_seed(0)
     model = recipe.build_model(dataclasses.replace(recipe.Recipe(), base_filters=4, depth=2))
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (21, 30, 3)).astype(np.uint8) for _ in range(3)]
-    images.append(rng.integers(0, 255, (16, 16, 3)).astype(np.uint8))
+    # colour noise on a dark field: neither a stained slide nor a grey one in doubt
+    images = [(rng.random((21, 30, 3)) ** 3 * 255).astype(np.uint8) for _ in range(3)]
+    images.append((rng.random((16, 16, 3)) ** 3 * 255).astype(np.uint8))
     probs = predict.predict_classes(model, images, batch_size=2)
     for image, prob in zip(images, probs, strict=False):
         padded = np.pad(image, ((0, -image.shape[0] % 4), (0, -image.shape[1] % 4), (0, 0)),
@@ -230,3 +231,38 @@ def test_predict_classes_keeps_the_polarity_the_network_is_surer_of(monkeypatch)
     assert calls == [2, 1]
     assert kept_light[0, 0, 1] == pytest.approx(0.95)  # the negated maps won
     assert kept_dark[0, 0, 1] == pytest.approx(0.6)  # predicted once, as it is
+
+
+def _stained(seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Dark purple squares on a light lavender field (uint8 RGB), and their label map."""
+    labels = np.zeros((32, 40), np.int32)
+    labels[4:14, 4:14], labels[18:28, 22:34] = 1, 2
+    image = np.where(labels[..., None] > 0, [90, 40, 140], [205, 190, 230])
+    noise = np.random.default_rng(seed).integers(-6, 7, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8), labels
+
+
+def test_predict_classes_sees_a_stained_slide_as_bright_nuclei_on_black():
+    keras.utils.set_random_seed(0)
+    model = recipe.build_model(dataclasses.replace(recipe.Recipe(), base_filters=4, depth=2))
+    image, labels = _stained()
+    luma = image.astype(np.float64) @ [0.2125, 0.7154, 0.0721]  # BT.709 weights, by hand
+    negated = np.repeat((255 - np.round(luma)).astype(np.uint8)[..., None], 3, axis=-1)
+    assert negated[labels > 0].min() > negated[labels == 0].max()  # bright nuclei
+    as_stain, as_negated = predict.predict_classes(model, [image, negated])
+    np.testing.assert_allclose(as_stain, as_negated, atol=1e-4)
+
+
+def test_training_crops_of_a_stained_slide_are_its_negated_grey_brightness():
+    image, labels = _stained()
+    splits = type("S", (), {})()
+    splits.train = splits.val = type("One", (), {"images": [image], "labels": [labels]})()
+    chosen = dataclasses.replace(recipe.Recipe(), img_size=32, batch_size=1, synthetic_share=0)
+    train_seq, val_seq = recipe.make_sequences(splits, chosen)
+    for seq in (train_seq, val_seq):
+        crops, _ = seq[0]
+        crop = np.asarray(crops)[0]
+        assert np.ptp(crop, axis=-1).max() < 1e-3  # grey: three equal channels
+    crop = np.asarray(val_seq[0][0])[0, ..., 0]  # the centre crop: the whole slide's middle
+    inside = labels[labels.shape[0] // 2 - 16: labels.shape[0] // 2 + 16, 4:36] > 0
+    assert crop[inside].min() > crop[~inside].max()  # nuclei brighter than the field

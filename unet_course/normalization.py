@@ -1,7 +1,8 @@
 """One normalisation for every image the course's default model sees: ``percentile_normalize``
 (NumPy) and the layer ``PercentileNormalization`` map each image's ``low``-th percentile to 0
 and its ``high``-th to 1, unclipped, as StarDist does. For images that look like no training
-slide (``predict.predict_classes``): ``polarity_in_doubt`` and ``appearance_note``.
+slide (``predict.predict_classes``): ``stain_as_fluorescence``, ``polarity_in_doubt`` and
+``appearance_note``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 from keras import ops
+from skimage.color import rgb2gray
 
 from unet_course.files import (
     HIGH,
@@ -45,6 +47,8 @@ def appearance_note(image: Any, polarity: bool = True) -> str:
     image = np.asarray(image)
     colour = colour_spread(image)
     doubt = "grey on a light field: predicted as it is and negated, the surer kept"
+    if stain_as_fluorescence(image) is not image:
+        return "a stained slide in colour: predicted as its grey brightness, negated"
     if colour is not None and colour[2] <= ONE_COLOUR_TOLERANCE:
         in_doubt = polarity and polarity_in_doubt(one_colour_as_grey(image))
         return "one colour: predicted as grey" + (f"; {doubt}" if in_doubt else "")
@@ -57,6 +61,27 @@ def appearance_note(image: Any, polarity: bool = True) -> str:
             return ("several colours on a dark field, like a composite of dyes: the network "
                     "learnt one nuclear channel; give that channel alone")
     return ""
+
+
+def stain_as_fluorescence(image: Any) -> np.ndarray:
+    """A stained slide seen in transmitted light (a colour ``(H, W, 3)`` image, neither grey
+    nor one colour, whose grey brightness is light over most of the field: ``polarity_in_doubt``)
+    as its grey brightness negated, three equal channels of the image's dtype (integers:
+    ``max - grey``; floats: ``-grey`` in float32), so its nuclei are bright on a dark field as
+    in fluorescence. Any other image is returned as it is (the same object)."""
+    image = np.asarray(image)
+    colour = colour_spread(image)  # None for a grey, flat or non-finite image, or another shape
+    if colour is None or colour[2] <= ONE_COLOUR_TOLERANCE:
+        return image
+    grey = rgb2gray(image)  # integer images scaled to [0, 1]
+    if not polarity_in_doubt(np.repeat(grey[..., None], 3, axis=-1)):
+        return image  # a dark field: a composite of dyes, not a stain
+    if np.issubdtype(image.dtype, np.integer):
+        top = np.iinfo(image.dtype).max
+        plane = (top - np.round(grey * top)).astype(image.dtype)
+    else:
+        plane = (-grey).astype(np.float32)
+    return np.repeat(plane[..., None], 3, axis=-1)
 
 
 POLARITY_DOUBT = 0.3  # a grey median above this fraction of the range: polarity in doubt

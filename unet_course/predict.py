@@ -102,11 +102,13 @@ def predict_native(model: Any, images, batch_size: int = 4) -> list[np.ndarray]:
 
 def predict_classes(model: Any, images, batch_size: int = 8) -> list[np.ndarray]:
     """``predict_maps`` of ``(H_i, W_i, 3)`` images of any dtype, a one-colour image taken as
-    its grey brightness (``normalization.one_colour_as_grey``) and a grey one whose polarity
-    is in doubt predicted as it is and negated, the more confident maps kept."""
+    its grey brightness (``normalization.one_colour_as_grey``), a stained one as its grey
+    brightness negated (``normalization.stain_as_fluorescence``, as in training) and a grey one
+    whose polarity is in doubt predicted as it is and negated, the more confident maps kept."""
     from unet_course import normalization  # Keras: not before the command line has started it
 
-    images = [normalization.one_colour_as_grey(np.asarray(image)) for image in images]
+    images = [normalization.stain_as_fluorescence(normalization.one_colour_as_grey(
+        np.asarray(image))) for image in images]
     out = predict_maps(model, images, batch_size)
     doubt = [i for i, image in enumerate(images) if normalization.polarity_in_doubt(image)]
     if doubt:

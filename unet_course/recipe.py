@@ -16,6 +16,7 @@ import numpy as np
 from unet_course import rescale
 from unet_course.devices import LR_RULE, distributed, global_batch, learning_rate
 from unet_course.evaluate import scores
+from unet_course.normalization import stain_as_fluorescence
 from unet_course.postprocess import DEFAULT_POSTPROCESSING, tune_postprocessing
 from unet_course.predict import foreground, predict_classes
 from unet_course.scoring import pixel_scores
@@ -134,11 +135,12 @@ def make_sequences(splits, recipe: Recipe, extra_train=None) -> tuple[ThreeClass
     extra = {"boundary_width": recipe.boundary_width, "gamma": recipe.gamma,
              "three_class": recipe.targets == "three_class", "image_dtype": "uint8",
              "workers": 2}
-    images, labels = list(splits.train.images), list(splits.train.labels)
+    images = [stain_as_fluorescence(image) for image in splits.train.images]  # as predicted
+    labels = list(splits.train.labels)
     draw = None
     if extra_train is not None and len(extra_train) and recipe.synthetic_share > 0:
         n, m = len(images), len(extra_train)
-        images += list(extra_train.images)
+        images += [stain_as_fluorescence(image) for image in extra_train.images]
         labels += list(extra_train.labels)
         draw = np.r_[np.full(n, (1 - recipe.synthetic_share) / n),
                      np.full(m, recipe.synthetic_share / m)]
@@ -146,7 +148,8 @@ def make_sequences(splits, recipe: Recipe, extra_train=None) -> tuple[ThreeClass
                                    augment=True, shuffle=True, seed=recipe.seed,
                                    augment_options=options, batches=steps_per_check(recipe),
                                    draw=draw, **extra)
-    val_seq = ThreeClassSequence(splits.val.images, splits.val.labels, recipe.batch_size,
+    val_seq = ThreeClassSequence([stain_as_fluorescence(image) for image in splits.val.images],
+                                 splits.val.labels, recipe.batch_size,
                                  size=recipe.img_size, augment=False, shuffle=False, **extra)
     return train_seq, val_seq
 
