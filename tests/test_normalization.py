@@ -159,9 +159,11 @@ def test_a_stained_slide_becomes_its_negated_grey_brightness_by_hand():
 
     image, mask = _stained_slide()
     out = stain_as_fluorescence(image)
-    assert out.dtype == np.uint8 and out.shape == image.shape and files.is_grey(out)
+    assert out.dtype == np.float32 and out.shape == image.shape and files.is_grey(out)
     luma = image.astype(np.float64) @ [0.2125, 0.7154, 0.0721]  # ITU-R BT.709, by hand
-    np.testing.assert_allclose(out[..., 0], 255 - luma, atol=1)
+    np.testing.assert_allclose(out[..., 0], 255 - luma, atol=1e-3)
+    deeper = stain_as_fluorescence(image.astype(np.uint16) * 40 + 300)  # another bit depth
+    np.testing.assert_allclose(deeper[..., 0], 65535 - (40 * luma + 300), atol=1e-2)
     assert out[..., 0][mask].min() > out[..., 0][~mask].max()  # nuclei bright, field dark
     assert not polarity_in_doubt(out)  # now looks like fluorescence
     as_float = stain_as_fluorescence(image.astype(np.float32) / 255)

@@ -247,7 +247,7 @@ def test_predict_classes_sees_a_stained_slide_as_bright_nuclei_on_black():
     model = recipe.build_model(dataclasses.replace(recipe.Recipe(), base_filters=4, depth=2))
     image, labels = _stained()
     luma = image.astype(np.float64) @ [0.2125, 0.7154, 0.0721]  # BT.709 weights, by hand
-    negated = np.repeat((255 - np.round(luma)).astype(np.uint8)[..., None], 3, axis=-1)
+    negated = np.repeat((255 - luma).astype(np.float32)[..., None], 3, axis=-1)
     assert negated[labels > 0].min() > negated[labels == 0].max()  # bright nuclei
     as_stain, as_negated = predict.predict_classes(model, [image, negated])
     np.testing.assert_allclose(as_stain, as_negated, atol=1e-4)
@@ -263,6 +263,9 @@ def test_training_crops_of_a_stained_slide_are_its_negated_grey_brightness():
         crops, _ = seq[0]
         crop = np.asarray(crops)[0]
         assert np.ptp(crop, axis=-1).max() < 1e-3  # grey: three equal channels
+    luma = image.astype(np.float64) @ [0.2125, 0.7154, 0.0721]  # BT.709 weights, by hand
+    middle = np.asarray(val_seq[0][0])[0, ..., 0].astype(float)
+    np.testing.assert_allclose(middle, np.round(255 - luma)[:, 4:36], atol=1)
     crop = np.asarray(val_seq[0][0])[0, ..., 0]  # the centre crop: the whole slide's middle
     inside = labels[labels.shape[0] // 2 - 16: labels.shape[0] // 2 + 16, 4:36] > 0
     assert crop[inside].min() > crop[~inside].max()  # nuclei brighter than the field

@@ -66,9 +66,9 @@ def appearance_note(image: Any, polarity: bool = True) -> str:
 def stain_as_fluorescence(image: Any) -> np.ndarray:
     """A stained slide seen in transmitted light (a colour ``(H, W, 3)`` image, neither grey
     nor one colour, whose grey brightness is light over most of the field: ``polarity_in_doubt``)
-    as its grey brightness negated, three equal channels of the image's dtype (integers:
-    ``max - grey``; floats: ``-grey`` in float32), so its nuclei are bright on a dark field as
-    in fluorescence. Any other image is returned as it is (the same object)."""
+    as its grey brightness negated, three equal float32 channels (integer images:
+    ``dtype max - grey``, unrounded; floats: ``-grey``), so its nuclei are bright on a dark field
+    as in fluorescence. Any other image is returned as it is (the same object)."""
     image = np.asarray(image)
     colour = colour_spread(image)  # None for a grey, flat or non-finite image, or another shape
     if colour is None or colour[2] <= ONE_COLOUR_TOLERANCE:
@@ -76,12 +76,8 @@ def stain_as_fluorescence(image: Any) -> np.ndarray:
     grey = rgb2gray(image)  # integer images scaled to [0, 1]
     if not polarity_in_doubt(np.repeat(grey[..., None], 3, axis=-1)):
         return image  # a dark field: a composite of dyes, not a stain
-    if np.issubdtype(image.dtype, np.integer):
-        top = np.iinfo(image.dtype).max
-        plane = (top - np.round(grey * top)).astype(image.dtype)
-    else:
-        plane = (-grey).astype(np.float32)
-    return np.repeat(plane[..., None], 3, axis=-1)
+    top = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else 0
+    return np.repeat((top - grey * max(top, 1))[..., None], 3, axis=-1).astype(np.float32)
 
 
 POLARITY_DOUBT = 0.3  # a grey median above this fraction of the range: polarity in doubt

@@ -135,12 +135,12 @@ def make_sequences(splits, recipe: Recipe, extra_train=None) -> tuple[ThreeClass
     extra = {"boundary_width": recipe.boundary_width, "gamma": recipe.gamma,
              "three_class": recipe.targets == "three_class", "image_dtype": "uint8",
              "workers": 2}
-    images = [stain_as_fluorescence(image) for image in splits.train.images]  # as predicted
+    images = [_as_predicted(image) for image in splits.train.images]
     labels = list(splits.train.labels)
     draw = None
     if extra_train is not None and len(extra_train) and recipe.synthetic_share > 0:
         n, m = len(images), len(extra_train)
-        images += [stain_as_fluorescence(image) for image in extra_train.images]
+        images += [_as_predicted(image) for image in extra_train.images]
         labels += list(extra_train.labels)
         draw = np.r_[np.full(n, (1 - recipe.synthetic_share) / n),
                      np.full(m, recipe.synthetic_share / m)]
@@ -148,10 +148,17 @@ def make_sequences(splits, recipe: Recipe, extra_train=None) -> tuple[ThreeClass
                                    augment=True, shuffle=True, seed=recipe.seed,
                                    augment_options=options, batches=steps_per_check(recipe),
                                    draw=draw, **extra)
-    val_seq = ThreeClassSequence([stain_as_fluorescence(image) for image in splits.val.images],
+    val_seq = ThreeClassSequence([_as_predicted(image) for image in splits.val.images],
                                  splits.val.labels, recipe.batch_size,
                                  size=recipe.img_size, augment=False, shuffle=False, **extra)
     return train_seq, val_seq
+
+
+def _as_predicted(image: np.ndarray) -> np.ndarray:
+    """A uint8 training slide as ``predict.predict_classes`` shows it to the network: a stained
+    one as its negated grey brightness (``stain_as_fluorescence``), rounded to uint8."""
+    seen = stain_as_fluorescence(image)
+    return image if seen is image else np.round(seen).astype(np.uint8)
 
 
 def compile_model(model: keras.Model, recipe: Recipe, jit_compile: bool | None = None,
