@@ -32,54 +32,21 @@ def geometry(n: int, k: int, s: int, padding: str) -> dict[str, Any]:
 
 def draw_conv_geometry(n: int = 5, k: int = 3, s: int = 2, padding: str = "same",
                        window: int = 0, fig: Any = None) -> Any:  # fmt: skip
-    """Draw the padded ``n x n`` input with window ``window`` (counted row by row, clipped to the
-    last one), the matrix ``C`` with that window's row, and the output grid, on ``fig`` (a new
-    13 x 4.3 inch figure when None). Returns the figure; raises as :func:`geometry`.
-
-    Input cells show their pixel number ``r * n + c`` (the column of ``C`` they feed); padding
-    cells show 0. ``C``'s entries are tap numbers ``1 .. k * k`` (0 where nothing is stored).
+    """:func:`~unet_course.lessons.plotting.draw_conv_window` of an ``n x n`` image of pixel
+    numbers ``r * n + c`` (the columns of ``C``; padding shows 0) by a ``k x k`` kernel of tap
+    numbers ``1 .. k * k``, with the output cells numbered as the rows of ``C`` and the output-size
+    formula as title. Returns the figure; raises as :func:`geometry`.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    from unet_course.lessons.plotting import _box, _outlined
+    from unet_course.lessons.plotting import _box, _value_grid, draw_conv_window
 
     g = geometry(n, k, s, padding)
-    (pt, pb), (pl, pr) = g["pads"]
-    out, c = g["out"], g["C"]
-    t = int(np.clip(window, 0, out * out - 1))
-    i, j = divmod(t, out)
-    if fig is None:
-        fig = plt.figure(figsize=(13, 4.3))
-    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 2.2, 0.7]})
-    hp, wp = n + pt + pb, n + pl + pr
-    inside = np.zeros((hp, wp))
-    inside[pt : pt + n, pl : pl + n] = 1
-    axes[0].imshow(inside, cmap="Greys", vmin=-0.6, vmax=2.5)
-    for (r, col), v in np.ndenumerate(inside):
-        _outlined(axes[0], r, col, str((r - pt) * n + col - pl) if v else "0",
-                  size=7 if hp <= 10 else 5, stroke=2)  # fmt: skip
-    _box(axes[0], pt, pl, n, n, "gray", lw=1.5)
-    _box(axes[0], i * s, j * s, k, k)
-    axes[0].set_title(f"padded input {hp}x{wp} (image {n}x{n})\nwindow {t} = output ({i}, {j})",
-                      fontsize=9)  # fmt: skip
-    axes[1].imshow(c, cmap="viridis", interpolation="nearest", aspect="auto")
-    if c.shape[0] <= 16 and c.shape[1] <= 25:  # numbers fit at a readable size; else colours
-        for (r, col), v in np.ndenumerate(c):
-            if v:
-                _outlined(axes[1], r, col, str(v), size=8, stroke=2)
-    _box(axes[1], t, 0, 1, c.shape[1])
-    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[1].set(xlabel=f"column = input pixel (0..{n * n - 1})",
-                ylabel=f"row = output pixel (0..{out * out - 1})")  # fmt: skip
-    axes[1].set_title(f"C, shape {c.shape}: entry = kernel tap (1..{k * k})", fontsize=9)
-    axes[2].imshow(np.arange(out * out).reshape(out, out) == t, cmap="Oranges", vmin=0, vmax=1.5)
-    for r, col in np.ndindex(out, out):
-        _outlined(axes[2], r, col, str(r * out + col), size=7, stroke=2)
-    axes[2].set_title(f"output {out}x{out}", fontsize=9)
-    for ax in (axes[0], axes[2]):
-        ax.set(xticks=[], yticks=[])
+    (pt, pb), out = g["pads"][0], g["out"]
+    fig = draw_conv_window(np.arange(n * n).reshape(n, n), np.arange(1, k * k + 1).reshape(k, k),
+                           s, padding, window, fig)  # fmt: skip
+    fig.axes[2].clear()
+    _value_grid(fig.axes[2], np.arange(out * out).reshape(out, out), f"output {out}x{out}",
+                "Oranges")  # fmt: skip
+    _box(fig.axes[2], *divmod(int(np.clip(window, 0, out * out - 1)), out), 1, 1)
     fig.suptitle(f"n={n}, k={k}, s={s}, padding='{padding}' pads {pt}+{pb}: H_out = "
                  f"floor(({n} + {pt} + {pb} - {k}) / {s}) + 1 = {out}", fontsize=10)  # fmt: skip
     return fig

@@ -146,34 +146,17 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
 # ---------------------------------------------------------------- convolution pictures (02, 03)
 
 
-def show_matrix(matrix, ax: Axes | None = None, title: str | None = None,
-                annotate: bool | None = None, cmap: str = "viridis") -> Axes:  # fmt: skip
-    """Heat map of a ``(rows, cols)`` matrix (dense or ``scipy.sparse``), rows = output pixels,
-    columns = input pixels; values written in the cells when ``annotate`` (default: at most 400
-    entries). Raises ValueError unless the matrix is 2-D."""
-    m = np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix)
-    if m.ndim != 2:
-        raise ValueError(f"matrix must be 2-D, got shape {m.shape}")
-    ax = _axes(ax)
-    ax.imshow(m, cmap=cmap, interpolation="nearest", aspect="equal")
-    if annotate if annotate is not None else m.size <= 400:
-        mid = (m.max() + m.min()) / 2
-        for (r, c), v in np.ndenumerate(m):
-            ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=7,
-                    color="black" if v > mid else "white")  # fmt: skip
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel=f"column = input pixel (0..{m.shape[1] - 1})",
-           ylabel=f"row = output pixel (0..{m.shape[0] - 1})")  # fmt: skip
-    if title:
-        ax.set_title(title)
-    return ax
-
-
-def _outlined(ax: Axes, row: float, col: float, text: str, size: float, stroke: float = 2.5):
+def _outlined(ax: Axes, row: float, col: float, text: str, size: float = 8):
     """Black text with a white outline, readable on light and on dark cells."""
     ax.text(col, row, text, ha="center", va="center", fontsize=size, color="black",
-            path_effects=[withStroke(linewidth=stroke, foreground="white")])  # fmt: skip
+            path_effects=[withStroke(linewidth=2.5, foreground="white")])  # fmt: skip
+
+
+def _write_values(ax: Axes, grid: np.ndarray, size: float = 8) -> None:
+    """Write each finite value of ``grid`` in its cell."""
+    for (r, c), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            _outlined(ax, r, c, f"{v:g}", size)
 
 
 def _box(ax: Axes, row: float, col: float, height: int, width: int, color: str = "red",
@@ -183,40 +166,63 @@ def _box(ax: Axes, row: float, col: float, height: int, width: int, color: str =
                                edgecolor=color))  # fmt: skip
 
 
+def show_matrix(matrix, ax: Axes | None = None, title: str | None = None,
+                annotate: bool | None = None, cmap: str = "viridis") -> Axes:  # fmt: skip
+    """Heat map of a ``(rows, cols)`` matrix (dense or ``scipy.sparse``), rows = output pixels,
+    columns = input pixels; values written in the cells when ``annotate`` (default: at most 400
+    entries). Raises ValueError unless the matrix is 2-D."""
+    m = np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix)
+    if m.ndim != 2:
+        raise ValueError(f"matrix must be 2-D, got shape {m.shape}")
+    ax = _axes(ax)
+    ax.imshow(m, cmap=cmap, interpolation="nearest")
+    if annotate if annotate is not None else m.size <= 400:
+        _write_values(ax, m, size=7)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel=f"column = input pixel (0..{m.shape[1] - 1})",
+           ylabel=f"row = output pixel (0..{m.shape[0] - 1})")  # fmt: skip
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def _value_grid(ax: Axes, grid: np.ndarray, title: str, cmap: str = "Blues",
-                vmin: float | None = None, vmax: float | None = None,
-                ticksize: float = 6) -> None:  # fmt: skip
-    """Redraw ``ax`` as a small 2-D array of coloured cells with their values (up to 144 cells;
-    NaN cells blank); ``vmin``/``vmax`` fix the colour scale."""
-    ax.clear()
+                vmin: float | None = None, vmax: float | None = None) -> None:  # fmt: skip
+    """Draw a small 2-D array as coloured cells with their values (up to 144; NaN blank)."""
     ax.imshow(grid, cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
     if grid.size <= 144:
-        for (r, c), v in np.ndenumerate(grid):
-            if np.isfinite(v):
-                _outlined(ax, r, c, f"{v:g}", 8)
+        _write_values(ax, grid)
     ax.set(xticks=range(grid.shape[1]), yticks=range(grid.shape[0]), xlabel="column",
            ylabel="row")  # fmt: skip
-    ax.tick_params(labelsize=ticksize)
+    ax.tick_params(labelsize=8)
     ax.set_title(title, fontsize=9)
 
 
-def _jshtml(fig, update, frames: int, interval: int) -> str:
+def _animate(draw, frames: int, interval: int, figsize: tuple[float, float]) -> str:
+    """``draw(fig, t)`` on a cleared figure for each frame ``t``, as ``FuncAnimation.to_jshtml()``;
+    the figure is closed."""
     from matplotlib.animation import FuncAnimation
 
-    html = FuncAnimation(fig, update, frames=frames, interval=interval).to_jshtml(
+    fig = plt.figure(figsize=figsize, layout="constrained")
+
+    def frame(t: int) -> None:
+        fig.clear()
+        draw(fig, t)
+
+    html = FuncAnimation(fig, frame, frames=frames, interval=interval).to_jshtml(
         default_mode="loop")  # fmt: skip
     plt.close(fig)
     return html
 
 
-def animate_conv_window(x: np.ndarray, kernel: np.ndarray, stride=1, padding="valid",
-                        interval: int = 900) -> str:  # fmt: skip
-    """HTML animation of a 2-D convolution's ``(kh, kw)`` window sliding over ``x (H, W)``.
-
-    One frame per output pixel: the padded input with the window, the matching row of the
-    convolution matrix ``C``, the output so far, and the sum of pixel·weight products above.
-    Returns ``FuncAnimation.to_jshtml()`` (show it with ``IPython.display.HTML``) and closes the
-    figure. Raises as :func:`unet_course.lessons.conv.conv_matrix` does for bad arguments.
+def draw_conv_window(x: np.ndarray, kernel: np.ndarray, stride=1, padding="valid",
+                     window: int = 0, fig=None):  # fmt: skip
+    """Draw window ``window`` (counted row by row, clipped to the last) of the convolution of
+    ``x (H, W)`` by ``kernel (kh, kw)`` on ``fig`` (a new one when None): the padded input with
+    the window, the matrix ``C`` (non-zeros written) with the window's row, the output computed
+    so far, and the sum of pixel·weight products above. Returns the figure; raises as
+    :func:`unet_course.lessons.conv.conv_matrix` does for bad arguments.
     """
     from unet_course.lessons import conv
 
@@ -226,28 +232,43 @@ def animate_conv_window(x: np.ndarray, kernel: np.ndarray, stride=1, padding="va
     pads = conv.conv_padding(x.shape, kernel.shape, stride, padding)
     padded = np.pad(x, pads)
     y = (c @ x.ravel()).reshape(conv.conv_output_shape(x.shape, kernel.shape, stride, padding))
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1, 2.2, 0.8]})
+    t = int(np.clip(window, 0, y.size - 1))
+    i, j = divmod(t, y.shape[1])
+    if fig is None:
+        fig = plt.figure(figsize=(12, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3, width_ratios=[1, 2.2, 0.8])
+    _value_grid(axes[0], padded, f"padded input {padded.shape[0]}x{padded.shape[1]}, "
+                f"window {t} = output ({i}, {j})")  # fmt: skip
+    _box(axes[0], pads[0][0], pads[1][0], *x.shape, color="gray")
+    _box(axes[0], i * sh, j * sw, *kernel.shape)
+    show_matrix(c, ax=axes[1], annotate=False).set_title(f"row {t} of C, shape {c.shape}",
+                                                         fontsize=9)  # fmt: skip
+    if c.shape[0] <= 16 and c.shape[1] <= 25:  # the non-zeros, where they fit
+        _write_values(axes[1], np.where(c != 0, c, np.nan), size=7)
+    axes[1].set_aspect("auto")
+    axes[1].tick_params(labelsize=8)
+    _box(axes[1], t, 0, 1, c.shape[1])
+    partial = np.where(np.arange(y.size).reshape(y.shape) <= t, y, np.nan)
+    _value_grid(axes[2], partial, f"output[{i}, {j}] = {y[i, j]:g}", cmap="Oranges")
+    _box(axes[2], i, j, 1, 1)
+    patch = padded[i * sh : i * sh + kernel.shape[0], j * sw : j * sw + kernel.shape[1]]
+    products = " + ".join(f"{p:g}·{k:g}" for p, k in zip(patch.flat, kernel.flat, strict=True))
+    fig.suptitle(f"output[{i}, {j}] = {products} = {y[i, j]:g}   (pixel·weight)", fontsize=10)
+    return fig
 
-    def update(t: int) -> None:
-        i, j = divmod(t, y.shape[1])
-        where = f"window at output ({i}, {j})"
-        _value_grid(axes[0], padded, f"padded input, {where}" if padded.size > x.size else where,
-                    ticksize=8)  # fmt: skip
-        _box(axes[0], pads[0][0], pads[1][0], *x.shape, color="gray")
-        _box(axes[0], i * sh, j * sw, *kernel.shape)
-        axes[1].clear()
-        show_matrix(c, ax=axes[1], annotate=c.size <= 400, title=f"row {t} of C (shape {c.shape})")
-        axes[1].tick_params(labelsize=8)
-        _box(axes[1], t, 0, 1, c.shape[1])
-        partial = np.where(np.arange(y.size).reshape(y.shape) <= t, y, np.nan)
-        _value_grid(axes[2], partial, f"output[{i}, {j}] = {y[i, j]:g}", cmap="Oranges", ticksize=8)
-        _box(axes[2], i, j, 1, 1)
-        window = padded[i * sh : i * sh + kernel.shape[0], j * sw : j * sw + kernel.shape[1]]
-        products = " + ".join(f"{p:g}·{k:g}" for p, k in zip(window.flat, kernel.flat,
-                                                              strict=True))  # fmt: skip
-        fig.suptitle(f"output[{i}, {j}] = {products} = {y[i, j]:g}   (pixel·weight)", fontsize=10)
 
-    return _jshtml(fig, update, y.size, interval)
+def animate_conv_window(x: np.ndarray, kernel: np.ndarray, stride=1, padding="valid",
+                        interval: int = 900) -> str:  # fmt: skip
+    """HTML animation of :func:`draw_conv_window`, one frame per output pixel.
+
+    Returns ``FuncAnimation.to_jshtml()`` (show it with ``IPython.display.HTML``) and closes the
+    figure. Raises as :func:`unet_course.lessons.conv.conv_matrix` does for bad arguments.
+    """
+    from unet_course.lessons import conv
+
+    frames = np.prod(conv.conv_output_shape(np.shape(x), np.shape(kernel), stride, padding))
+    return _animate(lambda fig, t: draw_conv_window(x, kernel, stride, padding, t, fig),
+                    int(frames), interval, (12, 3.8))  # fmt: skip
 
 
 def animate_conv_transpose(y: np.ndarray, kernel: np.ndarray, stride=1, padding="valid",
@@ -255,8 +276,8 @@ def animate_conv_transpose(y: np.ndarray, kernel: np.ndarray, stride=1, padding=
     """HTML animation of a transposed convolution: frame ``t`` adds ``y[i, j] * kernel`` to the
     output at row ``i * s - pad_top``, column ``j * s - pad_left``, for ``y (h, w)``.
 
-    The output panel keeps one colour scale (from ``min(0, output.min())`` to the output's
-    maximum). Returns ``FuncAnimation.to_jshtml()`` and closes the figure.
+    The output panel keeps one colour scale. Returns ``FuncAnimation.to_jshtml()`` and closes
+    the figure.
     """
     from unet_course.lessons import conv
 
@@ -265,24 +286,22 @@ def animate_conv_transpose(y: np.ndarray, kernel: np.ndarray, stride=1, padding=
     sh, sw = (int(v) for v in np.broadcast_to(stride, 2))
     pads = conv.conv_padding(out.shape, kernel.shape, stride, padding)
     order = np.arange(y.size).reshape(y.shape)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1, 1.6]})
     lo, hi = min(0.0, float(out.min())), float(out.max())
 
-    def update(t: int) -> None:
+    def draw(fig, t: int) -> None:
+        axes = fig.subplots(1, 3, width_ratios=[1, 1, 1.6])
         i, j = divmod(t, y.shape[1])
-        _value_grid(axes[0], y, f"input y: value y[{i}, {j}] = {y[i, j]:g}", ticksize=9)
+        _value_grid(axes[0], y, f"input y: value y[{i}, {j}] = {y[i, j]:g}")
         _box(axes[0], i, j, 1, 1)
-        _value_grid(axes[1], y[i, j] * kernel, f"y[{i}, {j}] = {y[i, j]:g} × kernel",
-                    cmap="Purples", ticksize=9)  # fmt: skip
+        _value_grid(axes[1], y[i, j] * kernel, f"y[{i}, {j}] = {y[i, j]:g} × kernel", "Purples")
         partial = conv.conv2d_transpose(np.where(order <= t, y, 0), kernel, stride, padding,
                                         output_padding)  # fmt: skip
         _value_grid(axes[2], partial, f"output so far ({t + 1} of {y.size} added)", "Oranges",
-                    vmin=lo, vmax=hi, ticksize=9)  # fmt: skip
+                    vmin=lo, vmax=hi)  # fmt: skip
         _box(axes[2], i * sh - pads[0][0], j * sw - pads[1][0], *kernel.shape)
-        axes[2].set_xlim(-0.5, out.shape[1] - 0.5)
-        axes[2].set_ylim(out.shape[0] - 0.5, -0.5)
+        axes[2].set(xlim=(-0.5, out.shape[1] - 0.5), ylim=(out.shape[0] - 0.5, -0.5))
 
-    return _jshtml(fig, update, y.size, interval)
+    return _animate(draw, y.size, interval, (12, 4))
 
 
 def draw_unet(model: object, ax: Axes | None = None) -> Axes:
