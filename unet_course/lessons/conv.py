@@ -1,13 +1,6 @@
-"""Convolution and transposed convolution written as matrices (notebooks 02 and 03).
-
-A convolution is linear, so it is a matrix ``C``: ``C @ x.ravel()`` is the flattened output, and
-the transposed convolution (Keras' ``Conv2DTranspose``) is ``y -> C.T @ y`` with the same kernel
-array. Conventions, as Keras computes them: "convolution" is cross-correlation (the kernel is not
-flipped); arrays are channels-last and flattened row-major, kernels are
-``(kh, kw, in_channels, out_channels)`` as ``Conv2D.get_weights()[0]``; ``padding="same"`` pads
-``max((ceil(n / s) - 1) * s + k - n, 0)`` along a side of length ``n``, the odd pixel at the
-bottom / right. NumPy / SciPy references to check Keras layers against, not layers to train.
-"""
+"""Convolution and transposed convolution as a matrix ``C`` (notebooks 02 and 03), as Keras
+computes them: cross-correlation, channels last, flattened row-major, kernels
+``(kh, kw, in_channels, out_channels)``. References to check Keras layers against, not layers."""
 
 from __future__ import annotations
 
@@ -32,7 +25,6 @@ def _int(value: Any, name: str) -> int:
 
 
 def _pair(value: Any, name: str) -> tuple[int, int]:
-    """An int or a pair of ints as a pair of ints."""
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -54,11 +46,15 @@ def _numeric(a: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _ints(shape: Any, name: str) -> tuple[int, ...]:
+    if isinstance(shape, str) or not isinstance(shape, Sequence):
+        raise TypeError(f"{name} must be a tuple of ints, got {shape!r}")
+    return tuple(_int(d, name) for d in shape)
+
+
 def _kernel_shape(shape: Any) -> tuple[tuple[int, int, int, int], bool]:
     """``(kh, kw)`` or ``(kh, kw, cin, cout)`` as a 4-tuple, and whether it was 2-D."""
-    if isinstance(shape, str) or not isinstance(shape, Sequence):
-        raise TypeError(f"kernel_shape must be a tuple of ints, got {shape!r}")
-    dims = tuple(_int(d, "kernel_shape") for d in shape)
+    dims = _ints(shape, "kernel_shape")
     if len(dims) not in (2, 4) or min(dims) < 1:
         raise ValueError("kernel_shape must be 2-D (kh, kw) or 4-D (kh, kw, in_channels, "
                          f"out_channels) with no empty axis, got {shape!r}")  # fmt: skip
@@ -67,9 +63,7 @@ def _kernel_shape(shape: Any) -> tuple[tuple[int, int, int, int], bool]:
 
 def _spatial(input_shape: Any, channels: int, is_2d: bool) -> tuple[int, int]:
     """Check ``input_shape`` against the kernel: ``(H, W)`` for 2-D, ``(H, W, C)`` for 4-D."""
-    if isinstance(input_shape, str) or not isinstance(input_shape, Sequence):
-        raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}")
-    dims = tuple(_int(d, "input_shape") for d in input_shape)
+    dims = _ints(input_shape, "input_shape")
     if len(dims) != (2 if is_2d else 3):
         layout = "(H, W) for a 2-D kernel" if is_2d else "(H, W, channels) for a 4-D kernel"
         raise ValueError(f"input_shape must be {layout}, got {input_shape!r}")
@@ -86,10 +80,9 @@ def conv_padding(
 ) -> Pads:
     """The zero padding ``((top, bottom), (left, right))`` that a convolution applies.
 
-    ``padding`` is ``"valid"`` (none), ``"same"`` (as Keras: ``max((ceil(n/s) - 1) * s + k - n,
-    0)`` per axis, the odd pixel at the bottom / right), an int ``p`` (``p`` on every side), a
-    pair ``(ph, pw)`` or ``((top, bottom), (left, right))``. Raises ValueError for anything else
-    or a negative pad, TypeError for non-integers.
+    ``padding`` is ``"valid"``, ``"same"`` (as Keras: the odd pixel at the bottom / right), an
+    int, a pair ``(ph, pw)`` or ``((top, bottom), (left, right))``. Raises ValueError for anything
+    else or a negative pad, TypeError for non-integers.
     """
     strides = _stride(stride)
     mode = padding.lower() if isinstance(padding, str) else None
@@ -127,24 +120,16 @@ def conv_output_shape(
     input_shape: Sequence[int], kernel_shape: Sequence[int], stride: Any = 1,
     padding: Padding = "valid",
 ) -> tuple[int, ...]:  # fmt: skip
-    """Output shape of a convolution: ``H_out = floor((H + pad_top + pad_bottom - kh) / s) + 1``.
-
-    ``(H, W)`` with a ``(kh, kw)`` kernel shape gives ``(H_out, W_out)``; ``(H, W, in_channels)``
-    with ``(kh, kw, in_channels, out_channels)`` gives ``(H_out, W_out, out_channels)``. With
-    ``padding="same"`` this is ``ceil(H / s)``. Raises ValueError when the shapes do not match or
-    the kernel is larger than the padded input.
-    """
+    """Output shape of a convolution: ``(H_out, W_out[, out_channels])`` for ``input_shape
+    (H, W[, in_channels])`` and ``kernel_shape (kh, kw[, in_channels, out_channels])``. Raises
+    ValueError when the shapes do not match or the kernel is larger than the padded input."""
     g = _geometry(kernel_shape, input_shape, stride, padding)
     return g["out_hw"] if g["is_2d"] else (*g["out_hw"], g["cout"])
 
 
 def _tap_indices(g: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Non-zeros per row, column indices and kernel-tap indices of ``C``, in CSR order.
-
-    Every (output pixel ``i, j``, output channel, tap ``a, b``, input channel) is one candidate
-    entry; broadcast in that axis order, the taps inside the image come out sorted by row, then
-    column. Taps that fall in the padding are dropped.
-    """
+    """Non-zeros per row, column indices and kernel-tap indices of ``C``, in CSR order (taps
+    in the padding dropped)."""
     (ho, wo), (sh, sw), ((pt, _), (pl, _)) = g["out_hw"], g["strides"], g["pads"]
     kh, kw, cin, cout, h, w = (g[k] for k in ("kh", "kw", "cin", "cout", "h", "w"))
     i, j, co, a, b, ci = np.ogrid[:ho, :wo, :cout, :kh, :kw, :cin]
@@ -162,15 +147,11 @@ def conv_matrix(
 ) -> np.ndarray | scipy.sparse.csr_matrix:  # fmt: skip
     """The matrix ``C`` with ``(C @ x.ravel()).reshape(out_shape)`` = Keras' ``Conv2D`` of ``x``.
 
-    kernel: ``(kh, kw)`` with ``input_shape=(H, W)``, or ``(kh, kw, in_channels, out_channels)``
-        with ``input_shape=(H, W, in_channels)``; any int or float dtype, which ``C`` keeps.
-    stride: int or ``(sh, sw)``. padding: see :func:`conv_padding`.
-    sparse: return a ``scipy.sparse`` CSR matrix built from its non-zeros (one stored entry per
-        tap inside the image, also where the weight is 0); the dense matrix is never formed.
-    max_dense_bytes: the dense form raises ValueError rather than allocate more (default 1 GiB).
-
-    Returns ``C`` of shape ``(H_out * W_out * out_channels, H * W * in_channels)``. Raises
-    TypeError for a non-numeric kernel, ValueError as :func:`conv_output_shape`.
+    ``kernel (kh, kw)`` goes with ``input_shape (H, W)``, ``(kh, kw, in_channels, out_channels)``
+    with ``(H, W, in_channels)``; ``C`` keeps its int or float dtype and has shape
+    ``(H_out * W_out * out_channels, H * W * in_channels)``. ``sparse``: a CSR matrix with one
+    entry per tap inside the image. Raises TypeError for a non-numeric kernel, ValueError as
+    :func:`conv_output_shape` or when the dense ``C`` would need over ``max_dense_bytes``.
     """
     k = _numeric(kernel, "kernel")
     g = _geometry(k.shape, input_shape, stride, padding)
@@ -195,12 +176,8 @@ def conv_matrix(
 def conv2d(
     x: Any, kernel: Any, stride: Any = 1, padding: Padding = "valid", sparse: bool = True
 ) -> np.ndarray:
-    """Keras' convolution (cross-correlation) of one image, computed as ``C @ x.ravel()``.
-
-    x: ``(H, W)`` with a ``(kh, kw)`` kernel, or ``(H, W, in_channels)`` with a
-    ``(kh, kw, in_channels, out_channels)`` kernel; any numeric dtype. Returns ``(H_out, W_out)``
-    or ``(H_out, W_out, out_channels)``, dtype from NumPy's rules. Raises as :func:`conv_matrix`.
-    """
+    """Keras' convolution of one image ``x (H, W[, in_channels])``, computed as
+    ``C @ x.ravel()``: ``(H_out, W_out[, out_channels])``. Raises as :func:`conv_matrix`."""
     x = _numeric(x, "x")
     c = conv_matrix(kernel, x.shape, stride, padding, sparse=sparse)
     return np.asarray(c @ x.ravel()).reshape(
@@ -220,19 +197,10 @@ def conv_transpose_output_shape(
     input_shape: Sequence[int], kernel_shape: Sequence[int], stride: Any = 1,
     padding: Padding = "valid", output_padding: Any = None,
 ) -> tuple[int, ...]:  # fmt: skip
-    """Output shape of a transposed convolution, with the formulas Keras uses.
-
-    Per axis, input length ``n``, kernel ``k``, stride ``s``, output padding ``op``:
-
-    - ``"valid"``: ``(n - 1) * s + k + op``, ``op`` defaulting to ``max(k, s) - k``;
-    - ``"same"``: ``n * s`` when ``op`` is None, else ``(n - 1) * s + k % 2 + op``;
-    - explicit pads ``(before, after)``: ``(n - 1) * s + k - before - after + op`` (``op`` = 0).
-
-    ``input_shape`` is ``(h, w)`` with ``(kh, kw)``, or ``(h, w, in_channels)`` with Keras'
-    transposed kernel layout ``(kh, kw, filters, in_channels)``; the result is ``(H, W)`` or
-    ``(H, W, filters)``. Raises ValueError unless ``output_padding`` (int or pair) is in
-    ``[0, stride)``, or when the output would be empty.
-    """
+    """Output shape ``(H, W[, filters])`` of Keras' ``Conv2DTranspose`` for ``input_shape
+    (h, w[, in_channels])`` and ``kernel_shape (kh, kw[, filters, in_channels])``. Raises
+    ValueError unless ``output_padding`` (int or pair) is in ``[0, stride)``, or when the output
+    would be empty."""
     (kh, kw, filters, cin), is_2d = _kernel_shape(kernel_shape)
     hw = _spatial(input_shape, cin, is_2d)
     strides = _stride(stride)
@@ -241,10 +209,8 @@ def conv_transpose_output_shape(
         raise ValueError(f"output_padding must be >= 0 and < stride, got {output_padding!r} "
                          f"with stride {stride!r}")  # fmt: skip
     mode = padding.lower() if isinstance(padding, str) else None
-    if mode in ("valid", "same"):
-        per_axis = (mode, mode)
-    else:  # explicit integers, checked by conv_padding
-        per_axis = conv_padding((1, 1), (1, 1), 1, padding)
+    valid_or_same = mode in ("valid", "same")  # else explicit pads, checked by conv_padding
+    per_axis = (mode, mode) if valid_or_same else conv_padding((1, 1), (1, 1), 1, padding)
     out_hw = tuple(_transpose_length(*axis) for axis in zip(hw, (kh, kw), strides, per_axis, ops,
                                                               strict=True))  # fmt: skip
     if min(out_hw) < 1:
@@ -256,14 +222,9 @@ def conv2d_transpose(
     y: Any, kernel: Any, stride: Any = 1, padding: Padding = "valid", output_padding: Any = None,
     sparse: bool = True,
 ) -> np.ndarray:  # fmt: skip
-    """Keras' ``Conv2DTranspose`` of one image, computed as ``C.T @ y.ravel()``.
-
-    y: ``(h, w)`` with a ``(kh, kw)`` kernel, or ``(h, w, in_channels)`` with Keras' transposed
-    layout ``(kh, kw, filters, in_channels)``. The output shape ``(H, W[, filters])`` is
-    :func:`conv_transpose_output_shape`'s and ``C`` is :func:`conv_matrix` of the same kernel for
-    that shape. Raises ValueError when the convolution of that output does not give ``y``'s shape
-    (for example ``padding="same"``, an even kernel and ``output_padding=0``).
-    """
+    """Keras' ``Conv2DTranspose`` of one image ``y (h, w[, in_channels])``, computed as
+    ``C.T @ y.ravel()``: shape :func:`conv_transpose_output_shape`. Raises ValueError when the
+    convolution of that output does not give ``y``'s shape."""
     y = _numeric(y, "y")
     out_shape = conv_transpose_output_shape(y.shape, np.shape(kernel), stride, padding,
                                             output_padding)  # fmt: skip
