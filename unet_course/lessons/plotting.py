@@ -1,10 +1,5 @@
-"""The course's figures, with one look throughout.
-
-Every helper takes ``ax=None`` (a new figure when None), draws on it and returns it; none of
-them changes matplotlib's global settings. Images have no ticks, instance labels use the label
-colour map on black, masks are translucent overlays, training curves are solid and validation
-curves dashed.
-"""
+"""The course's figures. Each helper draws on ``ax`` (a new figure when None) and returns it,
+leaving matplotlib's global settings alone."""
 
 from __future__ import annotations
 
@@ -18,8 +13,7 @@ from matplotlib.ticker import MaxNLocator
 
 from unet_course.overlay import label_colormap
 
-# Error colours: they stand out on dark and on pink slides, and differ by lightness and hue (red
-# vs blue) for red-green colour-blind readers.
+# Error colours: visible on dark and on pink slides, and to red-green colour-blind readers.
 FALSE_POSITIVE = (1.0, 0.15, 0.05)  # red: predicted nucleus where there is none
 FALSE_NEGATIVE = (0.05, 0.45, 1.0)  # blue: nucleus the prediction missed
 TRUE_POSITIVE = (0.3, 0.95, 0.3)  # green: found correctly
@@ -146,17 +140,12 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
 # ---------------------------------------------------------------- convolution pictures (02, 03)
 
 
-def _outlined(ax: Axes, row: float, col: float, text: str, size: float = 8):
-    """Black text with a white outline, readable on light and on dark cells."""
-    ax.text(col, row, text, ha="center", va="center", fontsize=size, color="black",
-            path_effects=[withStroke(linewidth=2.5, foreground="white")])  # fmt: skip
-
-
-def _write_values(ax: Axes, grid: np.ndarray, size: float = 8) -> None:
-    """Write each finite value of ``grid`` in its cell."""
+def _write_values(ax: Axes, grid: np.ndarray) -> None:
+    """Write each finite value of ``grid`` in its cell, black outlined in white."""
     for (r, c), v in np.ndenumerate(grid):
         if np.isfinite(v):
-            _outlined(ax, r, c, f"{v:g}", size)
+            ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=8, color="black",
+                    path_effects=[withStroke(linewidth=2.5, foreground="white")])  # fmt: skip
 
 
 def _box(ax: Axes, row: float, col: float, height: int, width: int, color: str = "red",
@@ -177,7 +166,7 @@ def show_matrix(matrix, ax: Axes | None = None, title: str | None = None,
     ax = _axes(ax)
     ax.imshow(m, cmap=cmap, interpolation="nearest")
     if annotate if annotate is not None else m.size <= 400:
-        _write_values(ax, m, size=7)
+        _write_values(ax, m)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel=f"column = input pixel (0..{m.shape[1] - 1})",
@@ -189,10 +178,8 @@ def show_matrix(matrix, ax: Axes | None = None, title: str | None = None,
 
 def _value_grid(ax: Axes, grid: np.ndarray, title: str, cmap: str = "Blues",
                 vmin: float | None = None, vmax: float | None = None) -> None:  # fmt: skip
-    """Draw a small 2-D array as coloured cells with their values (up to 144; NaN blank)."""
-    ax.imshow(grid, cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
-    if grid.size <= 144:
-        _write_values(ax, grid)
+    """:func:`show_matrix` of a small 2-D array, every cell ticked (values up to 144 cells)."""
+    show_matrix(grid, ax=ax, annotate=grid.size <= 144, cmap=cmap).images[0].set_clim(vmin, vmax)
     ax.set(xticks=range(grid.shape[1]), yticks=range(grid.shape[0]), xlabel="column",
            ylabel="row")  # fmt: skip
     ax.tick_params(labelsize=8)
@@ -244,7 +231,7 @@ def draw_conv_window(x: np.ndarray, kernel: np.ndarray, stride=1, padding="valid
     show_matrix(c, ax=axes[1], annotate=False).set_title(f"row {t} of C, shape {c.shape}",
                                                          fontsize=9)  # fmt: skip
     if c.shape[0] <= 16 and c.shape[1] <= 25:  # the non-zeros, where they fit
-        _write_values(axes[1], np.where(c != 0, c, np.nan), size=7)
+        _write_values(axes[1], np.where(c != 0, c, np.nan))
     axes[1].set_aspect("auto")
     axes[1].tick_params(labelsize=8)
     _box(axes[1], t, 0, 1, c.shape[1])
@@ -305,13 +292,9 @@ def animate_conv_transpose(y: np.ndarray, kernel: np.ndarray, stride=1, padding=
 
 
 def draw_unet(model: object, ax: Axes | None = None) -> Axes:
-    """Draw the U of a U-Net built by ``unet_course.model.build_unet``, from the model itself.
-
-    One box per block (``c1``...``c9`` for depth 4) plus the input and the output: height in
-    proportion to the feature-map side, width to the square root of the channels, labelled
-    ``H x W x C``. Red arrows: 2x2 max pooling; green: up-sampling; dashed grey: the skip
-    connections (copy, or crop and copy for unpadded models); blue: the 1x1 head.
-    """
+    """Draw the U of a ``unet_course.model.build_unet`` model: one box per block, input and
+    output, its height ~ the feature-map side and width ~ sqrt(channels), labelled ``H x W x C``,
+    with pooling, up-sampling, skip and head arrows and a legend."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
