@@ -1,5 +1,4 @@
-"""Instance label maps drawn as RGB arrays (what ``predict`` writes beside each label PNG), in
-the course's label colours (``label_colormap``, also used by ``lessons.plotting``)."""
+"""Instance label maps drawn as RGB arrays, as ``predict`` writes beside each label PNG."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from unet_course.label_maps import check_labels
 
 
 def label_colormap(num_labels: int, seed: int = 0) -> ListedColormap:
-    """Colour map for instance labels: black for 0, then shuffled bright ``tab20``/``Set3`` colours."""
+    """Colour map for instance labels: black for 0, then shuffled ``tab20``/``Set3`` colours."""
     base = plt.get_cmap("tab20").colors + plt.get_cmap("Set3").colors
     order = np.random.default_rng(seed).permutation(max(num_labels, 1))
     colours = [(0.0, 0.0, 0.0)] + [base[i % len(base)] for i in order]

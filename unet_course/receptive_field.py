@@ -1,6 +1,4 @@
-"""Receptive fields of a functional Keras model, traced through its layer graph: the textbook
-field (``receptive_field``) and the exact input rows of each output row
-(``receptive_field_spans``)."""
+"""Receptive fields of a functional Keras model, traced through its layer graph."""
 
 from __future__ import annotations
 
@@ -11,14 +9,15 @@ import numpy as np
 
 
 def _walk(model: Any, layer_name: str | None, start: tuple, merge, step) -> tuple:
-    """``step(layer, *value of its input)`` through the graph from ``start`` at the inputs,
-    ``merge(values)`` where branches meet; the value at ``layer_name`` (default: the last)."""
+    """``step(layer, *input value)`` through the graph from ``start``, ``merge`` where branches
+    meet; the value at ``layer_name`` (default: the last)."""
     import keras
 
     made_by = {id(layer.output): layer.name for layer in model.layers}
     values: dict[str, tuple] = {}
     for layer in model.layers:
-        inputs = [] if isinstance(layer, keras.layers.InputLayer) else keras.tree.flatten(layer.input)
+        is_input = isinstance(layer, keras.layers.InputLayer)
+        inputs = [] if is_input else keras.tree.flatten(layer.input)
         parents = [values[made_by[id(tensor)]] for tensor in inputs]
         if not parents:
             values[layer.name] = start
@@ -62,25 +61,12 @@ def _rf_step(layer: Any, rf: Fraction, jump: Fraction) -> tuple[Fraction, Fracti
 
 
 def receptive_field(model: Any, layer_name: str | None = None) -> int:
-    """Textbook receptive field (side in input pixels) of ``layer_name`` (default: the output):
-    ``rf += (k - 1) * jump, jump *= stride`` through convolutions and pooling, ``jump /= 2``
-    through up-sampling, the largest field where branches meet. Behind pooling this averages
-    over grid positions (200 for ``seed_unet``; exact rows: ``receptive_field_spans``).
-    Raises ValueError for an unknown layer name, TypeError for an unknown layer type."""
+    """Textbook receptive field (side in input pixels) of ``layer_name`` (default: the output),
+    the largest where branches meet; behind pooling, the average over grid positions. Raises
+    ValueError for an unknown layer name, TypeError for an unknown layer type."""
     field, _ = _walk(model, layer_name, (Fraction(1), Fraction(1)),
                      lambda fields, jumps: (max(fields), min(jumps)), _rf_step)
     return int(field)
-
-
-def _window_spans(lo: np.ndarray, hi: np.ndarray, n_out: int, k: int, s: int, d: int,
-                  padding: str) -> tuple[np.ndarray, np.ndarray]:
-    """Spans after a windowed layer (convolution or pooling) along one axis."""
-    n_in = len(lo)
-    extent = d * (k - 1) + 1
-    before = max((n_out - 1) * s + extent - n_in, 0) // 2 if padding == "same" else 0
-    first = np.clip(np.arange(n_out) * s - before, 0, n_in - 1)
-    last = np.clip(np.arange(n_out) * s - before + extent - 1, 0, n_in - 1)
-    return lo[first], hi[last]
 
 
 def _span_step(layer: Any, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,8 +74,11 @@ def _span_step(layer: Any, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, 
     kind, n = type(layer).__name__, len(lo)
     if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
         k, s, d = _window(layer)
-        n_out = -(-n // s) if layer.padding == "same" else (n - d * (k - 1) - 1) // s + 1
-        return _window_spans(lo, hi, n_out, k, s, d, layer.padding)
+        extent = d * (k - 1) + 1
+        n_out = -(-n // s) if layer.padding == "same" else (n - extent) // s + 1
+        before = max((n_out - 1) * s + extent - n, 0) // 2 if layer.padding == "same" else 0
+        first = np.arange(n_out) * s - before
+        return lo[np.clip(first, 0, n - 1)], hi[np.clip(first + extent - 1, 0, n - 1)]
     if kind == "Conv2DTranspose":  # output o receives input i when 0 <= o + pad - i*s < k
         k, s = layer.kernel_size[0], layer.strides[0]
         n_out = n * s if layer.padding == "same" else (n - 1) * s + k

@@ -1,6 +1,4 @@
-"""Input gradients on the TensorFlow, JAX and PyTorch backends of Keras: the vector-Jacobian
-product of notebook 03 and the per-pixel gradients that notebook 04 measures receptive fields by.
-"""
+"""Input gradients on Keras' TensorFlow, JAX and PyTorch backends (notebooks 03 and 04)."""
 
 from __future__ import annotations
 
@@ -11,13 +9,9 @@ import numpy as np
 
 
 def input_gradient(fn: Callable[[Any], Any], x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``∂L/∂x`` for ``L = sum(g * fn(x))``: the vector-Jacobian product ``J^T g`` of ``fn`` at
-    ``x``, by the active Keras backend's autodiff.
-
-    ``fn`` (``keras.ops`` or the backend's own ops) maps an array shaped like ``x`` to one shaped
-    like ``g``; ``x`` and ``g`` are converted to float32. Returns a float32 NumPy array of
-    ``x``'s shape. Raises RuntimeError on a backend other than TensorFlow, JAX or PyTorch.
-    """
+    """The vector-Jacobian product ``J^T g`` of ``fn`` at ``x`` (``∂ sum(g * fn(x)) / ∂x``) by
+    the active backend's autodiff, ``x`` and ``g`` as float32: a float32 array of ``x``'s shape.
+    Raises RuntimeError on a backend other than TensorFlow, JAX or PyTorch."""
     import keras
 
     x, g = np.asarray(x, "float32"), np.asarray(g, "float32")
@@ -45,14 +39,9 @@ def input_gradient(fn: Callable[[Any], Any], x: np.ndarray, g: np.ndarray) -> np
 
 def output_pixel_gradients(model: Any, x: np.ndarray, rows: np.ndarray,
                            cols: np.ndarray) -> np.ndarray:  # fmt: skip
-    """``|∂ model(x)[b, rows[b], cols[b], 0] / ∂ x[b]|`` summed over channels, for every ``b``.
-
-    ``model`` maps ``(n, H, W, C)`` to ``(n, H', W', K)``; ``x`` is ``(n, H, W, C)`` (converted
-    to float32), ``rows`` and ``cols`` are ``(n,)`` output positions, one per image. Images do
-    not interact at prediction time (``training=False``), so one backward pass gives all ``n``.
-    Returns ``(n, H, W)`` float32. Raises ValueError for other shapes or positions outside the
-    output.
-    """
+    """``|∂ model(x)[b, rows[b], cols[b], 0] / ∂ x[b]|`` summed over channels, for ``x (n, H, W,
+    C)`` and output positions ``rows, cols (n,)``, in one backward pass: ``(n, H, W)`` float32.
+    Raises ValueError for other shapes or positions outside the output."""
     x = np.asarray(x, "float32")
     rows, cols = np.asarray(rows, int), np.asarray(cols, int)
     if x.ndim != 4 or rows.shape != (len(x),) or cols.shape != (len(x),):
