@@ -1,8 +1,4 @@
-"""Notebook 02's explorer of a convolution's geometry: input size, kernel, stride, padding.
-
-:func:`draw_conv_geometry` is a plain matplotlib figure; :func:`interactive_explorer` wraps it in
-core ``ipywidgets`` sliders (versions 7 and 8, inline matplotlib, no ``ipympl``).
-"""
+"""Notebook 02's explorer of a convolution's geometry: a figure, and ``ipywidgets`` sliders."""
 
 from __future__ import annotations
 
@@ -14,11 +10,8 @@ PADDINGS = ("valid", "same")
 
 
 def geometry(n: int, k: int, s: int, padding: str) -> dict[str, Any]:
-    """Sizes of a ``k x k``, stride ``s`` convolution of an ``n x n`` one-channel image.
-
-    Returns ``pads`` (``((top, bottom), (left, right))``), ``out`` (output side) and ``C`` (the
-    ``(out * out, n * n)`` matrix of the kernel whose taps are numbered ``1 .. k * k`` row by row,
-    so each entry of ``C`` names the tap it holds). Raises ValueError when the kernel does not fit.
+    """``pads``, ``out`` (output side) and ``C`` (for taps numbered ``1 .. k * k``) of a ``k x k``,
+    stride ``s`` convolution of an ``n x n`` image. Raises ValueError when the kernel does not fit.
     """
     from unet_course.lessons import conv
 
