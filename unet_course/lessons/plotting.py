@@ -20,9 +20,7 @@ TRUE_POSITIVE = (0.3, 0.95, 0.3)  # green: found correctly
 
 
 def _axes(ax: Axes | None) -> Axes:
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 4))
-    return ax
+    return plt.subplots(figsize=(4, 4))[1] if ax is None else ax
 
 
 def _picture(array: np.ndarray, ax: Axes | None, title: str | None, **imshow) -> Axes:
@@ -49,10 +47,8 @@ def show_image(image: np.ndarray, ax: Axes | None = None, title: str | None = No
 
 
 def show_labels(labels: np.ndarray, ax: Axes | None = None, title: str | None = None) -> Axes:
-    """Show an ``(H, W)`` int label map: each object its own colour, background black.
-
-    Raises ValueError unless ``labels`` is 2-D.
-    """
+    """Show an ``(H, W)`` int label map, each object its own colour on black; ValueError unless
+    ``labels`` is 2-D."""
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D label map (H, W), got shape {labels.shape}")
@@ -73,10 +69,8 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, ax: Axes | None = None,
 def error_overlay(image: np.ndarray, true_mask: np.ndarray, pred_mask: np.ndarray,
                   ax: Axes | None = None, alpha: float = 0.55, title: str | None = None,
                   legend: bool = True) -> Axes:  # fmt: skip
-    """Show ``image`` with true positives green, false positives red, false negatives blue.
-
-    The masks are ``(H, W)``, cast to bool. Raises ValueError when their shapes differ.
-    """
+    """Show ``image`` with true positives green, false positives red, false negatives blue, from
+    ``(H, W)`` masks cast to bool. Raises ValueError when their shapes differ."""
     truth, pred = np.asarray(true_mask).astype(bool), np.asarray(pred_mask).astype(bool)
     if truth.shape != pred.shape:
         raise ValueError(f"mask shapes differ: true {truth.shape}, predicted {pred.shape}")
@@ -94,11 +88,8 @@ def error_overlay(image: np.ndarray, true_mask: np.ndarray, pred_mask: np.ndarra
 def plot_history(history: Mapping[str, Sequence[float]] | object,
                  metrics: Sequence[str] = ("loss",), ax: Axes | None = None,
                  title: str | None = None) -> Axes:  # fmt: skip
-    """Learning curves against whole epochs: each metric solid, its ``val_`` values dashed.
-
-    ``history`` is a ``keras.callbacks.History`` or its ``.history`` dict. Raises ValueError
-    when a metric is missing.
-    """
+    """Curves of ``metrics`` from a ``keras.callbacks.History`` (or its dict) against epochs,
+    ``val_`` values dashed. Raises ValueError when a metric is missing."""
     values = getattr(history, "history", history)
     missing = [m for m in metrics if m not in values]
     if missing:
@@ -120,10 +111,8 @@ def plot_history(history: Mapping[str, Sequence[float]] | object,
 
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
                ncols: int = 4, size: float = 3.0):  # fmt: skip
-    """A grid of ``(H, W)`` or ``(H, W, 3)`` images, spare cells hidden; returns ``(fig, axes)``.
-
-    Raises ValueError when ``images`` is empty.
-    """
+    """A grid of ``(H, W)`` or ``(H, W, 3)`` images, spare cells hidden: ``(fig, axes)``. Raises
+    ValueError when ``images`` is empty."""
     n = len(images)
     if n == 0:
         raise ValueError("image_grid needs at least one image")
@@ -205,12 +194,9 @@ def _animate(draw, frames: int, interval: int, figsize: tuple[float, float]) -> 
 
 def draw_conv_window(x: np.ndarray, kernel: np.ndarray, stride=1, padding="valid",
                      window: int = 0, fig=None):  # fmt: skip
-    """Draw window ``window`` (counted row by row, clipped to the last) of the convolution of
-    ``x (H, W)`` by ``kernel (kh, kw)`` on ``fig`` (a new one when None): the padded input with
-    the window, the matrix ``C`` (non-zeros written) with the window's row, the output computed
-    so far, and the sum of pixel·weight products above. Returns the figure; raises as
-    :func:`unet_course.lessons.conv.conv_matrix` does for bad arguments.
-    """
+    """Draw window ``window`` (row by row, clipped to the last) of the convolution of ``x (H, W)``
+    by ``kernel (kh, kw)`` on ``fig`` (new when None): the padded input, the matrix ``C``, the
+    output so far and the pixel·weight sum. Returns the figure; raises as ``conv.conv_matrix``."""
     from unet_course.lessons import conv
 
     x, kernel = np.asarray(x, dtype=float), np.asarray(kernel, dtype=float)
@@ -246,11 +232,8 @@ def draw_conv_window(x: np.ndarray, kernel: np.ndarray, stride=1, padding="valid
 
 def animate_conv_window(x: np.ndarray, kernel: np.ndarray, stride=1, padding="valid",
                         interval: int = 900) -> str:  # fmt: skip
-    """HTML animation of :func:`draw_conv_window`, one frame per output pixel.
-
-    Returns ``FuncAnimation.to_jshtml()`` (show it with ``IPython.display.HTML``) and closes the
-    figure. Raises as :func:`unet_course.lessons.conv.conv_matrix` does for bad arguments.
-    """
+    """:func:`draw_conv_window` for every output pixel, as ``FuncAnimation.to_jshtml()`` (show it
+    with ``IPython.display.HTML``). Raises as :func:`unet_course.lessons.conv.conv_matrix`."""
     from unet_course.lessons import conv
 
     frames = np.prod(conv.conv_output_shape(np.shape(x), np.shape(kernel), stride, padding))
@@ -260,12 +243,8 @@ def animate_conv_window(x: np.ndarray, kernel: np.ndarray, stride=1, padding="va
 
 def animate_conv_transpose(y: np.ndarray, kernel: np.ndarray, stride=1, padding="valid",
                            output_padding=None, interval: int = 900) -> str:  # fmt: skip
-    """HTML animation of a transposed convolution: frame ``t`` adds ``y[i, j] * kernel`` to the
-    output at row ``i * s - pad_top``, column ``j * s - pad_left``, for ``y (h, w)``.
-
-    The output panel keeps one colour scale. Returns ``FuncAnimation.to_jshtml()`` and closes
-    the figure.
-    """
+    """A transposed convolution of ``y (h, w)`` as ``FuncAnimation.to_jshtml()``: frame ``t``
+    adds ``y[i, j] * kernel`` to the output at ``(i * s - pad_top, j * s - pad_left)``."""
     from unet_course.lessons import conv
 
     y, kernel = np.asarray(y, dtype=float), np.asarray(kernel, dtype=float)
