@@ -173,13 +173,11 @@ def conv_matrix(
     return dense
 
 
-def conv2d(
-    x: Any, kernel: Any, stride: Any = 1, padding: Padding = "valid", sparse: bool = True
-) -> np.ndarray:
+def conv2d(x: Any, kernel: Any, stride: Any = 1, padding: Padding = "valid") -> np.ndarray:
     """Keras' convolution of one image ``x (H, W[, in_channels])``, computed as
     ``C @ x.ravel()``: ``(H_out, W_out[, out_channels])``. Raises as :func:`conv_matrix`."""
     x = _numeric(x, "x")
-    c = conv_matrix(kernel, x.shape, stride, padding, sparse=sparse)
+    c = conv_matrix(kernel, x.shape, stride, padding, sparse=True)
     return np.asarray(c @ x.ravel()).reshape(
         conv_output_shape(x.shape, np.shape(kernel), stride, padding))  # fmt: skip
 
@@ -219,9 +217,8 @@ def conv_transpose_output_shape(
 
 
 def conv2d_transpose(
-    y: Any, kernel: Any, stride: Any = 1, padding: Padding = "valid", output_padding: Any = None,
-    sparse: bool = True,
-) -> np.ndarray:  # fmt: skip
+    y: Any, kernel: Any, stride: Any = 1, padding: Padding = "valid", output_padding: Any = None
+) -> np.ndarray:
     """Keras' ``Conv2DTranspose`` of one image ``y (h, w[, in_channels])``, computed as
     ``C.T @ y.ravel()``: shape :func:`conv_transpose_output_shape`. Raises ValueError when the
     convolution of that output does not give ``y``'s shape."""
@@ -233,5 +230,5 @@ def conv2d_transpose(
         raise ValueError(f"a convolution of the {out_shape} output with this kernel, stride "
                          f"{_stride(stride)} and padding {padding!r} gives {forward}, not y's "
                          f"shape {y.shape}; change output_padding or padding")  # fmt: skip
-    c = conv_matrix(kernel, out_shape, stride, padding, sparse=sparse)
+    c = conv_matrix(kernel, out_shape, stride, padding, sparse=True)
     return np.asarray(c.T @ y.ravel()).reshape(out_shape)
