@@ -159,10 +159,9 @@ def test_conv2d_matches_keras_conv2d(seed):
         kernel = rng.standard_normal((c["kh"], c["kw"], c["cin"], c["cout"])).astype("float32")
         x = rng.standard_normal((c["h"], c["w"], c["cin"])).astype("float32")
         want = _keras_conv(x, kernel, c["stride"], padding)
-        for sparse in (True, False):
-            got = conv.conv2d(x, kernel, c["stride"], padding, sparse=sparse)
-            assert got.shape == want.shape
-            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        got = conv.conv2d(x, kernel, c["stride"], padding)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_explicit_padding_matches_zeropadding_then_conv2d():
