@@ -1,10 +1,5 @@
-"""Ctrl-C (SIGINT) in the command line: recorded when it arrives, honoured where the code checks.
-
-Python's default handler raises ``KeyboardInterrupt`` wherever the main thread is, and inside
-a garbage-collection callback that exception is printed and dropped. ``recording`` installs a
-handler that only records the signal (a second Ctrl-C raises at once); ``check`` raises
-between stages, where nothing swallows it; ``pending`` tells whether one is recorded.
-"""
+"""Ctrl-C (SIGINT) in the command line: recorded when it arrives (``recording``), raised as
+``KeyboardInterrupt`` between stages (``check``), where nothing swallows it."""
 
 from __future__ import annotations
 
@@ -25,9 +20,9 @@ def _record(signum, frame) -> None:
 @contextlib.contextmanager
 def recording() -> Iterator[None]:
     """Record SIGINT (and SIGTERM, where it has its default handler) instead of raising it
-    inside the block, then restore the previous handlers.
-    Nested blocks share the outer record; outside the main thread, or where SIGINT is ignored
-    (``nohup``), the block runs unchanged."""
+    inside the block, then restore the previous handlers. Nested blocks share the outer
+    record; outside the main thread, or where SIGINT is ignored (``nohup``), the block runs
+    unchanged."""
     previous = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or previous is _record \
             or previous in (signal.SIG_IGN, None):

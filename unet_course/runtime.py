@@ -13,23 +13,20 @@ _FALSE = {"", "0", "false", "no", "off"}
 
 
 def quick_mode() -> bool:
-    """True when ``UNET_COURSE_QUICK`` is ``1/true/yes/on`` (any case), False when it is unset or
+    """Whether ``UNET_COURSE_QUICK`` is ``1/true/yes/on`` (any case) rather than unset or
     ``0/false/no/off``; ValueError for anything else."""
     value = os.environ.get(QUICK_ENV, "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{QUICK_ENV}={os.environ[QUICK_ENV]!r} is not understood; expected one "
-                     f"of {sorted(_TRUE | (_FALSE - {''}))}")
+    if value not in _TRUE | _FALSE:
+        raise ValueError(f"{QUICK_ENV}={os.environ[QUICK_ENV]!r} is not understood; expected "
+                         f"one of {sorted(_TRUE | (_FALSE - {''}))}")
+    return value in _TRUE
 
 
 def quiet_startup() -> None:
-    """Keep TensorFlow's C++ start-up lines (``cuInit``, ``cudart_stub``, ``absl``) and Python
-    warnings out of the output: sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless set, and imports Keras (and
-    TensorFlow where installed: Keras's ``set_random_seed`` imports it on every backend) and
-    lists the devices once with file descriptor 2 sent to ``/dev/null`` (restored before any
-    error propagates). Does only the first part once Keras is imported."""
+    """Keep TensorFlow's start-up lines out of the output: set ``TF_CPP_MIN_LOG_LEVEL=3`` unless
+    set and, unless Keras is imported, import it (and TensorFlow, which Keras's
+    ``set_random_seed`` imports on every backend) and list the devices with file descriptor 2
+    sent to ``/dev/null``."""
     import logging
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -46,10 +43,8 @@ def quiet_startup() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import keras
-
-        gpu_devices()  # the first device listing prints its own start-up lines
-        if keras.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow"):
+        gpu_devices()  # imports Keras; the first device listing prints its own start-up lines
+        if importlib.util.find_spec("tensorflow"):
             import tensorflow  # noqa: F401 (keras.utils.set_random_seed imports it on any backend)
     finally:
         os.dup2(saved, 2)

@@ -1,5 +1,5 @@
-"""What the subcommands share: the usage error and the parser that reports it in one line,
-argument types, the checks of ``--data`` and ``--out``, and starting Keras."""
+"""What the subcommands share: the one-line usage error, argument types, the options several
+commands take, the checks of ``--data``, ``--model`` and ``--out``, and starting Keras."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
+from unet_course.devices import parse_devices
+from unet_course.postprocess import METHODS
 from unet_course.rescale import FACTORS
 
 
@@ -42,21 +44,47 @@ seed_type = _number(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 probability = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 share = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 learning_rate = probability  # Adam step sizes worth trying lie well inside (0, 1)
-_factor = _number(float, lambda v: FACTORS[0] <= v <= FACTORS[1],
-                  f"'auto' or a number from {FACTORS[0]:g} to {FACTORS[1]:g}")
+devices_type = _number(parse_devices, bool, "'all' or a positive integer")
+scale_factor = _number(lambda text: text if text == "auto" else float(text),
+                       lambda v: v == "auto" or FACTORS[0] <= v <= FACTORS[1],
+                       f"'auto' or a number from {FACTORS[0]:g} to {FACTORS[1]:g}")
+on_off_auto = _number({"auto": "auto", "on": True, "off": False}.get, lambda v: True,
+                      "one of auto, on, off")
+OPTIONS = {  # how each option of the commands is read (add_options)
+    **dict.fromkeys(("--model", "--input", "--output"), dict(required=True, type=Path)),
+    **dict.fromkeys(("--overwrite", "--resume", "--quick", "--batch-norm"),
+                    dict(action="store_true")),
+    **dict.fromkeys(("--img-size", "--steps", "--batch-size", "--base-filters", "--depth",
+                     "--tile"), dict(type=positive_int)),
+    **dict.fromkeys(("--min-size", "--overlap", "--channel"), dict(type=nonnegative_int)),
+    **dict.fromkeys(("--synthetic-share", "--dropout"), dict(type=share)),
+    "--out": dict(type=Path),
+    "--seed": dict(type=seed_type),
+    "--threshold": dict(type=probability),
+    "--lr": dict(type=learning_rate),
+    "--scale": dict(type=scale_factor),
+    "--devices": dict(type=devices_type, default=1, metavar="{all,N}"),
+    "--xla": dict(type=on_off_auto, default="auto", metavar="{auto,on,off}"),
+    "--instances": dict(choices=METHODS, default="watershed"),
+}
 
 
-def scale_factor(text: str) -> float | str:
-    """``--scale`` of predict and evaluate: ``"auto"`` or a factor in ``rescale.FACTORS``."""
-    return text if text == "auto" else _factor(text)
+def add_command(subparsers, run, name: str, about: str, description: str,
+                options: dict[str, str | dict]) -> argparse.ArgumentParser:
+    """The subcommand ``name`` (``about`` in the list of commands), which calls ``run(args)``,
+    with ``options`` (``add_options``)."""
+    parser = subparsers.add_parser(name, help=about, description=description)
+    add_options(parser, options)
+    parser.set_defaults(func=run)
+    return parser
 
 
-def on_off_auto(text: str) -> bool | str:
-    """``--xla``: "auto", or True / False for "on" / "off"."""
-    choices = {"auto": "auto", "on": True, "off": False}
-    if text not in choices:
-        raise argparse.ArgumentTypeError(f"expected one of auto, on, off, got {text!r}")
-    return choices[text]
+def add_options(parser, options: dict[str, str | dict]) -> None:
+    """Add each ``flag: help`` (or ``flag: add_argument's keywords``) to ``parser``, read as
+    ``OPTIONS`` says where the keywords do not say otherwise."""
+    for flag, given in options.items():
+        given = {"help": given} if isinstance(given, str) else given
+        parser.add_argument(flag, **{**OPTIONS.get(flag, {}), **given})
 
 
 def check_data(data: str) -> None:
@@ -67,10 +95,8 @@ def check_data(data: str) -> None:
         raise UsageError("--data is empty; expected 'synthetic' or a DSB2018 folder")
     path = Path(data)
     if not path.exists():
-        raise UsageError(
-            f"--data {data!r}: no such folder; expected 'synthetic' or a DSB2018 folder "
-            "(ROOT/<id>/images/<id>.png and ROOT/<id>/masks/*.png)"
-        )
+        raise UsageError(f"--data {data!r}: no such folder; expected 'synthetic' or a DSB2018 "
+                         "folder (ROOT/<id>/images/<id>.png and ROOT/<id>/masks/*.png)")
     if not path.is_dir():
         raise UsageError(f"--data {data!r} is a file; expected 'synthetic' or a DSB2018 folder")
     if (path / "images").is_dir() and (path / "masks").is_dir():
@@ -83,8 +109,8 @@ def check_data(data: str) -> None:
 
 
 def check_model_path(model: Path) -> None:
-    """``--model`` of predict and evaluate: a complete ``.keras`` file
-    (``files.check_keras_file``); a folder is refused suggesting its ``model.keras``."""
+    """Refuse a ``--model`` that is not a complete ``.keras`` file (``files.check_keras_file``);
+    for a folder, suggest its ``model.keras``."""
     from unet_course import files
 
     if model.is_dir():
@@ -92,6 +118,20 @@ def check_model_path(model: Path) -> None:
         raise UsageError(f"--model {str(model)!r} is a folder; expected a .keras file"
                          + (f": did you mean --model {str(inner)!r}?" if inner.is_file() else ""))
     files.check_keras_file(model, "--model")
+
+
+def run_record(model: Path) -> tuple[dict, str | None]:
+    """The training record beside ``model`` (``files.read_run_record``; ``{}`` without a usable
+    one), and why there is none to use (else None)."""
+    from unet_course import files
+
+    try:
+        record = files.read_run_record(model)
+    except ValueError as error:
+        return {}, f"the training record was not used: {error}"
+    if record is None:
+        return {}, f"no training record ({files.RECORD}) beside {str(model)!r}"
+    return record, None
 
 
 def check_model(model, flag: str) -> None:
@@ -113,7 +153,7 @@ def lost_to_classical(record: dict) -> str | None:
     """A warning when the record's ``val_dsb_map`` does not beat ``val_classical``, else None."""
     classical = (record.get("val_classical") or {}).get("dsb_map")
     unet = record.get("val_dsb_map")
-    if not (isinstance(classical, int | float) and isinstance(unet, int | float)) or unet > classical:
+    if not all(isinstance(v, int | float) for v in (classical, unet)) or unet > classical:
         return None
     return (f"warning: this model did not beat the classical pipeline on its validation slides "
             f"(instance score {unet:.3f} against {classical:.3f}, metrics.json): check its "
@@ -130,6 +170,9 @@ def opens(path: Path) -> bool:
     except Exception:  # noqa: BLE001 (missing, truncated, not an image: each its own error)
         return False
     return True
+
+
+RUN_FILES = ("model.keras", "history.csv", "metrics.json")  # what train writes into --out
 
 
 def check_out_dir(out: Path, overwrite: bool, data: str = "synthetic") -> None:
@@ -153,31 +196,23 @@ def check_out_dir(out: Path, overwrite: bool, data: str = "synthetic") -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file; expected a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(
-            f"--out {str(out)!r} exists and is not empty; choose another folder or pass --overwrite"
-        )
+        raise UsageError(f"--out {str(out)!r} exists and is not empty; choose another folder "
+                         "or pass --overwrite")
     if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if not _run_file(p.name))
-        if foreign:
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES
+                         and not p.name.startswith(tuple(f".{f}." for f in RUN_FILES)))
+        if foreign:  # not a run's file, nor the hidden temporary one (files.atomic_path)
             raise UsageError(f"--out {str(out)!r} holds {foreign[0]!r}, which no training run "
-                             f"wrote: --overwrite replaces only a run folder ({', '.join(RUN_FILES)});"
-                             " choose another folder")
-
-
-RUN_FILES = ("model.keras", "history.csv", "metrics.json")  # what train writes into --out
-
-
-def _run_file(name: str) -> bool:
-    """A file ``train`` writes, or the hidden temporary file of one (``files.atomic_path``)."""
-    return name in RUN_FILES or any(name.startswith(f".{run}.") for run in RUN_FILES)
+                             "wrote: --overwrite replaces only a run folder "
+                             f"({', '.join(RUN_FILES)}); choose another folder")
 
 
 _BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")  # each its own package
 
 
 def start_keras() -> None:
-    """Refuse a ``KERAS_BACKEND`` that is not an installed backend (``UsageError``), then
-    import Keras without TensorFlow's start-up lines (``runtime.quiet_startup``)."""
+    """Refuse a ``KERAS_BACKEND`` that is not installed (``UsageError``), then import Keras
+    quietly (``runtime.quiet_startup``)."""
     import importlib.util
 
     from unet_course.runtime import quiet_startup

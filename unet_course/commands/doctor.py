@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from unet_course.commands.common import start_keras
+from unet_course.commands.common import add_command, start_keras
 
 
 def add(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "doctor",
-        help="print versions, the Keras backend and the devices found",
-        description="Print versions, the Keras backend, the devices found, the precision and "
-        "XLA policy training would use, and what to do when no GPU is visible.",
-    )
-    parser.set_defaults(func=run)
-
+    add_command(subparsers, run, "doctor", "print versions, the Keras backend and the devices "
+                "found", "Print versions, the Keras backend, the devices found, the precision "
+                "and XLA policy training would use, and what to do when no GPU is visible.", {})
 
 
 def _package_version(name: str) -> str:
@@ -38,15 +33,15 @@ def doctor_report() -> list[str]:
     from unet_course.runtime import gpu_devices
     from unet_course.train import choose_accelerator
 
-    lines = [f"unet_course {__version__} · Python {platform.python_version()} · {platform.platform()}"]
-    for name in ("keras", "numpy", "tensorflow", "jax", "jaxlib", "torch"):
-        lines.append(f"  {name:<10} {_package_version(name)}")
-    lines.append(f"Keras backend: {keras.backend.backend()} (set KERAS_BACKEND to change it)")
-    gpus = gpu_devices()
-    lines.append(f"GPUs: {', '.join(gpus) if gpus else 'none visible'}")
-    lines.append(f"Training would run on: {choose_accelerator().describe()}")
-    found = available()
-    lines.append(f"--devices all would use: {', '.join(found)} ({len(found)})")
+    gpus, found = gpu_devices(), available()
+    lines = [f"unet_course {__version__} · Python {platform.python_version()} · "
+             f"{platform.platform()}"]
+    lines += [f"  {name:<10} {_package_version(name)}"
+              for name in ("keras", "numpy", "tensorflow", "jax", "jaxlib", "torch")]
+    lines += [f"Keras backend: {keras.backend.backend()} (set KERAS_BACKEND to change it)",
+              f"GPUs: {', '.join(gpus) if gpus else 'none visible'}",
+              f"Training would run on: {choose_accelerator().describe()}",
+              f"--devices all would use: {', '.join(found)} ({len(found)})"]
     if not gpus:
         lines += [
             "No GPU: everything works on the CPU, but training is slow there.",
@@ -56,7 +51,6 @@ def doctor_report() -> list[str]:
             "  Meanwhile, `--quick` runs small versions of everything on a CPU.",
         ]
     return lines
-
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,102 +9,65 @@ import json
 import sys
 from pathlib import Path
 
-from unet_course.commands.common import (
-    UsageError,
-    check_data,
-    check_model_path,
-    physical_memory,
-    positive_int,
-    probability,
-    scale_factor,
-    seed_type,
-    start_keras,
-)
-from unet_course.postprocess import METHODS
+from unet_course.commands import common
+from unet_course.commands.common import UsageError, add_command, check_data, start_keras
 
 
 def add(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="print pixel Dice and IoU of a trained model on held-out images (JSON)",
-        description="Predict each held-out image as predict does and print pixel Dice and IoU "
-        "and the instance score as JSON, beside the Otsu baselines. The data, split and "
+    add_command(
+        subparsers, run, "evaluate", "print pixel Dice and IoU of a trained model on held-out "
+        "images (JSON)", "Predict each held-out image as predict does and print pixel Dice, "
+        "IoU and the instance score as JSON, beside the Otsu baselines. The data, split and "
         "threshold default to those in metrics.json beside the model, so the held-out images "
-        "are ones training never saw; without that record, name the split's --seed.",
-    )
-    parser.add_argument("--model", required=True, type=Path, help="a .keras file (from train)")
-    parser.add_argument("--data", default=None,
-                        help="'synthetic' or a DSB2018 folder (default: as in training)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="also write the JSON to this new file (never the model or its record)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --out file, if it is a report evaluate wrote")
-    parser.add_argument("--split", choices=("test", "val"), default="test")
-    parser.add_argument("--img-size", type=positive_int, default=None,
-                        help="synthetic image side (default: as in training)")
-    parser.add_argument("--seed", type=seed_type, default=None,
-                        help="split seed (default: as in training; for a model with its "
-                        "training record, another seed on its own folder is refused)")
-    parser.add_argument("--threshold", type=probability, default=None,
-                        help="probability threshold (default: the one chosen on validation data "
-                        "in training, else 0.5)")
-    parser.add_argument("--scale", type=scale_factor, default=None,
-                        help="recipe models: 'auto' (the default for a model trained by train) "
-                        "predicts each image at the size where its nuclei look like the "
-                        "training ones, as predict does; a number resizes every image by it "
-                        "(1 = as it is; from 0.1 to 10)")
-    parser.add_argument("--quick", action="store_true", help="the quick-mode splits")
-    parser.add_argument("--instances", choices=METHODS, default="watershed",
-                        help="post-processing into nuclei for the instance score dsb_map "
-                        "(Data Science Bowl 2018; default: watershed)")
-    parser.set_defaults(func=run)
+        "are ones training never saw; without that record, name the split's --seed.", {
+        "--model": "a .keras file (from train)",
+        "--data": "'synthetic' or a DSB2018 folder (default: as in training)",
+        "--out": "also write the JSON to this new file (never the model or its record)",
+        "--overwrite": "replace an existing --out file, if it is a report evaluate wrote",
+        "--split": dict(choices=("test", "val"), default="test"),
+        "--img-size": "synthetic image side (default: as in training)",
+        "--seed": "split seed (default: as in training, the only one its folder takes)",
+        "--threshold": "probability threshold (default: as chosen in training, else 0.5)",
+        "--scale": "'auto' (default for a model from train) resizes each image as predict "
+                   "does; a number from 0.1 to 10 resizes every image by it (1 = as it is)",
+        "--quick": "the quick-mode splits",
+        "--instances": "how probabilities become nuclei for the instance score (default: "
+                       "watershed)",
+    })
 
 
 def settings(args: argparse.Namespace) -> dict:
-    """The evaluate settings: the arguments checked, the rest from the model's own record
-    (``files.read_run_record``); raises ``UsageError`` naming the flag or file. Without a
-    record the user must name the split's seed."""
-    from unet_course import files
+    """The evaluate settings: the arguments checked, the rest from the model's own record;
+    raises ``UsageError`` naming the flag or file (without a record, the seed must be given)."""
+    from unet_course.rescale import pipeline
     from unet_course.runtime import quick_mode
 
     if args.out is not None:
         _check_report_file(args, args.data or "synthetic")
     if args.data is not None:
         check_data(args.data)
-    check_model_path(args.model)
-    try:
-        trained = files.read_run_record(args.model)
-        why = None if trained is not None else (
-            f"--model {str(args.model)!r} has no training record "
-            f"({str(args.model.parent / files.RECORD)!r} is missing)")
-    except ValueError as error:
-        trained, why = None, str(error)
+    common.check_model_path(args.model)
+    trained, why = common.run_record(args.model)
     if why and args.seed is None:
         raise UsageError(f"{why}, so its test split is unknown; pass --seed (and --data) of "
                          "its training run")
-    trained = trained or {}
     if "postprocessing" in trained or args.scale is not None:  # checked before any work
-        from unet_course.rescale import pipeline
-
         try:
             pipeline(trained, args.scale)
         except ValueError as error:
             raise UsageError(f"--model {str(args.model)!r}: {error}") from None
-    total = physical_memory()
+    total = common.physical_memory()
     if args.img_size and total and 64 * args.img_size**2 > 0.8 * total:  # a slide and its maps
         raise UsageError(f"--img-size {args.img_size}: one synthetic slide and its maps need "
                          f"about {64 * args.img_size**2 / 2**30:,.0f} GiB; this machine has "
                          f"{total / 2**30:.0f} GiB")
-    settings = dict(
-        data=args.data or trained.get("data", "synthetic"),
-        img_size=args.img_size or trained.get("img_size"),
-        seed=trained.get("seed") if args.seed is None else args.seed,
-        threshold=args.threshold or trained.get("best_threshold", 0.5),
-        quick=args.quick or quick_mode() or bool(trained.get("quick", False)),
-        postprocessing=trained.get("postprocessing"),
-        record=trained,
-        scale=args.scale,
-    )
+    settings = dict(data=args.data or trained.get("data", "synthetic"),
+                    img_size=args.img_size or trained.get("img_size"),
+                    seed=trained.get("seed") if args.seed is None else args.seed,
+                    threshold=args.threshold or trained.get("best_threshold", 0.5),
+                    quick=args.quick or quick_mode() or bool(trained.get("quick", False)),
+                    postprocessing=trained.get("postprocessing"), record=trained,
+                    scale=args.scale)
     check_data(settings["data"])
     _check_split(args, settings, trained)
     if args.out is not None:
@@ -118,9 +81,8 @@ def _check_split(args: argparse.Namespace, settings: dict, trained: dict) -> Non
     from unet_course import files
 
     data = trained.get("data")
-    if not data or data == "synthetic" or settings["data"] == "synthetic":
-        return
-    if not files.inside(settings["data"], data) or not files.inside(data, settings["data"]):
+    if not data or "synthetic" in (data, settings["data"]) \
+            or not files.inside(settings["data"], data) or not files.inside(data, settings["data"]):
         return  # another folder: the record's split does not apply to it
     if args.seed is not None and args.seed != trained.get("seed"):
         raise UsageError(f"--seed {args.seed}: the model was trained on {data!r} with seed "
@@ -134,9 +96,8 @@ def _check_split(args: argparse.Namespace, settings: dict, trained: dict) -> Non
 
 
 def _check_report_file(args: argparse.Namespace, data: str) -> None:
-    """Refuse an ``--out`` that is a folder, in a missing or unwritable folder, the model,
-    its record, inside ``data``, or an existing file other than an evaluate report (and that
-    one without ``--overwrite``)."""
+    """Refuse an ``--out`` that is a folder, in a missing or unwritable folder, the model or its
+    record, inside ``data``, or an existing file but an evaluate report with ``--overwrite``."""
     from unet_course import files
 
     out, flag = args.out, f"--out {str(args.out)!r}"
@@ -171,9 +132,9 @@ def _is_report(path: Path) -> bool:
 
 
 def beside_line(result: dict) -> str:
-    """One sentence: the model's instance score beside the best classical pipeline's."""
-    side = result["baseline"]
-    best = side["best_baseline"]
+    """The model's instance score beside the best classical pipeline's, and a warning when
+    the model does not win."""
+    side, best = result["baseline"], result["baseline"]["best_baseline"]
     line = (f"{result['split']} instance score on {result['images']} images: model "
             f"{result['dsb_map']:.3f}, best classical pipeline ({best}) "
             f"{side[best]['dsb_map']:.3f}")

@@ -5,7 +5,7 @@ starts; ``segment_files`` predicts each image (``unet_course.predict``, ``rescal
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import sys
 from collections import Counter
 from pathlib import Path
@@ -14,18 +14,8 @@ from typing import NamedTuple
 import numpy as np
 
 from unet_course import files, interrupts
-from unet_course.commands.common import (
-    check_model,
-    check_model_path,
-    lost_to_classical,
-    nonnegative_int,
-    opens,
-    positive_int,
-    probability,
-    scale_factor,
-    start_keras,
-)
-from unet_course.postprocess import METHODS
+from unet_course.commands import common
+from unet_course.commands.common import add_options, lost_to_classical, opens
 
 OWN_OUTPUTS = ("_labels", "_overlay")  # the stems' endings of what predict writes
 MIN_SIDE = 8  # an image with a shorter side holds no whole nucleus worth segmenting
@@ -35,45 +25,30 @@ MOSTLY = 0.8  # a label map covering more of its image is almost surely wrong (a
 
 
 def add(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "predict",
-        help="segment images into nuclei; write 16-bit label PNGs and overlays",
-        description="Segment an image, or each image of a folder, into OUTPUT/<name>_labels.png "
+    parser = common.add_command(
+        subparsers, run, "predict", "segment images into nuclei; write 16-bit label PNGs and "
+        "overlays", "Segment an image, or each image of a folder, into OUTPUT/<name>_labels.png "
         "(16-bit: 0 = background, 1..n = nuclei) and OUTPUT/<name>_overlay.png. Every input "
         "is read before anything is written: unreadable ones are all named in one error (exit "
-        "code 2). An image whose prediction fails is named and the others go on (exit code 1).",
-    )
-    arg = parser.add_argument
-    arg("--model", required=True, type=Path, help="a .keras file (RUN/model.keras from train)")
-    arg("--input", required=True, type=Path, help="an image file or a folder")
-    arg("--output", required=True, type=Path,
-        help="output folder (made if missing; not the folder of an input)")
-    arg("--instances", choices=METHODS, default="watershed",
-        help="how probabilities become nuclei (default: watershed)")
-    arg("--threshold", type=probability, default=None,
-        help="foreground threshold (default: the one chosen in training, from metrics.json "
-        "beside the model; else 0.5)")
-    arg("--min-size", type=nonnegative_int, default=None,
-        help="drop objects smaller than this many pixels (default: as chosen in training; "
-        "else 10)")
-    arg("--tile", type=positive_int, default=None,
-        help="older (tiled) models only: tile side (default: the model's input size, else 512)")
-    arg("--overlap", type=nonnegative_int, default=None,
-        help="older (tiled) models only: output pixels dropped at each tile edge (default: "
-        "half the receptive field, on the pooling grid)")
-    arg("--channel", type=nonnegative_int, default=None,
-        help="predict this channel (0-based) of every image as grey (needed for images of 2 "
-        "or 4 channels, none declared alpha)")
-    arg("--scale", type=scale_factor, default=None,
-        help="models trained by train: 'auto' (default) resizes each image so its nuclei look "
-        "like the training ones (needs metrics.json); a factor from 0.1 to 10 resizes every "
-        "image (1 = as it is). The labels keep the image's own size")
-    again = parser.add_mutually_exclusive_group()
-    again.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    again.add_argument("--resume", action="store_true", help="keep the images whose label PNG "
-                       "and overlay both exist and open, whatever settings made them; predict "
-                       "the others")
-    parser.set_defaults(func=run)
+        "code 2). An image whose prediction fails is named and the others go on (exit code 1).", {
+        "--model": "a .keras file (RUN/model.keras from train)",
+        "--input": "an image file or a folder",
+        "--output": "output folder (made if missing; not the folder of an input)",
+        "--instances": "how probabilities become nuclei (default: watershed)",
+        "--threshold": "foreground threshold (default: as chosen in training, else 0.5)",
+        "--min-size": "drop smaller objects, in pixels (default: as chosen in training, else 10)",
+        "--tile": "older (tiled) models only: tile side (default: the model's input size)",
+        "--overlap": "older (tiled) models only: pixels dropped at each tile edge",
+        "--channel": "predict this channel (0-based) of every image as grey",
+        "--scale": "models from train: 'auto' (default) resizes each image so its nuclei look "
+                   "like the training ones; a number from 0.1 to 10 resizes every image by it "
+                   "(1 = as it is); the labels keep the image's size",
+    })
+    add_options(parser.add_mutually_exclusive_group(), {
+        "--overwrite": "replace existing output files",
+        "--resume": "keep the images whose label PNG and overlay both exist and open, "
+                    "whatever settings made them; predict the others",
+    })
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if tally["failed"] else 0
 
 
-def _warn(line: str) -> None:
-    print(line, file=sys.stderr)
+_warn = functools.partial(print, file=sys.stderr)  # a note or a warning, on stderr
 
 
 class Job(NamedTuple):
@@ -107,7 +81,7 @@ def plan(args: argparse.Namespace, warn=_warn) -> tuple[list[Job], int]:
     ``ValueError`` / ``FileNotFoundError`` naming the flag or file for a bad model, input,
     output (existing ones need ``--overwrite`` or ``--resume``) or image."""
     source, output = args.input, args.output
-    check_model_path(args.model)
+    common.check_model_path(args.model)
     inputs = _inputs(source, warn)
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {str(output)!r} is a file; expected a folder")
@@ -183,7 +157,8 @@ def _readable(path: Path, channel: int | None, in_folder: bool, warn, refuse) ->
         return False
     if looks_like_label_map(pixels):
         warn(f"note: {str(path)!r} looks like a label map or a mask (flat objects of whole "
-             f"numbers on 0), not a microscope image: {'skipped' if in_folder else 'predicted anyway'}")
+             "numbers on 0), not a microscope image: "
+             + ("skipped" if in_folder else "predicted anyway"))
         return not in_folder
     return True
 
@@ -193,8 +168,8 @@ def _check_size(path: Path) -> None:
     import tifffile
     from PIL import Image
 
+    memory = common.physical_memory()
     try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         if path.suffix.lower() in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tif:
                 w, h = tif.pages[0].imagewidth, tif.pages[0].imagelength
@@ -205,9 +180,9 @@ def _check_size(path: Path) -> None:
                     w, h = image.size
             finally:
                 Image.MAX_IMAGE_PIXELS = limit
-    except Exception:  # noqa: BLE001 (no sysconf, or not an image)
+    except Exception:  # noqa: BLE001 (not an image: decoding it names the problem)
         return
-    if w * h * BYTES_PER_PIXEL > memory:
+    if memory and w * h * BYTES_PER_PIXEL > memory:
         raise ValueError(f"{str(path)!r} is {w}x{h} pixels: predicting it needs about "
                          f"{w * h * BYTES_PER_PIXEL / 2**30:.0f} GiB of memory, more than this "
                          f"machine's {memory / 2**30:.0f} GiB; cut it into smaller images "
@@ -219,7 +194,7 @@ def segment_files(args: argparse.Namespace, jobs: list[Job], kept: int = 0) -> C
     (and ``kept``). An ``OSError`` (a full disk) stops the run, Ctrl-C too between images
     (``KeyboardInterrupt`` saying what was kept); an output folder made and left empty goes."""
     interrupts.check()
-    start_keras()
+    common.start_keras()
     interrupts.check()
     segment, appearance = _segmenter(args)
     output, tally = args.output, Counter(kept=kept)
@@ -297,19 +272,13 @@ def _segmenter(args: argparse.Namespace):
     from unet_course import normalization, rescale
 
     flag = f"--model {str(args.model)!r}"
-    try:
-        record = files.read_run_record(args.model)
-        why = None if record is not None else (
-            f"no training record ({files.RECORD}) beside {str(args.model)!r}")
-    except ValueError as error:
-        record, why = None, f"the training record was not used: {error}"
-    record = record or {}
+    record, why = common.run_record(args.model)
     try:
         way = rescale.pipeline(record, args.scale)
     except ValueError as error:
         raise ValueError(f"{flag}: {error}" + (f" ({why})" if why else "")) from None
     model = keras.saving.load_model(args.model)
-    check_model(model, flag)
+    common.check_model(model, flag)
     if any(isinstance(layer, normalization.PercentileNormalization) for layer in model.layers):
         if args.tile is not None or args.overlap is not None:
             raise ValueError(f"{'--tile' if args.tile is not None else '--overlap'}: the "
@@ -341,11 +310,8 @@ def _recipe_segmenter(model, way, args: argparse.Namespace):
     from unet_course import rescale
     from unet_course.postprocess import label_instances
 
-    post = dict(way.settings)
-    if args.threshold:
-        post["threshold"] = args.threshold
-    if args.min_size is not None:
-        post["min_size"] = args.min_size
+    given = dict(threshold=args.threshold, min_size=args.min_size)
+    post = {**way.settings, **{k: v for k, v in given.items() if v is not None}}
 
     def segment(image):
         (probs,), (factor,) = rescale.predict_pipeline(model, [image], way)
