@@ -6,9 +6,7 @@ On-disk layout (the ``stage1_train`` archive unzips to exactly this)::
     ROOT/<id>/masks/<mask_id>.png    one file per nucleus, 0 = background, nonzero = nucleus
 
 ``load_dsb2018`` reads images and instance label maps at native resolution; ``experiment_groups``
-names each slide's image size and modality (the split's proxy for its experiment);
-``download_dsb2018`` fetches the archive with ``pooch``, refuses unsafe zip members and moves
-the extracted folder into place only when everything succeeded.
+names each slide's image size and modality; ``download_dsb2018`` fetches the archive (``pooch``).
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from unet_course.files import HIGH, LOW, is_grey, one_colour_as_grey, read_image, to_uint8
-from unet_course.files import sha256 as sha256_of
 
 __all__ = ["DSB2018_URL", "DSB2018_IMAGES", "dsb2018_ids", "experiment_groups", "load_dsb2018",
            "download_dsb2018"]
@@ -41,8 +38,6 @@ MARKER = ".dsb2018_complete"
 _NOT_PNG = (".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 _GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")  # PIL modes read as they are
 
-
-# ----------------------------------------------------------------------------- reading
 
 def dsb2018_ids(root) -> list[str]:
     """Sorted image ids (the sub-folder names) of a DSB2018 folder.
@@ -71,8 +66,7 @@ def _image_path(sample: Path) -> Path:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8: ``files.read_image``, then ``files.one_colour_as_grey`` (as
-    ``predict.predict_classes`` shows such an image to the network), then ``files.to_uint8``."""
+    """``(H, W, 3)`` uint8, one colour as grey (as ``predict.predict_classes`` sees it)."""
     return to_uint8(one_colour_as_grey(read_image(path)))
 
 
@@ -134,23 +128,15 @@ def _load_sample(sample: Path, overlap: str) -> tuple[np.ndarray, np.ndarray]:
 
 def load_dsb2018(root, limit: int | None = None, *, overlap: str = "first",
                  ids: list[str] | None = None):
-    """Images and instance label maps of a DSB2018 folder, at native resolution.
+    """``(images, labels)`` of a DSB2018 folder at native resolution: lists of ``(H, W, 3)``
+    uint8 images and ``(H, W)`` int32 label maps (0 background; mask ``k`` in sorted file-name
+    order, empty ones skipped, is label ``k``).
 
-    Args:
-        root: the folder holding ``<id>/images/<id>.png`` and ``<id>/masks/*.png``.
-        limit: read only the first ``limit`` ids; ``None`` reads all.
-        overlap: a pixel in two masks keeps the first label (``"first"``) or raises
-            (``"error"``). Mask ``k`` in sorted file-name order (empty ones skipped) is label ``k``.
-        ids: read only these sample ids, in this order (default: all, sorted, ``dsb2018_ids``).
-
-    Returns:
-        ``(images, labels)``: lists of ``(H, W, 3)`` uint8 images (``_read_rgb``) and
-        ``(H, W)`` int32 label maps (0 = background, 1..K nuclei).
-
-    Raises:
-        FileNotFoundError / ValueError naming the file: missing image or masks folder, a mask
-        that is not a PNG, an unreadable PNG, a mask whose size differs from its image, an
-        overlap with ``"error"``.
+    ``ids`` (default: ``dsb2018_ids``) are read in their order, the first ``limit`` of them; a
+    pixel in two masks keeps the first label (``overlap="first"``) or raises (``"error"``).
+    Raises FileNotFoundError / ValueError naming the file: missing image or masks folder, a
+    mask that is not a PNG, an unreadable PNG, a mask whose size differs from its image, an
+    overlap with ``"error"``.
     """
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
                               or limit < 1):
@@ -195,17 +181,31 @@ def experiment_groups(root, ids: list[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- downloading
 
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-def _check_url(url: str) -> None:
-    """HTTPS, or ``file://``, or plain HTTP to this machine only (test servers)."""
+def _check_download_args(dest: Path, url, sha256, expected_images, timeout, keep_archive,
+                         progress) -> None:
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, got {type(url).__name__}")
-    parts = urllib.parse.urlsplit(url)
-    local_http = parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS
-    if parts.scheme not in ("https", "file") and not local_http:
+    parts = urllib.parse.urlsplit(url)  # plain HTTP only to this machine (test servers)
+    if parts.scheme not in ("https", "file") and not (
+            parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")):
         raise ValueError(f"url must start with https:// (or file://), got {url!r}")
+    for name, flag in (("keep_archive", keep_archive), ("progress", progress)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    if sha256 is not None and not (isinstance(sha256, str)
+                                   and re.fullmatch("[0-9a-fA-F]{64}", sha256)):
+        raise ValueError(f"sha256 must be 64 hexadecimal digits or None, got {sha256!r}")
+    if expected_images is not None and (not isinstance(expected_images, int)
+                                        or isinstance(expected_images, bool)
+                                        or expected_images < 1):
+        raise ValueError(f"expected_images must be a positive int or None, "
+                         f"got {expected_images!r}")
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if dest.exists() and not (dest / MARKER).is_file():
+        if not dest.is_dir() or any(dest.iterdir()):
+            raise FileExistsError(f"{str(dest)!r} exists and is not an empty folder nor a "
+                                  "finished download; choose a new folder")
 
 
 def _copy_local(url: str, output_file: str, pooch_instance=None) -> None:
@@ -214,9 +214,8 @@ def _copy_local(url: str, output_file: str, pooch_instance=None) -> None:
 
 
 def _fetch(url: str, folder: Path, sha256: str | None, timeout: float, progress: bool) -> Path:
-    """Download ``url`` into ``folder`` with ``pooch.retrieve`` (complete, and matching
-    ``sha256`` when given) and return its path. Raises ``ConnectionError`` (network, HTTP
-    status, a body cut short) or ``ValueError`` (checksum)."""
+    """``pooch.retrieve`` of ``url`` into ``folder``; its path. Raises ``ConnectionError``
+    (network, HTTP status, a body cut short) or ``ValueError`` (checksum)."""
     import pooch
     import requests
 
@@ -224,8 +223,8 @@ def _fetch(url: str, folder: Path, sha256: str | None, timeout: float, progress:
         downloader = _copy_local
     else:  # progressbar=True draws a tqdm bar on stderr
         downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
-    # A filter, not setLevel: pooch's logger is not in logging's registry (cached level).
-    def quiet(record: logging.LogRecord) -> bool:
+
+    def quiet(record: logging.LogRecord) -> bool:  # a filter: pooch's logger caches its level
         return progress or record.levelno >= logging.WARNING
 
     logger = pooch.get_logger()
@@ -252,68 +251,27 @@ def _fetch(url: str, folder: Path, sha256: str | None, timeout: float, progress:
         logger.removeFilter(quiet)
 
 
-def _safe_members(archive: zipfile.ZipFile, dest: Path) -> list[zipfile.ZipInfo]:
-    """All members, after refusing absolute paths, ``..``, drive letters and symlinks."""
-    base = dest.resolve()
-    for info in archive.infolist():
-        name = info.filename
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise ValueError(f"archive member {name!r} is a symbolic link; refusing to extract")
-        parts = name.replace("\\", "/").split("/")
-        target = (base / name).resolve()
-        if (name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]
-                or not target.is_relative_to(base)):
-            raise ValueError(f"archive member {name!r} would land outside {str(dest)!r}; "
-                             "refusing to extract anything")
-    return archive.infolist()
-
-
 def _extract(path: Path, dest: Path) -> None:
-    """Check every member's path, then extract ``path`` (a zip) into ``dest``; a member whose
-    CRC fails raises ``ValueError``."""
+    """Unzip ``path`` into ``dest`` once every member's path is checked. Raises ``ValueError``
+    for a file that is not a zip, a member that is a symbolic link or would land outside
+    ``dest`` (absolute, ``..``, a drive letter), or a corrupt member (CRC)."""
     if not zipfile.is_zipfile(path):
         raise ValueError("the downloaded file is not a zip archive (an error page?)")
+    dest.mkdir()
+    base = dest.resolve()
     with zipfile.ZipFile(path) as archive:
-        for info in _safe_members(archive, dest):  # every path checked before any is written
-            try:  # reading a member to its end checks its CRC: decompressed once, here
-                archive.extract(info, dest)
-            except (zipfile.BadZipFile, zlib.error) as err:
-                raise ValueError(f"the downloaded archive is corrupt: member "
-                                 f"{info.filename!r}: {err}") from err
-
-
-def _count_samples(root: Path) -> int:
-    return sum(1 for p in root.iterdir() if (p / "images" / f"{p.name}.png").is_file())
-
-
-def _dataset_root(folder: Path) -> Path:
-    """``folder``, or its single sub-folder when the archive wrapped everything in one."""
-    subdirs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("__")]
-    if _count_samples(folder) == 0 and len(subdirs) == 1:
-        return subdirs[0]
-    return folder
-
-
-def _check_download_args(dest: Path, url: str, sha256, expected_images, timeout,
-                         keep_archive, progress) -> None:
-    _check_url(url)
-    for name, flag in (("keep_archive", keep_archive), ("progress", progress)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
-    if sha256 is not None and not (isinstance(sha256, str)
-                                   and re.fullmatch("[0-9a-fA-F]{64}", sha256)):
-        raise ValueError(f"sha256 must be 64 hexadecimal digits or None, got {sha256!r}")
-    if expected_images is not None and (not isinstance(expected_images, int)
-                                        or isinstance(expected_images, bool)
-                                        or expected_images < 1):
-        raise ValueError(f"expected_images must be a positive int or None, "
-                         f"got {expected_images!r}")
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if dest.exists() and not (dest / MARKER).is_file():
-        if not dest.is_dir() or any(dest.iterdir()):
-            raise FileExistsError(f"{str(dest)!r} exists and is not an empty folder nor a "
-                                  "finished download; choose a new folder")
+        for info in archive.infolist():
+            name, parts = info.filename, info.filename.replace("\\", "/").split("/")
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise ValueError(f"archive member {name!r} is a symbolic link; refusing to extract")
+            if (name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]
+                    or not (base / name).resolve().is_relative_to(base)):
+                raise ValueError(f"archive member {name!r} would land outside {str(dest)!r}; "
+                                 "refusing to extract anything")
+        try:  # extracting a member checks its CRC
+            archive.extractall(dest)
+        except (zipfile.BadZipFile, zlib.error) as err:
+            raise ValueError(f"the downloaded archive is corrupt: {err}") from err
 
 
 def download_dsb2018(dest, url: str = DSB2018_URL, *, sha256: str | None = None,
@@ -321,23 +279,18 @@ def download_dsb2018(dest, url: str = DSB2018_URL, *, sha256: str | None = None,
                      keep_archive: bool = False, progress: bool = True) -> Path:
     """Download the DSB2018 stage-1 training set into ``dest`` and return ``dest``.
 
-    Args:
-        dest: a folder that does not exist yet or is empty; when it holds a finished
-            download (its ``.dsb2018_complete`` record, with the archive's SHA-256) nothing is
-            fetched again.
-        url: the archive (HTTPS; ``file://`` and ``http://127.0.0.1`` are accepted for tests).
-        sha256: expected SHA-256 of the archive; ``None`` skips that check.
-        expected_images: how many ``<id>/images/<id>.png`` the archive must hold; ``None``
-            skips the check.
-        timeout: seconds to wait for the server.
-        keep_archive: also keep the zip as ``dest.parent/<archive name>``.
-        progress: show pooch's progress bar (on stderr) and its log lines.
+    ``dest`` must be new or empty; once it holds a finished download (its ``MARKER`` record)
+    nothing is fetched again. ``url``: HTTPS (``file://`` and ``http://127.0.0.1`` for tests);
+    ``sha256``: the archive's, ``None`` skips that check; ``expected_images``: how many
+    ``<id>/images/<id>.png`` it must hold (``None`` skips); ``timeout``: seconds to wait for the
+    server; ``keep_archive``: also keep the zip beside ``dest``; ``progress``: pooch's bar and log.
 
     Raises ``ConnectionError`` (offline, HTTP error, download cut short), ``ValueError``
-    (checksum, not a zip, corrupt, unsafe member: absolute, ``..`` or a symbolic link, wrong
-    image count) or ``FileExistsError`` (``dest`` holds other files); ``dest`` is then left as
-    it was and no temporary file remains.
+    (checksum, not a zip, corrupt, unsafe member, wrong image count) or ``FileExistsError``
+    (``dest`` holds other files); ``dest`` is then left as it was, no temporary file remains.
     """
+    import pooch
+
     dest = Path(dest)
     _check_download_args(dest, url, sha256, expected_images, timeout, keep_archive, progress)
     if (dest / MARKER).is_file():
@@ -346,10 +299,21 @@ def download_dsb2018(dest, url: str = DSB2018_URL, *, sha256: str | None = None,
     work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".tmp"))
     try:  # everything happens inside `work`, removed at the end whatever happened
         archive = _fetch(url, work / "download", sha256, timeout, progress)
-        record = {"url": url, "sha256": sha256_of(archive), "bytes": archive.stat().st_size}
-        (work / "unpacked").mkdir()
         _extract(archive, work / "unpacked")
-        _finish(work / "unpacked", dest, record, expected_images)
+        root = work / "unpacked"
+        folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith("__")]
+        if _count_samples(root) == 0 and len(folders) == 1:  # the archive wrapped it all
+            root = folders[0]
+        count = _count_samples(root)
+        if expected_images is not None and count != expected_images:
+            raise ValueError(f"the archive holds {count} images in the <id>/images/<id>.png "
+                             f"layout, expected {expected_images}")
+        record = {"url": url, "sha256": pooch.file_hash(archive),
+                  "bytes": archive.stat().st_size, "images": count}
+        (root / MARKER).write_text(json.dumps(record, indent=1) + "\n")
+        if dest.exists():
+            dest.rmdir()  # empty: checked before downloading
+        os.replace(root, dest)
         if keep_archive:
             os.replace(archive, dest.parent / archive.name)
     finally:
@@ -357,14 +321,5 @@ def download_dsb2018(dest, url: str = DSB2018_URL, *, sha256: str | None = None,
     return dest
 
 
-def _finish(work: Path, dest: Path, record: dict, expected_images: int | None) -> None:
-    """Check the image count, write the completion record, move the folder into place."""
-    root = _dataset_root(work)
-    count = _count_samples(root)
-    if expected_images is not None and count != expected_images:
-        raise ValueError(f"the archive holds {count} images in the <id>/images/<id>.png "
-                         f"layout, expected {expected_images}")
-    (root / MARKER).write_text(json.dumps({**record, "images": count}, indent=1) + "\n")
-    if dest.exists():
-        dest.rmdir()  # empty: checked before downloading
-    os.replace(root, dest)
+def _count_samples(root: Path) -> int:
+    return sum(1 for p in root.iterdir() if (p / "images" / f"{p.name}.png").is_file())
