@@ -1,9 +1,4 @@
-"""Files the package writes, the images it reads, and the checks of a user's paths.
-
-Atomic writing (a file or folder is complete or its previous version; Ctrl-C is honoured after
-the write), the run record (``metrics.json`` names the SHA-256 of its ``model.keras``), the one
-image reader (``read_image``, ``to_uint8``, ``one_colour_as_grey``) and path checks.
-"""
+"""Atomic writing, the run record (``metrics.json``), path checks and the one image reader."""
 
 from __future__ import annotations
 
@@ -25,8 +20,7 @@ import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 RECORD = "metrics.json"
-#: The percentiles the course's one normalisation maps to 0 and 1 (``to_uint8``: 0 and 255).
-LOW, HIGH = 1.0, 99.8
+LOW, HIGH = 1.0, 99.8  # the percentiles the course's normalisation maps to 0 and 1
 
 
 # --------------------------------------------------------------------------- atomic writing
@@ -35,8 +29,7 @@ LOW, HIGH = 1.0, 99.8
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[None]:
     """Hold back Ctrl-C (SIGINT) inside the block; raise ``KeyboardInterrupt`` after it.
-    Outside the main thread, where SIGINT is ignored, or while ``interrupts`` records it (the
-    command honours it at its next check), the block runs unchanged."""
+    Off the main thread, where SIGINT is ignored or ``interrupts`` records it: no change."""
     from unet_course import interrupts
 
     if threading.current_thread() is not threading.main_thread():
@@ -83,9 +76,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def staged_folder(path: str | Path) -> Iterator[Path]:
-    """Yield a new, empty, hidden sibling of the folder ``path``; when the block ends without an
-    error it takes ``path``'s place (the old folder set aside, the new one renamed in, the old
-    one deleted), else it is removed and ``path`` is left as it was."""
+    """Yield a new, empty, hidden sibling of the folder ``path``; it replaces ``path`` when the
+    block ends without an error, else it is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-"))
@@ -121,11 +113,6 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(path: str | Path, payload) -> None:
-    """Write ``payload`` as indented JSON (and a final newline) to ``path`` atomically."""
-    write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-
-
 def sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     with open(path, "rb") as handle:
@@ -139,7 +126,7 @@ def write_run_record(out_dir: str | Path, report: dict) -> dict:
     """Write ``out_dir/metrics.json``: ``report`` plus ``model_sha256`` of ``out_dir/model.keras``."""
     out = Path(out_dir)
     record = {**report, "model_sha256": sha256(out / "model.keras")}
-    write_json(out / RECORD, record)
+    write_text(out / RECORD, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return record
 
 
@@ -186,11 +173,8 @@ def check_writable(path: str | Path, flag: str) -> None:
 
 
 def check_keras_file(path: str | Path, flag: str = "--model") -> Path:
-    """Refuse anything but a complete ``.keras`` file (a zip holding ``config.json``).
-
-    Raises ``FileNotFoundError`` or ``ValueError`` naming ``flag`` and the file, before Keras
-    is imported.
-    """
+    """``path``, a complete ``.keras`` file (a zip holding ``config.json``); else
+    ``FileNotFoundError`` or ``ValueError`` naming ``flag`` and the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{flag} {str(path)!r}: no such file; expected a .keras file")
@@ -248,14 +232,13 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
 
 
-#: The first bytes of the formats of ``IMAGE_SUFFIXES`` (PNG, JPEG, TIFF and BigTIFF, BMP).
 SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"II+\x00",
               b"MM\x00+", b"BM")
 
 
 def _decode(path: str | Path) -> np.ndarray:
     """Every pixel of an image file, native byte order, booleans as 0/255; ``ValueError``
-    naming the file when it is not an image (checked by its first bytes) or is cut short."""
+    naming the file when its first bytes are not an image's or it is cut short."""
     from skimage import io
 
     with open(path, "rb") as handle:
@@ -308,9 +291,8 @@ def _alpha_declared(path: str | Path, channels: int) -> bool:
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """0-255 pixels, same shape, ``uint8``: ``uint8`` as it is; any other dtype mapped by the
-    ``LOW``-th and ``HIGH``-th percentiles of its finite values (all channels) to 0 and 255
-    (``skimage.exposure.rescale_intensity``, clipped), rounded; NaN counts as the low one."""
+    """``uint8`` pixels as they are; any other dtype's ``LOW``-th and ``HIGH``-th percentiles
+    (of all finite values) mapped to 0 and 255, clipped and rounded to uint8; NaN counts low."""
     from skimage.exposure import rescale_intensity
 
     pixels = np.asarray(pixels)
@@ -322,7 +304,7 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
         return np.zeros(pixels.shape, np.uint8)
     low, high = np.percentile(finite, [LOW, HIGH])
     values = np.nan_to_num(values, nan=low)
-    if not high > low:  # at most 1.2 % of the pixels differ from the rest: those are bright
+    if not high > low:  # the few pixels above the rest are bright
         return np.where(values > low, 255, 0).astype(np.uint8)
     scaled = rescale_intensity(values, in_range=(low, high), out_range=(0.0, 255.0))
     return np.rint(scaled).astype(np.uint8)
@@ -331,10 +313,8 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- colour
 
 
-#: The most ``colour_spread`` may give for ``one_colour_as_grey`` to call an image one colour.
-ONE_COLOUR_TOLERANCE = 0.01
-#: A channel whose range is under this fraction of the widest channel's is empty.
-EMPTY_CHANNEL = 0.1
+ONE_COLOUR_TOLERANCE = 0.01  # the most colour_spread for one_colour_as_grey's "one colour"
+EMPTY_CHANNEL = 0.1  # a channel whose range is under this share of the widest one's is empty
 
 
 def is_grey(image: np.ndarray) -> bool:
@@ -369,13 +349,9 @@ def colour_spread(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | N
 
 
 def one_colour_as_grey(image: Any, tolerance: float = ONE_COLOUR_TOLERANCE) -> np.ndarray:
-    """A colour image that is one colour times a brightness (DAPI saved in blue) as grey.
-
-    When ``colour_spread(image)``'s spread is at most ``tolerance``, returns the brightness
-    ``image[..., kept] . u`` three times, float32 ``(H, W, 3)``. Any other image (grey
-    already, bright-field, a composite of dyes of similar strength, another shape) is returned
-    as it is, the same object.
-    """
+    """A colour image of one colour times a brightness (DAPI saved in blue) as its brightness
+    ``image[..., kept] . u`` in three channels, float32 ``(H, W, 3)``, when ``colour_spread``'s
+    spread is at most ``tolerance``; any other image is returned as it is, the same object."""
     image = np.asarray(image)
     colour = colour_spread(image)
     if colour is None or colour[2] > tolerance:
