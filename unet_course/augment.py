@@ -1,11 +1,7 @@
 """Data augmentation for segmentation, one image and its mask at a time.
 
-Geometric transforms (flips, 90-degree rotations, random crops or mirrored pads, the U-Net
-paper's elastic deformation) move the image, its mask and optional weights alike; photometric
-ones (brightness, contrast) touch the image only. Masks are never interpolated: their pixels
-are moved by index, so their values come out exactly as they went in. Randomness comes from a
-``numpy.random.Generator`` (or an int seed), so a seed reproduces a result exactly.
-``SegmentationSequence`` (``unet_course.sequence``) builds batches from these.
+Geometric transforms move the image, its mask and optional weights alike (masks by index, never
+interpolated); brightness and contrast touch the image only. A seed reproduces a result exactly.
 """
 
 from __future__ import annotations
@@ -50,19 +46,17 @@ def _check_image_mask(image: np.ndarray, mask: np.ndarray, weights=None) -> None
                          f"got {np.shape(weights)}")
 
 
-def _dihedral(arrays: list, rng: np.random.Generator, flip: bool, rotate90: bool) -> list:
-    """The same random rotation by k * 90 degrees and flips of every array (None passes)."""
+def _draw_dihedral(rng: np.random.Generator, flip: bool, rotate90: bool) -> tuple:
+    """``(k, flip_v, flip_h)``: a rotation by ``k`` * 90 degrees and the flips, drawn."""
     k = int(rng.integers(4)) if rotate90 else 0
-    flip_v = bool(flip and rng.random() < 0.5)
-    flip_h = bool(flip and rng.random() < 0.5)
-    out = []
-    for a in arrays:
-        if a is not None:
-            a = np.rot90(a, k, axes=(0, 1))
-            a = a[::-1] if flip_v else a
-            a = a[:, ::-1] if flip_h else a
-        out.append(a)
-    return out
+    return k, bool(flip and rng.random() < 0.5), bool(flip and rng.random() < 0.5)
+
+
+def _dihedral_view(a: np.ndarray, k: int, flip_v: bool, flip_h: bool) -> np.ndarray:
+    """``a`` rotated by ``k`` * 90 degrees, then flipped up-down and left-right, as a view."""
+    a = np.rot90(a, k, axes=(0, 1))
+    a = a[::-1] if flip_v else a
+    return a[:, ::-1] if flip_h else a
 
 
 def random_crop_or_pad(arrays: Sequence, size, rng=None) -> list:
@@ -95,17 +89,14 @@ def random_crop_or_pad(arrays: Sequence, size, rng=None) -> list:
 
 def adjust_brightness_contrast(image: np.ndarray, rng, brightness: float = 0.1,
                                contrast: float = 0.2) -> np.ndarray:
-    """Random contrast then brightness of one image; same shape and dtype back.
-
-    ``x -> (x - mean) * c + mean + b * full`` with ``c ~ U(1 - contrast, 1 + contrast)``,
-    ``b ~ U(-brightness, brightness)``, ``mean`` per channel; ``full`` is an integer dtype's
-    range (result rounded and clipped to it) or 1.0 for floats (not clipped). Raises
-    ValueError for a negative ``brightness`` or ``contrast`` outside [0, 1].
-    """
+    """Random contrast then brightness of one image, same shape and dtype:
+    ``(x - mean) * c + mean + b * full``, ``c ~ U(1 - contrast, 1 + contrast)``, ``b ~
+    U(-brightness, brightness)``, ``mean`` per channel, ``full`` an integer dtype's range
+    (rounded and clipped to it) or 1.0 for floats. ValueError for a negative ``brightness`` or
+    ``contrast`` outside [0, 1]."""
     c, b = _draw_intensity(_rng(rng), brightness, contrast)
     integer = np.issubdtype(image.dtype, np.integer)
     full = float(np.iinfo(image.dtype).max - np.iinfo(image.dtype).min) if integer else 1.0
-    # float32 holds integers of up to 24 bits exactly; wider ones are computed in float64
     x = image.astype(np.float64 if integer and image.dtype.itemsize > 2 else np.float32)
     return _as_dtype(_intensity(x, channel_means(image), c, b, full), image.dtype)
 
@@ -137,8 +128,7 @@ def _intensity(x: np.ndarray, mean, c, b, full: float) -> np.ndarray:
 
 
 def channel_means(image: np.ndarray) -> np.ndarray:
-    """Mean of each channel, ``(C,)`` float32 (``()`` for a 2-D image); uint8 is summed
-    exactly in integers, so the result does not depend on the memory layout."""
+    """Mean of each channel, ``(C,)`` float32 (``()`` for a 2-D image); uint8 summed exactly."""
     if image.dtype == np.uint8:
         flat = image.reshape(-1, image.shape[-1]) if image.ndim == 3 else image.reshape(-1, 1)
         means = (flat.sum(axis=0, dtype=np.uint64) / flat.shape[0]).astype(np.float32)
@@ -155,29 +145,25 @@ def intensity_lut(means: np.ndarray, c, b) -> np.ndarray:
 
 
 def displacement_field(shape, rng, alpha: float = 10.0, grid: int = 3) -> np.ndarray:
-    """Smooth random displacements ``(2, H, W)`` float32 (dy, dx in pixels).
-
-    As in Ronneberger et al. 2015: ``(2, grid, grid)`` vectors drawn from N(0, alpha), zoomed
-    to every pixel with cubic splines, the grid's corners on the image's corners (equal to
-    ``ndimage.zoom(order=3, grid_mode=False, mode="nearest")`` of each component, done as
-    two 1-D zooms, which is far faster). Raises ValueError for ``grid < 2`` or ``alpha < 0``.
-    """
+    """Smooth random displacements ``(2, H, W)`` float32 (dy, dx in pixels), as in Ronneberger
+    et al. 2015: ``(2, grid, grid)`` vectors drawn from N(0, alpha), each component zoomed to
+    ``shape`` by ``ndimage.zoom(order=3, grid_mode=False, mode="nearest")`` (as two 1-D zooms).
+    Raises ValueError for ``grid < 2`` or ``alpha < 0``."""
     h, w = _hw(shape, "shape")
     if not isinstance(grid, (int, np.integer)) or grid < 2:
         raise ValueError(f"grid must be an int >= 2, got {grid!r}")
     if alpha < 0:
         raise ValueError(f"alpha (displacement std in pixels) must be >= 0, got {alpha}")
     coarse = _rng(rng).normal(0.0, alpha, size=(2, grid, grid))
-    # The zoom of the identity along one axis: (n, grid) matrices; field = M_h @ coarse @ M_w.T
+    # the zoom of the identity along each axis: field = M_h @ coarse @ M_w.T
     m_h, m_w = (ndimage.zoom(np.eye(grid), (n / grid, 1), order=3, grid_mode=False,
                              mode="nearest") for n in (h, w))
     return (m_h @ coarse @ m_w.T).astype(np.float32)
 
 
 def _warp(a: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
-    """``a`` ``(H, W, ...)`` sampled at ``coords`` ``(2, h, w)``, borders mirrored
-    (``ndimage.map_coordinates(mode="reflect")``): ``(h, w, ...)`` of ``a``'s dtype. Order 0
-    moves whole pixels by index, so any dtype's values are kept exactly."""
+    """``a`` ``(H, W, ...)`` sampled at ``coords`` ``(2, h, w)`` by
+    ``ndimage.map_coordinates(mode="reflect")``: ``(h, w, ...)``, ``a``'s dtype (order 0 by index)."""
     h, w = a.shape[:2]
     if order == 0:
         index = ndimage.map_coordinates(np.arange(h * w).reshape(h, w), coords, order=0,
@@ -193,11 +179,11 @@ def elastic_deform(image: np.ndarray, mask: np.ndarray, rng, alpha: float = 10.0
                    grid: int = 3, *, order: int = 1, weights: np.ndarray | None = None):
     """The U-Net paper's elastic deformation: the same warp of image, mask (and weights).
 
-    ``image`` ``(H, W)`` or ``(H, W, C)`` is interpolated with spline ``order`` (0..5); ``mask``
-    (any dtype) and ``weights`` ``(H, W)`` are moved nearest-neighbour. Output pixel ``(y, x)``
-    takes the input at ``(y + dy, x + dx)`` of :func:`displacement_field` (borders mirrored).
-    Returns ``(image, mask)`` or ``(image, mask, weights)``, shapes and dtypes unchanged.
-    Raises ValueError for mismatched shapes or a bad ``order``.
+    Output pixel ``(y, x)`` takes the input at ``(y + dy, x + dx)`` of ``displacement_field``
+    (borders mirrored): ``image`` ``(H, W)`` or ``(H, W, C)`` interpolated with spline ``order``
+    (0..5), ``mask`` (any dtype) and ``weights`` ``(H, W)`` nearest-neighbour. Returns ``(image,
+    mask)`` or ``(image, mask, weights)``, shapes and dtypes unchanged. Raises ValueError for
+    mismatched shapes or a bad ``order``.
     """
     image, mask = np.asarray(image), np.asarray(mask)
     _check_image_mask(image, mask, weights)
@@ -224,20 +210,19 @@ def augment_pair(image, mask, rng, *, flip: bool = True, rotate90: bool = True, 
     """One random augmentation, the same geometry for the image, its mask (and weights).
 
     In order: a random multiple of 90 degrees and flips; a random crop or mirrored pad to
-    ``crop`` (int or ``(h, w)``; ``None`` keeps the size, and a non-square image may come
-    back as ``(W, H)``); the elastic deformation, warped with a margin of real pixels around
-    the crop; brightness and contrast (image only; 0 disables).
-
-    ``image`` ``(H, W)`` or ``(H, W, C)``, ``mask`` ``(H, W)`` or ``(H, W, C)`` of any dtype,
-    ``weights`` optional ``(H, W)``; ``rng`` a Generator or int seed. Returns ``(image,
-    mask)`` or ``(image, mask, weights)``, contiguous, dtypes unchanged. Raises ValueError for
-    mismatched shapes or a bad ``crop``, TypeError for a bad ``rng``.
+    ``crop`` (int or ``(h, w)``; ``None`` keeps the size, a non-square image may come back
+    ``(W, H)``); the elastic deformation (of a crop grown by a margin); brightness and contrast
+    (image only; 0 disables). ``image`` and ``mask`` ``(H, W)`` or ``(H, W, C)``, ``weights``
+    ``(H, W)`` or None. Returns ``(image, mask)`` or ``(image, mask, weights)``, contiguous,
+    dtypes unchanged. ValueError for mismatched shapes or a bad ``crop``, TypeError for a bad
+    ``rng``.
     """
     image, mask = np.asarray(image), np.asarray(mask)
     weights = None if weights is None else np.asarray(weights)
     _check_image_mask(image, mask, weights)
     rng = _rng(rng)
-    arrays = _dihedral([image, mask, weights], rng, flip, rotate90)
+    turn = _draw_dihedral(rng, flip, rotate90)
+    arrays = [None if a is None else _dihedral_view(a, *turn) for a in (image, mask, weights)]
     margin = int(math.ceil(2 * elastic_alpha)) if elastic else 0
     if crop is not None:
         th, tw = _hw(crop, "crop")

@@ -1,11 +1,7 @@
-"""``SegmentationSequence``: the Keras ``PyDataset`` that serves augmented batches to ``fit``,
-and ``ThreeClassSequence``, the recipe's three-class batches built on it.
-
-Default augmentation of uint8 images (flips, 90-degree rotations, random crop, brightness and
-contrast) takes a fast path: the crop's window is found in the source image, the intensity
-change is a 256-entry lookup table per channel, and the flip/rotation a single ``numpy.take``.
-It draws the same random numbers as ``augment.augment_pair`` and returns the same pixels;
-anything else goes through ``augment_pair`` image by image.
+"""``SegmentationSequence``, the Keras ``PyDataset`` serving augmented batches to ``fit``, and
+``ThreeClassSequence``, the recipe's three-class batches. A uint8 image that needs no padding
+nor elastic warp is served the pixels of ``augment.augment_pair`` by a faster path: the crop's
+window found in the source, a lookup table per channel, one ``numpy.take``.
 """
 
 from __future__ import annotations
@@ -19,6 +15,8 @@ import numpy as np
 
 from unet_course.augment import (
     _check_image_mask,
+    _dihedral_view,
+    _draw_dihedral,
     _draw_intensity,
     _hw,
     augment_pair,
@@ -73,13 +71,6 @@ def _check_draw(batches, draw, n: int):
     return int(batches), draw / draw.sum()
 
 
-def _dihedral_view(a: np.ndarray, k: int, flip_v: bool, flip_h: bool) -> np.ndarray:
-    """``augment._dihedral``'s transform of one array, as a view."""
-    a = np.rot90(a, k, axes=(0, 1))
-    a = a[::-1] if flip_v else a
-    return a[:, ::-1] if flip_h else a
-
-
 @functools.lru_cache(maxsize=64)
 def _gather_index(k: int, flip_v: bool, flip_h: bool, h: int, w: int, channels: int):
     """Flat indices into a ``(C, h, w)`` window that give its transform as raveled ``(h', w', C)``."""
@@ -107,9 +98,8 @@ class SegmentationSequence(keras.utils.PyDataset):
         batch_size: images per batch (the last batch may be smaller).
         size: ``int`` or ``(h, w)``: a random crop, or mirrored pad, of each image (centre crop
             when ``augment=False``); ``None`` keeps the sizes (all must be equal).
-        augment: apply ``augment.augment_pair`` with ``augment_options`` (``flip``,
-            ``rotate90``, ``brightness``, ``contrast``, ``elastic``, ``elastic_alpha``,
-            ``elastic_grid``).
+        augment: apply ``augment.augment_pair`` with ``augment_options`` (its keyword
+            arguments but ``crop`` and ``weights``).
         shuffle: a new image order for every pass.
         seed: batch ``i`` of pass ``p`` is drawn from ``numpy.random.default_rng([seed, p, i])``.
         binarize: masks become ``labels > 0``; ``False`` keeps them as given.
@@ -123,15 +113,12 @@ class SegmentationSequence(keras.utils.PyDataset):
     float32`` when given. Raises ValueError (TypeError for a wrong container) for inconsistent
     inputs, IndexError for an index outside ``range(len(self))``.
 
-    ``epoch`` counts finished passes; ``on_epoch_end`` starts a new one only once every batch of
-    the current pass was asked for, so ``fit(..., steps_per_epoch=s)`` shows each image once per
-    pass. A batch depends on ``(seed, epoch, index)`` alone. On JAX and PyTorch Keras's loader
-    sees one worker (``self.workers == 1``) and the sequence's own threads build ahead, so
-    ``fit`` is fed the same batches whatever ``workers`` is. On TensorFlow ``workers > 1`` is
-    Keras's thread pool (its ``tf.data`` reader can stall for seconds otherwise): the same
-    batches as with one worker when each Keras epoch is a whole pass, not when
-    ``steps_per_epoch`` cuts passes (the pool builds across epochs). With
-    ``use_multiprocessing`` (Keras's processes) every ``on_epoch_end`` starts a new pass.
+    A batch depends on ``(seed, epoch, index)`` alone; ``epoch`` counts finished passes, and
+    ``on_epoch_end`` starts a new one only once every batch of this one was asked for (with
+    ``use_multiprocessing``: always). On JAX and PyTorch Keras sees one worker and the
+    sequence's own threads build ahead, so ``fit`` gets the same batches whatever ``workers``
+    is; on TensorFlow ``workers > 1`` is Keras's thread pool (the same batches only when each
+    Keras epoch is a whole pass).
     """
 
     def __init__(self, images, masks, batch_size: int = 8, *, size=None, augment: bool = True,
@@ -180,7 +167,7 @@ class SegmentationSequence(keras.utils.PyDataset):
         self._workers = value
 
     def _planar_copies(self) -> list:
-        """``(C, H, W)`` copies of the uint8 images the fast path can serve (else ``None``)."""
+        """``(C, H, W)`` copies of the uint8 images the fast path serves (others ``None``)."""
         fast = (self.augment and self.size is not None and not self.augment_options.get("elastic")
                 and self._samples_are_plain())
         return [np.ascontiguousarray(np.moveaxis(im, -1, 0))
@@ -287,9 +274,7 @@ class SegmentationSequence(keras.utils.PyDataset):
         h, w = (0, 0) if planes is None else planes.shape[1:]
         if not (h >= th and w >= tw and (not rotate90 or (w >= th and h >= tw))):
             return False  # no planar copy, or a crop of some orientation would need padding
-        k = int(rng.integers(4)) if rotate90 else 0
-        flip_v = bool(flip and rng.random() < 0.5)
-        flip_h = bool(flip and rng.random() < 0.5)
+        k, flip_v, flip_h = _draw_dihedral(rng, flip, rotate90)
         big_h, big_w = (w, h) if k % 2 else (h, w)
         rng.integers(1), rng.integers(1)  # random_crop_or_pad's (empty) padding draws
         y0, x0 = int(rng.integers(big_h - th + 1)), int(rng.integers(big_w - tw + 1))
@@ -323,11 +308,10 @@ class SegmentationSequence(keras.utils.PyDataset):
 
 class ThreeClassSequence(SegmentationSequence):
     """``SegmentationSequence`` of instance label maps with one-hot background / interior /
-    boundary targets ``(B, h, w, 3)`` float32 (``(B, h, w, 1)`` 0/1 with ``three_class=False``).
-    The classes (``targets.three_class_targets``) are computed once per slide, or per sample
-    after an elastic deformation or gamma. ``gamma=g > 0`` raises each image (uint8 through
-    ``skimage.exposure.adjust_gamma``, floats as ``max(x, 0) ** power``) to a power drawn
-    log-uniformly from ``[exp(-g), exp(g)]``."""
+    boundary targets ``(B, h, w, 3)`` float32 (``(B, h, w, 1)`` 0/1 with ``three_class=False``)
+    from ``targets.three_class_targets``. ``gamma=g > 0`` raises each image
+    (``skimage.exposure.adjust_gamma``, floats clipped at 0) to a power drawn log-uniformly
+    from ``[exp(-g), exp(g)]``."""
 
     def __init__(self, images, labels, batch_size: int = 8, *, boundary_width: int = 1,
                  gamma: float = 0.0, three_class: bool = True, **kwargs):
