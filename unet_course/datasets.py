@@ -1,11 +1,4 @@
-"""Datasets for training: ``"synthetic"`` or a DSB2018 folder, as seeded train/val/test splits.
-
-``load_splits`` (and ``load_split``, one split only) gives the same three splits for the same
-settings. Synthetic splits are ``data.make_nuclei`` images from three seeds derived from
-``seed``; a DSB2018 folder is split by ``split_indices`` (a seeded shuffle, or whole experiments
-held out with ``grouped=True``). Quick mode keeps a few dozen images
-(and 64x64 synthetic ones unless a size is given).
-"""
+"""Seeded train/val/test splits of the synthetic nuclei or of a DSB2018 folder."""
 
 from __future__ import annotations
 
@@ -22,10 +15,8 @@ QUICK_IMG_SIZE = 64
 FULL_IMG_SIZE = 256
 DSB_FRACTIONS = (0.70, 0.15, 0.15)
 SPLIT_NAMES = ("train", "val", "test")
-#: A grouped split of fewer groups (``dsb2018.experiment_groups``) falls back to a plain shuffle.
-MIN_GROUPS = 3
-#: ``GroupShuffleSplit`` draws this many candidate splits; the one nearest the fraction is kept.
-CANDIDATES = 20
+MIN_GROUPS = 3  # a grouped split of fewer groups is a plain shuffle
+CANDIDATES = 20  # GroupShuffleSplit's draws; the one nearest the fraction is kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,15 +78,13 @@ def load_splits(data: str | Path = SYNTHETIC, img_size: int | None = None, *,
     """Seeded train/validation/test splits of the synthetic nuclei or of a DSB2018 folder.
 
     Args:
-        data: ``"synthetic"`` or a folder in the DSB2018 layout.
-        img_size: side of the synthetic images (default 256, quick 64; at least 32). A DSB2018
-            folder's images keep their native sizes.
+        data: ``"synthetic"`` or a folder in the DSB2018 layout (images at native size).
+        img_size: side of the synthetic images (default 256, quick 64; at least 32).
         quick: keep a few dozen images only (``QUICK_COUNTS``).
         seed: integer >= 0; the same seed gives the same splits.
         counts: synthetic only: ``{"train": n, "val": n, "test": n}`` (any of the keys).
-        grouped: DSB2018 only: validation and test slides are whole experiments the training
-            slides do not come from (``split_indices``); by default a seeded shuffle, so they
-            come from the folder's experiments as the slides a practitioner predicts on do.
+        grouped: DSB2018 only: validation and test slides are whole experiments
+            (``split_indices``); by default a seeded shuffle.
 
     Returns ``Splits``; raises ``ValueError`` for bad arguments or a folder of under 3 images.
     """
@@ -129,14 +118,10 @@ def source(data: str | Path, img_size: int | None = None, *, quick: bool = False
 
 
 def split_indices(groups, seed: int, grouped: bool = False) -> dict[str, np.ndarray]:
-    """Indices into ``groups`` (one experiment name per slide) of the train, val and test slides.
-
-    By default a ``seed``-ed shuffle cut 70/15/15. With ``grouped`` and at least ``MIN_GROUPS``
-    distinct groups, the test and then the validation slides are
-    whole groups drawn by ``sklearn.model_selection.GroupShuffleSplit`` (of ``CANDIDATES``
-    seeded draws, the one nearest ``DSB_FRACTIONS`` of the slides), so they come from other
-    experiments than the training slides.
-    """
+    """Indices into ``groups`` (one experiment name per slide) of the train, val and test slides:
+    a ``seed``-ed shuffle cut 70/15/15, or with ``grouped`` and at least ``MIN_GROUPS`` groups,
+    test then validation slides as whole groups (``GroupShuffleSplit``, of ``CANDIDATES`` draws
+    the one nearest ``DSB_FRACTIONS``). ValueError for fewer than 3 slides."""
     groups = np.asarray(groups)
     n = len(groups)
     if n < 3:

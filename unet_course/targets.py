@@ -1,9 +1,6 @@
-"""Training targets that keep touching nuclei apart: touching borders cut out
-(``separate_touching``), background / interior / boundary classes (``three_class_targets``)
-and the border-weighted loss map of Ronneberger et al. 2015 (``unet_weight_map``).
-
-Label maps are 2-D integer arrays (``label_maps``), 0 = background; each function raises
-TypeError / ValueError for anything else (``check_labels``).
+"""Training targets that keep touching nuclei apart: borders cut out, three classes, and the
+border-weighted loss map of Ronneberger et al. 2015. Label maps are ``(H, W)`` integer arrays,
+0 = background (else TypeError / ValueError from ``label_maps.check_labels``).
 """
 
 from __future__ import annotations
@@ -16,17 +13,8 @@ CLASSES = ("background", "interior", "boundary")  # three_class_targets' values 
 
 
 def separate_touching(labels: np.ndarray) -> np.ndarray:
-    """Cut the borders between touching objects out of a label map.
-
-    A pixel of an object with an 8-neighbour of another object becomes background, leaving a
-    gap about 2 pixels wide wherever two nuclei touch (the paper's targets).
-
-    Args:
-        labels: (H, W) integer label map.
-
-    Returns:
-        (H, W) label map of the same dtype.
-    """
+    """``labels`` with every object pixel that has an 8-neighbour of another object set to 0
+    (a gap about 2 pixels wide where two nuclei touch: the paper's targets); same dtype."""
     labels = check_labels(labels, "labels")
     return np.where(_touching(labels, 1), 0, labels).astype(labels.dtype)
 
@@ -45,20 +33,12 @@ def _touching(labels: np.ndarray, width: int) -> np.ndarray:
 
 
 def three_class_targets(labels: np.ndarray, width: int = 1) -> np.ndarray:
-    """Background / interior / boundary classes from a label map.
+    """``(H, W)`` uint8 classes of a label map: 0 background, 1 interior, 2 boundary.
 
     Boundary: the object pixels with a 4-neighbour of another label
-    (``skimage.segmentation.find_boundaries(mode="inner")``), and with ``width=w`` also every
-    object pixel within ``w`` pixels (a ``(2w+1)``-square window) of another object, so
-    touching interiors lie about ``2w`` pixels apart; the outline against the background stays
-    one pixel wide. The other object pixels are interior.
-
-    Args:
-        labels: (H, W) integer label map.
-        width: boundary width between touching objects, an integer >= 1 (else ValueError).
-
-    Returns:
-        (H, W) uint8: 0 = background, 1 = interior, 2 = boundary (``CLASSES``).
+    (``skimage.segmentation.find_boundaries(mode="inner")``) and, with ``width=w > 1``, every
+    object pixel within ``w`` pixels (a ``(2w+1)``-square window) of another object. ValueError
+    unless ``width`` is an integer >= 1.
     """
     from skimage.segmentation import find_boundaries
 
@@ -74,18 +54,8 @@ def three_class_targets(labels: np.ndarray, width: int = 1) -> np.ndarray:
 
 
 def class_balance_weights(mask: np.ndarray) -> np.ndarray:
-    """The class-balancing term ``w_c`` of the paper's weight map.
-
-    Each class weighs ``n_pixels / (2 * n_pixels_of_that_class)``, scikit-learn's
-    ``compute_class_weight("balanced")``: the map averages to 1. A mask with a single class
-    gets 1 everywhere.
-
-    Args:
-        mask: (H, W) bool (or 0/1) foreground mask.
-
-    Returns:
-        (H, W) float32.
-    """
+    """The paper's class-balancing term ``w_c`` of an ``(H, W)`` bool or 0/1 mask, ``(H, W)``
+    float32: ``compute_class_weight("balanced")`` of each pixel's class (1 for a single class)."""
     from sklearn.utils.class_weight import compute_class_weight
 
     mask = np.asarray(mask).astype(bool)
@@ -117,24 +87,13 @@ def _two_nearest(labels: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarr
 
 def unet_weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0, *,
                     tolerance: float = 1e-6) -> np.ndarray:
-    """The per-pixel loss weights of Ronneberger et al. 2015, eq. 2.
+    """The per-pixel loss weights of Ronneberger et al. 2015, eq. 2, float32 of ``labels``'s
+    shape (``(H, W)`` or ``(n, H, W)``).
 
-    ``w = w_c + w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` with ``w_c`` the
-    ``class_balance_weights`` of ``labels > 0`` and ``d1``, ``d2`` the distances to the
-    nearest and second-nearest object; the border term is added on background pixels only.
-    Give it ``separate_touching`` labels to weight the gaps between touching nuclei. Distances
-    beyond the reach where the border term falls below ``tolerance`` are not computed, so the
-    map is within ``tolerance`` of the exact one.
-
-    Args:
-        labels: (H, W) integer label map, or (n, H, W) (one map per image).
-        w0: weight of the border term (>= 0).
-        sigma: width of the border term in pixels (> 0).
-        tolerance: largest error allowed in the border term (> 0).
-
-    Returns:
-        float32 weights of the shape of ``labels``. Raises ValueError for ``w0``, ``sigma``
-        or ``tolerance`` out of range.
+    ``w = w_c + w0 * exp(-(d1 + d2)**2 / (2 sigma**2))``, ``w_c`` the ``class_balance_weights``
+    of ``labels > 0``, ``d1``, ``d2`` the distances to the nearest and second-nearest object;
+    the border term on background pixels only, within ``tolerance`` of the exact one. Raises
+    ValueError unless ``w0 >= 0``, ``sigma > 0`` and ``tolerance > 0``.
     """
     if isinstance(labels, np.ndarray) and labels.ndim == 3:
         return np.stack([unet_weight_map(m, w0, sigma, tolerance=tolerance) for m in labels])
