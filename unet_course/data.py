@@ -1,9 +1,5 @@
-"""The synthetic nuclei generator ``make_nuclei``, the course's offline default data.
-
-It draws fluorescence (bright nuclei on black) and bright-field (dark stained nuclei on light
-tissue) slides with instance labels, like the Data Science Bowl 2018 images: nuclei of varied
-size, shape and brightness, touching in clusters, with texture, blur, noise, debris and uneven
-light. Deterministic for a seed, no network. The real data: ``unet_course.dsb2018``.
+"""``make_nuclei``: synthetic fluorescence and bright-field slides of nuclei with instance
+labels, like the Data Science Bowl 2018 images; the course's offline default data.
 """
 
 from __future__ import annotations
@@ -207,12 +203,11 @@ def _draw_ghosts(rng, size, count, radius, difficulty) -> np.ndarray:
 
 def _paint(size, centres, shapes, outlines) -> tuple[np.ndarray, np.ndarray]:
     """Draw nuclei ``1..n``, ellipses with a wobbling outline: ``(labels, depth)``, ``(size,
-    size)`` int32 and float32.
+    size)`` int32 and float32 (depth 0 at a centre, 1 on the outline and off the nuclei).
 
     ``centres``, ``shapes``, ``outlines``: lists of ``[y, x]``, ``[a, b, theta]`` (semi-axes,
-    angle) and ``[w2, w3, p2, p3]``: the outline's radius is ``1 + w2 cos(2 phi + p2) + w3
-    cos(3 phi + p3)``. A pixel's depth is 0 at a centre and 1 on the outline; it goes to the
-    nucleus it lies deepest in (the earliest on a tie). Label 0 and depth 1 elsewhere.
+    angle) and ``[w2, w3, p2, p3]`` (outline radius ``1 + w2 cos(2 phi + p2) + w3 cos(3 phi +
+    p3)``). A pixel goes to the nucleus it lies deepest in, the earliest on a tie.
     """
     labels = np.zeros((size, size), dtype=np.int32)
     depth = np.ones((size, size), dtype=np.float32)
@@ -238,10 +233,8 @@ def _paint(size, centres, shapes, outlines) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _relabel(labels, bright) -> tuple[np.ndarray, np.ndarray]:
-    """Keep each nucleus's largest 4-connected piece if it has ``_MIN_PIXELS`` or more and
-    number the kept ones 1..k in order: ``(labels, bright)``, the label map (int) and each
-    pixel's brightness (float32, 0 off the nuclei), ``bright`` ``(n,)`` giving nucleus k's at
-    ``bright[k - 1]``."""
+    """``(labels, bright)``: each nucleus's largest 4-connected piece of ``_MIN_PIXELS`` or more,
+    numbered 1..k in order, and each pixel's brightness (``bright[k - 1]``, float32, 0 off them)."""
     from unet_course.label_maps import relabel
 
     pieces, count = measure.label(labels, connectivity=1, background=0, return_num=True)

@@ -1,8 +1,4 @@
-"""Rendering the synthetic slides of ``data.make_nuclei``: light, stain, blur, noise, colour.
-
-``render`` turns a label map into a microscope-like ``(H, W, 3)`` uint8 image; the rest are its
-private helpers. ``unet_course.data`` places the nuclei and calls it.
-"""
+"""``render``: a label map of ``data.make_nuclei`` as a microscope-like ``(H, W, 3)`` uint8 image."""
 
 from __future__ import annotations
 
@@ -24,8 +20,7 @@ def _unit_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
 @functools.lru_cache(maxsize=32)
 def _interpolation_matrix(size: int, cells: int) -> np.ndarray:
     """``(size, cells)`` float32 ``M``, read-only: ``M @ A @ M.T`` is ``skimage.transform.resize(A,
-    (size, size), order=1, mode="edge")`` of a ``(cells, cells)`` array ``A``, done as two 1-D
-    resizes (``M`` is the resize of the identity along one axis) because that is far faster."""
+    (size, size), order=1, mode="edge")`` of a ``(cells, cells)`` array ``A``."""
     matrix = resize(np.eye(cells, dtype=np.float32), (size, cells), order=1, mode="edge",
                     anti_aliasing=False).astype(np.float32)
     matrix.flags.writeable = False
@@ -33,8 +28,7 @@ def _interpolation_matrix(size: int, cells: int) -> np.ndarray:
 
 
 def _smooth_field(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    """Smooth zero-mean random field ``(size, size)`` float32: ``cells x cells`` noise resized
-    bilinearly, so its features are about ``size / cells`` pixels wide."""
+    """Smooth zero-mean random field ``(size, size)`` float32: ``cells x cells`` noise resized."""
     matrix = _interpolation_matrix(size, cells)
     return matrix @ _unit_noise(rng, (cells, cells)) @ matrix.T
 
@@ -98,17 +92,15 @@ def _stain(rng, labels, depth, bright, ghosts, difficulty) -> tuple[np.ndarray, 
     size = labels.shape[0]
     coarse = _unit_noise(rng, (size // 2 + 1, size // 2 + 1)) * np.float32(0.3) + np.float32(1)
     flatness = rng.uniform(0.05, 0.5)  # how much a nucleus darkens towards its outline
-    # Dye per pixel: bright * (1 - flatness * depth**2) * texture (1 +- 0.52, never negative),
-    # the texture of pixel (y, x) coarse[y // 2, x // 2].
+    # dye: bright * (1 - flatness * depth**2) * texture, pixel (y, x)'s coarse[y // 2, x // 2]
     signal = (1 - flatness * depth * depth) * bright
     texture = np.repeat(coarse, 2, axis=1)[:, :size]
     signal[0::2] *= texture[: (size + 1) // 2]
     signal[1::2] *= texture[: size // 2]
     signal += _debris(rng, size, difficulty.debris)
     signal = ndimage.gaussian_filter(signal, rng.uniform(0.6, 2.0), truncate=2.5)  # focus
-    # Out of focus, on the coarse grid, blurred and interpolated up together: the unlabelled
-    # nuclei of another focal plane (5-7 px blur) and the halo of cytoplasm (fluorescence) or
-    # tissue (bright-field) around the nuclei.
+    # out of focus, on the coarse grid: the unlabelled nuclei of another focal plane and the
+    # halo of cytoplasm or tissue around the nuclei
     cells = max(size // COARSE, 2)  # the share of nucleus pixels in each cell of the grid
     step = size // cells
     halo = block_reduce(labels[: cells * step, : cells * step] > 0, (step, step), np.mean,
@@ -128,8 +120,7 @@ def _fluorescence(rng, signal, clutter, illumination, noise, out) -> None:
     """Bright nuclei on black, grey or tinted, into ``out`` ``(H, W, 3)`` uint8."""
     tint = np.ones(3) if rng.random() < 0.6 else rng.uniform(0.2, 1.0, 3)
     gain = rng.uniform(0.35, 0.6)  # the median nucleus; bright ones saturate
-    # (a dark offset + gain (signal + clutter)) illumination, and shot and read noise as strong
-    # as in dim real slides: spread noise sqrt(|value| + 0.05)
+    # (a dark offset + gain (signal + clutter)) illumination, then shot and read noise
     value = ((signal + clutter) * gain + rng.uniform(0.02, 0.15)) * illumination
     value += np.sqrt(np.abs(value) + 0.05) * (noise * rng.uniform(0.01, 0.07))
     for channel, t in enumerate(tint):
