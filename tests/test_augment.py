@@ -79,11 +79,11 @@ def test_crop_is_a_window_and_pad_mirrors():
 def test_elastic_keeps_labels_exact_and_aligned():
     image, labels, lut = labelled_pattern(64, 64)
     rng = np.random.default_rng(1)
-    img0, lab0 = augment.elastic_deform(image, labels, rng, alpha=6.0, order=0)
+    img0, lab0 = augment._elastic(image, labels, None, rng, 6.0, 3, order=0)
     np.testing.assert_array_equal(img0[..., :2], lut[lab0])  # same warp, nearest everywhere
     assert lab0.dtype == np.int32 and set(np.unique(lab0)) <= set(np.unique(labels))
     assert not np.array_equal(lab0, labels)  # it did move something
-    img1, lab1 = augment.elastic_deform(image, labels, np.random.default_rng(1), alpha=6.0)
+    img1, lab1 = augment._elastic(image, labels, None, np.random.default_rng(1), 6.0, 3)
     np.testing.assert_array_equal(lab1, lab0)  # same seed, same field
     agree = np.mean(np.abs(img1[..., 0].astype(int) - lut[lab1][..., 0]) < 15)
     assert agree > 0.95  # bilinear image differs from the nearest mask only along edges
@@ -93,7 +93,7 @@ def test_elastic_nearest_matches_scipy_order0():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 50, (33, 47)).astype(np.int32)
     image = labels.astype(np.float32)
-    _, warped = augment.elastic_deform(image, labels, np.random.default_rng(3), alpha=5.0)
+    _, warped = augment._elastic(image, labels, None, np.random.default_rng(3), 5.0, 3)
     field = augment.displacement_field((33, 47), np.random.default_rng(3), alpha=5.0)
     yy, xx = np.mgrid[:33, :47].astype(np.float32)
     ref = ndimage.map_coordinates(labels, [yy + field[0], xx + field[1]], order=0,
@@ -119,8 +119,8 @@ def test_displacement_field_follows_the_paper():
 def test_elastic_moves_pixels_by_the_field():
     h, w = 48, 48
     yy = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)
-    out, _ = augment.elastic_deform(yy, np.zeros((h, w), np.uint8), np.random.default_rng(5),
-                                    alpha=2.0)
+    out, _ = augment._elastic(yy, np.zeros((h, w), np.uint8), None, np.random.default_rng(5),
+                              2.0, 3)
     field = augment.displacement_field((h, w), np.random.default_rng(5), alpha=2.0)
     inner = (slice(10, -10), slice(10, -10))  # away from the mirrored border
     np.testing.assert_allclose(out[inner] - yy[inner], field[0][inner], atol=1e-3)
@@ -128,7 +128,7 @@ def test_elastic_moves_pixels_by_the_field():
 
 def test_alpha_zero_is_identity():
     image, labels, _ = labelled_pattern()
-    out_image, out_labels = augment.elastic_deform(image, labels, 0, alpha=0.0)
+    out_image, out_labels = augment._elastic(image, labels, None, 0, 0.0, 3)
     np.testing.assert_array_equal(out_image, image)
     np.testing.assert_array_equal(out_labels, labels)
 

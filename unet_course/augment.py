@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["augment_pair", "elastic_deform", "displacement_field", "random_crop_or_pad",
+__all__ = ["augment_pair", "displacement_field", "random_crop_or_pad",
            "adjust_brightness_contrast", "channel_means", "intensity_lut"]
 
 
@@ -175,26 +175,14 @@ def _warp(a: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
     return _as_dtype(out.reshape(coords.shape[1:] + a.shape[2:]), a.dtype)
 
 
-def elastic_deform(image: np.ndarray, mask: np.ndarray, rng, alpha: float = 10.0,
-                   grid: int = 3, *, order: int = 1, weights: np.ndarray | None = None):
+def _elastic(image, mask, weights, rng, alpha, grid, order=1, margin: int = 0) -> tuple:
     """The U-Net paper's elastic deformation: the same warp of image, mask (and weights).
 
     Output pixel ``(y, x)`` takes the input at ``(y + dy, x + dx)`` of ``displacement_field``
-    (borders mirrored): ``image`` ``(H, W)`` or ``(H, W, C)`` interpolated with spline ``order``
-    (0..5), ``mask`` (any dtype) and ``weights`` ``(H, W)`` nearest-neighbour. Returns ``(image,
-    mask)`` or ``(image, mask, weights)``, shapes and dtypes unchanged. Raises ValueError for
-    mismatched shapes or a bad ``order``.
+    (borders mirrored), ``image`` interpolated with spline ``order``, ``mask`` and ``weights``
+    moved by index; only the pixels at least ``margin`` from the border are kept. Returns
+    ``(image, mask)`` or ``(image, mask, weights)``, dtypes unchanged.
     """
-    image, mask = np.asarray(image), np.asarray(mask)
-    _check_image_mask(image, mask, weights)
-    if order not in (0, 1, 2, 3, 4, 5):
-        raise ValueError(f"order must be a spline order 0..5, got {order!r}")
-    return _elastic(image, mask, None if weights is None else np.asarray(weights), rng, alpha,
-                    grid, order)
-
-
-def _elastic(image, mask, weights, rng, alpha, grid, order=1, margin: int = 0) -> tuple:
-    """``elastic_deform`` keeping only the output pixels at least ``margin`` from the border."""
     h, w = image.shape[:2]
     d = displacement_field((h, w), rng, alpha, grid)[:, margin:h - margin, margin:w - margin]
     ys = np.arange(margin, h - margin, dtype=np.float32)[:, None]

@@ -86,18 +86,6 @@ def _read_mask(path: Path) -> np.ndarray:
     return grey > 0
 
 
-def _paint_mask(labels: np.ndarray, mask: np.ndarray, label: int, owners: dict, path: Path,
-           overlap: str) -> None:
-    """Write ``label`` where ``mask`` is set, keeping earlier labels where they overlap."""
-    clash = mask & (labels > 0)
-    if clash.any() and overlap == "error":
-        other = owners[int(labels[clash][0])]
-        raise ValueError(f"mask {str(path)!r} overlaps mask {str(other)!r} on "
-                         f"{int(clash.sum())} pixels (pass overlap='first' to keep the first)")
-    labels[mask & ~clash] = label
-    owners[label] = path
-
-
 def _load_sample(sample: Path, overlap: str) -> tuple[np.ndarray, np.ndarray]:
     image_path = _image_path(sample)
     mask_dir = sample / "masks"
@@ -115,14 +103,20 @@ def _load_sample(sample: Path, overlap: str) -> tuple[np.ndarray, np.ndarray]:
         raise FileNotFoundError(f"no mask PNG files in {str(mask_dir)!r}")
     image = _read_rgb(image_path)
     labels = np.zeros(image.shape[:2], np.int32)
-    owners: dict[int, Path] = {}
+    owners: list[Path] = []  # the file of label k + 1
     for path in mask_paths:
         mask = _read_mask(path)
         if mask.shape != labels.shape:
             raise ValueError(f"mask {str(path)!r} has size {mask.shape} but its image "
                              f"{str(image_path)!r} has size {labels.shape}")
+        clash = mask & (labels > 0)  # earlier labels are kept
+        if clash.any() and overlap == "error":
+            raise ValueError(f"mask {str(path)!r} overlaps mask "
+                             f"{str(owners[labels[clash][0] - 1])!r} on {int(clash.sum())} "
+                             "pixels (pass overlap='first' to keep the first)")
         if mask.any():
-            _paint_mask(labels, mask, len(owners) + 1, owners, path, overlap)
+            owners.append(path)
+            labels[mask & ~clash] = len(owners)
     return image, labels
 
 
