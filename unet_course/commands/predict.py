@@ -5,7 +5,6 @@ starts; ``segment_files`` predicts each image (``unet_course.predict``, ``rescal
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from collections import Counter
 from pathlib import Path
@@ -65,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if tally["failed"] else 0
 
 
-_warn = functools.partial(print, file=sys.stderr)  # a note or a warning, on stderr
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 class Job(NamedTuple):
