@@ -22,7 +22,8 @@ def _rng(rng) -> np.random.Generator:
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be a numpy.random.Generator or an int seed, got {type(rng).__name__}")
+    raise TypeError(f"rng must be a numpy.random.Generator or an int seed, "
+                    f"got {type(rng).__name__}")
 
 
 def _hw(size, what: str = "size") -> tuple[int, int]:
@@ -112,7 +113,8 @@ def _as_dtype(x: np.ndarray, dtype) -> np.ndarray:
 def _draw_intensity(rng: np.random.Generator, brightness: float, contrast: float):
     """``(c, b)``: contrast factor and brightness shift drawn, ``None`` where disabled."""
     if brightness < 0 or contrast < 0 or contrast > 1:
-        raise ValueError(f"need brightness >= 0 and 0 <= contrast <= 1, got {brightness}, {contrast}")
+        raise ValueError(f"need brightness >= 0 and 0 <= contrast <= 1, "
+                         f"got {brightness}, {contrast}")
     c = rng.uniform(1 - contrast, 1 + contrast) if contrast else None
     b = rng.uniform(-brightness, brightness) if brightness else None
     return c, b
@@ -163,7 +165,7 @@ def displacement_field(shape, rng, alpha: float = 10.0, grid: int = 3) -> np.nda
 
 def _warp(a: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
     """``a`` ``(H, W, ...)`` sampled at ``coords`` ``(2, h, w)`` by
-    ``ndimage.map_coordinates(mode="reflect")``: ``(h, w, ...)``, ``a``'s dtype (order 0 by index)."""
+    ``ndimage.map_coordinates(mode="reflect")``: ``(h, w, ...)``, ``a``'s dtype."""
     h, w = a.shape[:2]
     if order == 0:
         index = ndimage.map_coordinates(np.arange(h * w).reshape(h, w), coords, order=0,

@@ -76,9 +76,10 @@ class Difficulty:
 
 
 def _is_pair(pair, low, high=math.inf) -> bool:
-    """Whether ``pair`` is a list or tuple of two numbers with ``low <= pair[0] <= pair[1] <= high``."""
+    """Whether ``pair`` is a list or tuple of two numbers, ``low <= pair[0] <= pair[1] <= high``."""
     return (isinstance(pair, tuple | list) and len(pair) == 2
-            and all(isinstance(v, numbers.Real) for v in pair) and low <= pair[0] <= pair[1] <= high)
+            and all(isinstance(v, numbers.Real) for v in pair)
+            and low <= pair[0] <= pair[1] <= high)
 
 
 def make_nuclei(n: int, size: int = 256, seed: int = 0, *, style: str = "mixed",

@@ -123,7 +123,7 @@ def sha256(path: str | Path) -> str:
 
 
 def write_run_record(out_dir: str | Path, report: dict) -> dict:
-    """Write ``out_dir/metrics.json``: ``report`` plus ``model_sha256`` of ``out_dir/model.keras``."""
+    """Write and return ``out_dir/metrics.json``: ``report`` plus ``model.keras``'s SHA-256."""
     out = Path(out_dir)
     record = {**report, "model_sha256": sha256(out / "model.keras")}
     write_text(out / RECORD, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
@@ -148,7 +148,7 @@ def read_run_record(model: str | Path) -> dict | None:
         raise ValueError(f"{str(path)!r} holds a JSON {type(record).__name__}; expected the "
                          "object that `train` writes")
     if record.get("model_sha256") != sha256(model):
-        why = "has no model_sha256" if "model_sha256" not in record else "was written for another model"
+        why = "was written for another model" if "model_sha256" in record else "has no model_sha256"
         raise ValueError(f"{str(path)!r} {why}: it is not the training record of "
                          f"{str(model)!r}")
     return record
@@ -215,20 +215,22 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     pixels = _decode(path)
     if pixels.ndim == 3 and pixels.shape[0] in (2, 3, 4) and pixels.shape[-1] > 4:
         pixels = np.moveaxis(pixels, 0, -1)  # channels first (a planar TIFF)
-    if channel is not None:
-        return _one_channel(pixels, channel, path)
-    if pixels.ndim == 3 and pixels.shape[-1] in (2, 4):
-        if not _alpha_declared(path, pixels.shape[-1]):
-            raise ValueError(f"{str(path)!r} has {pixels.shape[-1]} channels and declares none "
-                             "of them alpha, so which one holds the nuclei is unknown: pass "
-                             f"--channel N (0 to {pixels.shape[-1] - 1}) to predict that one "
-                             "as grey")
-        pixels = pixels[..., :-1]  # the declared alpha
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3) or min(pixels.shape[:2]) < 1:
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    if pixels.ndim != 3 or min(pixels.shape[:2]) < 1 or (channel is None and pixels.shape[-1] > 4):
         raise ValueError(f"{str(path)!r}: expected a grey or colour image, got an array of "
                          f"shape {pixels.shape}")
+    count = pixels.shape[-1]
+    if channel is not None:
+        if not 0 <= channel < count:
+            raise ValueError(f"--channel {channel}: {str(path)!r} has {count} channel"
+                             f"{'s' if count > 1 else ''} (0 to {count - 1})")
+        pixels = pixels[..., channel:channel + 1]
+    elif count in (2, 4):
+        if not _alpha_declared(path, count):
+            raise ValueError(f"{str(path)!r} has {count} channels and declares none of them "
+                             "alpha, so which one holds the nuclei is unknown: pass --channel N "
+                             f"(0 to {count - 1}) to predict that one as grey")
+        pixels = pixels[..., :-1]  # the declared alpha
     return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
 
 
@@ -259,19 +261,6 @@ def _decode(path: str | Path) -> np.ndarray:
     if not (np.issubdtype(pixels.dtype, np.integer) or np.issubdtype(pixels.dtype, np.floating)):
         raise ValueError(f"{str(path)!r}: unsupported pixel type {pixels.dtype}")
     return pixels
-
-
-def _one_channel(pixels: np.ndarray, channel: int, path: str | Path) -> np.ndarray:
-    """Channel ``channel`` of ``(H, W)`` or ``(H, W, C)`` pixels as ``(H, W, 3)`` grey."""
-    count = 1 if pixels.ndim == 2 else pixels.shape[-1]
-    if pixels.ndim not in (2, 3) or min(pixels.shape[:2]) < 1:
-        raise ValueError(f"{str(path)!r}: expected an image, got an array of shape "
-                         f"{pixels.shape}")
-    if not 0 <= channel < count:
-        raise ValueError(f"--channel {channel}: {str(path)!r} has {count} channel"
-                         f"{'s' if count > 1 else ''} (0 to {count - 1})")
-    plane = pixels if pixels.ndim == 2 else pixels[..., channel]
-    return np.repeat(plane[..., None], 3, axis=-1)
 
 
 def _alpha_declared(path: str | Path, channels: int) -> bool:

@@ -1,4 +1,4 @@
-"""``render``: a label map of ``data.make_nuclei`` as a microscope-like ``(H, W, 3)`` uint8 image."""
+"""``render``: a label map of ``data.make_nuclei`` as a microscope-like (H, W, 3) uint8 image."""
 
 from __future__ import annotations
 

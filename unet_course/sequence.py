@@ -58,8 +58,8 @@ def _check_dataset(images: list, masks: list, weights, size, image_dtype: str) -
 
 def _check_draw(batches, draw, n: int):
     """``(batches, draw)`` checked: ``draw`` as ``(n,)`` float64 probabilities or ``None``."""
-    if batches is not None and (isinstance(batches, bool) or not isinstance(batches, (int, np.integer))
-                                or batches < 1):
+    if batches is not None and (isinstance(batches, bool)
+                                or not isinstance(batches, (int, np.integer)) or batches < 1):
         raise ValueError(f"batches must be None or a positive int, got {batches!r}")
     if draw is None:
         return batches, None
@@ -73,7 +73,7 @@ def _check_draw(batches, draw, n: int):
 
 @functools.lru_cache(maxsize=64)
 def _gather_index(k: int, flip_v: bool, flip_h: bool, h: int, w: int, channels: int):
-    """Flat indices into a ``(C, h, w)`` window that give its transform as raveled ``(h', w', C)``."""
+    """Flat indices into a ``(C, h, w)`` window giving its transform as raveled ``(h', w', C)``."""
     pixels = _dihedral_view(np.arange(h * w).reshape(h, w), k, flip_v, flip_h)
     index = (pixels[..., None] + np.arange(channels) * (h * w)).ravel()
     index.setflags(write=False)
