@@ -1,7 +1,4 @@
-"""Label maps (2-D integer arrays: 0 is background, every other value one object, not
-necessarily consecutive): ``check_labels``, ``relabel`` (1..n) and ``looks_like_label_map``
-(tells a file of labels or a mask from a microscope image; ``predict`` skips them).
-"""
+"""Label maps: 2-D integer arrays, 0 background, every other value one object."""
 
 from __future__ import annotations
 
