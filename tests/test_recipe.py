@@ -269,3 +269,17 @@ def test_training_crops_of_a_stained_slide_are_its_negated_grey_brightness():
     crop = np.asarray(val_seq[0][0])[0, ..., 0]  # the centre crop: the whole slide's middle
     inside = labels[labels.shape[0] // 2 - 16: labels.shape[0] // 2 + 16, 4:36] > 0
     assert crop[inside].min() > crop[~inside].max()  # nuclei brighter than the field
+
+
+def test_training_crops_of_a_tinted_slide_are_its_grey_brightness():
+    """A fluorescence slide saved in one colour trains as the grey slide it is predicted as."""
+    grey = (np.random.default_rng(4).random((32, 32)) ** 3 * 255).astype(np.uint8)
+    tinted = np.stack([grey // 2, grey, np.zeros_like(grey)], axis=-1)  # a green-yellow dye
+    splits = type("S", (), {})()
+    splits.train = splits.val = type("One", (), {"images": [tinted],
+                                                 "labels": [np.zeros((32, 32), np.int32)]})()
+    chosen = dataclasses.replace(recipe.Recipe(), img_size=32, batch_size=1, synthetic_share=0)
+    _, val_seq = recipe.make_sequences(splits, chosen)
+    crop = np.asarray(val_seq[0][0])[0].astype(float)
+    assert np.ptp(crop, axis=-1).max() < 1e-3  # grey
+    assert np.corrcoef(crop[..., 0].ravel(), grey.ravel())[0, 1] > 0.999  # its brightness

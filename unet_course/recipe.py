@@ -16,6 +16,7 @@ import numpy as np
 from unet_course import rescale
 from unet_course.devices import LR_RULE, distributed, global_batch, learning_rate
 from unet_course.evaluate import scores
+from unet_course.files import one_colour_as_grey, to_uint8
 from unet_course.normalization import stain_as_fluorescence
 from unet_course.postprocess import DEFAULT_POSTPROCESSING, tune_postprocessing
 from unet_course.predict import foreground, predict_classes
@@ -155,8 +156,12 @@ def make_sequences(splits, recipe: Recipe, extra_train=None) -> tuple[ThreeClass
 
 
 def _as_predicted(image: np.ndarray) -> np.ndarray:
-    """A uint8 training slide as ``predict.predict_classes`` shows it to the network: a stained
-    one as its negated grey brightness (``stain_as_fluorescence``), rounded to uint8."""
+    """A uint8 training slide as ``predict.predict_classes`` shows it to the network, in uint8:
+    one colour as its grey brightness (``files.to_uint8``, as a DSB folder is read), a stained
+    one as its negated grey brightness (``stain_as_fluorescence``), any other as it is."""
+    grey = one_colour_as_grey(image)
+    if grey is not image:
+        return to_uint8(grey)
     seen = stain_as_fluorescence(image)
     return image if seen is image else np.round(seen).astype(np.uint8)
 
