@@ -347,8 +347,8 @@ def test_a_label_map_covering_nearly_the_whole_image_gets_a_warning(models, slid
     assert _predict(*argv, "--output", tmp_path / "p") == 0
     err = capsys.readouterr().err
     for name in ("a.png", "b.png"):
-        assert (f"{name}: 92% of the image was labelled as nuclei: check that nuclei are "
-                "brighter than the background, or try --threshold") in err
+        assert (f"{name}: 92% of the image was labelled as nuclei: check the overlay; if "
+                "nuclei and background are swapped, invert the image") in err
 
 
 def test_predict_on_a_dsb_folder_points_at_the_images_folders(tmp_path, capsys):

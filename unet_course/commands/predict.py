@@ -245,8 +245,9 @@ def _segment_one(job: Job, channel, segment, appearance, number: str) -> str:
         _warn(f"note: {name}: {empty}: no nuclei to find; an empty label map written")
         return "blank"
     if (share := np.count_nonzero(labels) / labels.size) > MOSTLY:
-        _warn(f"warning: {name}: {share:.0%} of the image was labelled as nuclei: check that "
-              "nuclei are brighter than the background, or try --threshold")
+        _warn(f"warning: {name}: {share:.0%} of the image was labelled as nuclei: check the "
+              "overlay; if nuclei and background are swapped, invert the image (or give the "
+              "nuclear channel with --channel), or try --threshold")
     at = "" if factor in (None, 1) else f" (predicted at scale {factor:.2f})"
     note = appearance(image)
     print(f"{name}: {labels.max()} nucle{'us' if labels.max() == 1 else 'i'}, {w}x{h}{at} -> "
