@@ -210,7 +210,8 @@ def draw_conv_window(x: np.ndarray, kernel: np.ndarray, stride=1, padding="valid
     if fig is None:
         fig = plt.figure(figsize=(12, 3.8), layout="constrained")
     axes = fig.subplots(1, 3, width_ratios=[1, 2.2, 0.8])
-    _value_grid(axes[0], padded, f"padded input {padded.shape[0]}x{padded.shape[1]}, "
+    name = "padded input" if padded.shape != x.shape else "input (no padding)"
+    _value_grid(axes[0], padded, f"{name} {padded.shape[0]}x{padded.shape[1]}, "
                 f"window {t} = output ({i}, {j})")  # fmt: skip
     _box(axes[0], pads[0][0], pads[1][0], *x.shape, color="gray")
     _box(axes[0], i * sh, j * sw, *kernel.shape)
